@@ -1,0 +1,5 @@
+import sys
+
+from consecution.cli import main
+
+sys.exit(main())

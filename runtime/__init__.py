@@ -1,0 +1,44 @@
+"""The runtime: runs a topology with guaranteed processing.
+
+    spouts --emit--> [log] --> acker.init --> queue --> bolt tasks --emit--> queue --> ...
+                                  ^                        |
+                                  +------ ack / fail ------+
+    tree complete: release the log entry, spout.ack     failed: replay after backoff,
+                                                         or dead letter + spout.fail
+
+`core.Scheduler` holds the whole path (read its module docstring first); `tasks` binds
+components to it, `routing` turns groupings into task ids, `retry` decides replays,
+`result` is what a run returns, `logs` sets up structlog for the command line.
+"""
+from consecution.errors import ConsecutionError
+
+from .core import Aborted, Scheduler, UserCodeError
+from .result import EXIT_ERROR, EXIT_GIVEN_UP, EXIT_OK, EXIT_USAGE, RunResult
+from .routing import RoutingError, stable_hash
+from .tasks import TopologyContext
+
+MODES = ("single", "thread", "process")
+
+
+class ModeNotAvailable(ConsecutionError):
+    """The mode asked for is not implemented yet."""
+
+
+def run(topology, mode="single", **options):
+    """Run `topology` to the end (finite spouts) or until stopped; return a `RunResult`.
+
+    `options`: state_dir, collect, grace, and overrides of the topology's reliability settings
+    (max_retries, message_timeout, max_pending, retry_backoff, reliability).
+    """
+    if mode not in MODES:
+        raise ModeNotAvailable(f"unknown mode {mode!r}: choose one of {', '.join(MODES)}")
+    if mode != "single":
+        raise ModeNotAvailable(
+            f"mode {mode!r} is not available in this version: only 'single' runs today "
+            "(thread and process modes are planned); use --mode single")
+    return Scheduler(topology, mode=mode, **options).run()
+
+
+__all__ = ["Aborted", "EXIT_ERROR", "EXIT_GIVEN_UP", "EXIT_OK", "EXIT_USAGE", "MODES",
+           "ModeNotAvailable", "RoutingError", "RunResult", "Scheduler", "TopologyContext",
+           "UserCodeError", "run", "stable_hash"]

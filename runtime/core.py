@@ -1,0 +1,422 @@
+"""The scheduler core: acking, replay, timeouts, backpressure and the finish order.
+
+One core serves every mode; modes differ only in where tasks run and how tuples travel.
+In single mode the core runs each delivery itself, in order, on one thread.
+
+The life of a spout tuple (reliability "confirm", "track" and "replay"):
+
+    spout.next_tuple() -> emit -> Record appended to the log -> tree started in the acker
+        -> one Tuple per subscribing task, each with a fresh 64-bit id, queued
+    bolt task.execute(tup) -> process(tup) -> children emitted (ids XORed into the input's ack)
+        -> returned: ack(roots, tup.id ^ children)  | raised: fail(roots, error)
+    acker: XOR of a tree back to 0 -> tree complete -> record released, spout.ack(msg_id)
+    fail or message_timeout -> tree failed -> replayed after a backoff (attempts + 1)
+        -> past max_retries (or at once for confirm/track): dead letter, spout.fail, and a
+           tuple on the failure stream
+    every spout exhausted, the queue empty, no tree pending -> bolts' finish() in topological
+        order, each followed by the same wait -> cleanup() and close() -> RunResult
+
+With reliability "none" nothing is logged or tracked: tuples carry no id and an error in a
+bolt is logged, counted and sent to the failure stream, the input is not replayed.
+"""
+import collections
+import copy
+import heapq
+import time
+import traceback as tb_module
+
+import structlog
+
+from consecution.acker import Acker, new_id
+from consecution.errors import ConsecutionError
+from consecution.storage import DeadLetter, MemoryLog, Record
+from consecution.topology import FAILURE_FIELDS, FAILURES, Component, Tuple
+
+from .result import RunResult
+from .retry import Backoff, NoRetry
+from .routing import Routing, RoutingError
+from .tasks import BoltTask, SpoutTask, TopologyContext
+
+log = structlog.get_logger("consecution")
+
+IDLE_SLEEP = 0.001       # a spout that emitted nothing is asked again after this long
+EXPIRE_EVERY = 0.1       # how often trees are checked against message_timeout
+
+
+class UserCodeError(ConsecutionError):
+    """User code raised outside tuple processing (open, prepare, next_tuple, finish, ack...)."""
+
+    def __init__(self, component, phase, exc):
+        self.component, self.phase, self.exc = component, phase, exc
+        self.traceback = "".join(tb_module.format_exception(exc))
+        super().__init__(f"{component}.{phase}() raised {type(exc).__name__}: {exc}")
+
+
+class Aborted(BaseException):
+    """A second stop signal: leave at once (the log holds what is pending)."""
+
+
+class Scheduler:
+    """Runs one topology to the end (finite spouts) or until stopped.
+
+    `overrides` replace the topology's reliability settings (max_retries, message_timeout,
+    max_pending, retry_backoff, reliability). `collect=True` keeps every tuple the bolts emit,
+    by (component, stream), in the result (for tests and `consecution.testing`).
+    """
+
+    def __init__(self, topology, *, mode="single", state_dir=None, collect=False, grace=30.0,
+                 clock=time.monotonic, wall=time.time, **overrides):
+        topology.validate()
+        self.topology = topology
+        self.mode = mode
+        self.state_dir = state_dir
+        self.grace = grace
+        self.clock, self.wall = clock, wall
+        settings = {k: getattr(topology, k) for k in
+                    ("max_retries", "message_timeout", "max_pending", "retry_backoff", "reliability",
+                     "track_last")}
+        settings.update({k: v for k, v in overrides.items() if v is not None})
+        unknown = set(settings) - {"max_retries", "message_timeout", "max_pending", "retry_backoff",
+                                   "reliability", "track_last"}
+        if unknown:
+            raise TypeError(f"unknown settings: {', '.join(sorted(unknown))}")
+        self.settings = settings
+        self.reliability = settings["reliability"]
+        self.tracking = self.reliability != "none"
+        self.message_timeout = settings["message_timeout"]
+        self.max_pending = settings["max_pending"]
+        if self.reliability == "replay":
+            self.policy = Backoff(settings["max_retries"], settings["retry_backoff"])
+        else:
+            self.policy = NoRetry()
+        keep = {"replay": None, "track": settings["track_last"]}.get(self.reliability, 0)
+        self.log = MemoryLog(keep=keep)
+        self.acker = Acker()
+        self.trees = {}                # tree id -> Record
+        self.retries = []              # heap of (due, seq, Record)
+        self.waiting = collections.Counter()  # spout task id -> records waiting for a retry
+        self.queue = collections.deque()
+        self.outputs = {} if collect else None
+        self.result = RunResult(topology.name, self.reliability, mode)
+        self.stopping = False
+        self.stop_deadline = None
+        self.signals = 0
+        self.now = clock()
+        self._seq = 0
+        self._build_tasks()
+
+    # -- building ----------------------------------------------------------------------------
+
+    def _build_tasks(self):
+        topology = self.topology
+        order = topology.topological_order()
+        tasks_by_component, next_id = {}, 0
+        for name in order:
+            n = topology.components[name].parallelism
+            tasks_by_component[name] = list(range(next_id, next_id + n))
+            next_id += n
+        self.tasks_by_component = tasks_by_component
+        uses = collections.Counter(id(c.obj) for c in topology.components.values())
+        self.tasks = [None] * next_id
+        self.spout_tasks, self.bolt_tasks_in_order = [], []
+        for name in order:
+            component = topology.components[name]
+            routing_proto = None
+            for index, task_id in enumerate(tasks_by_component[name]):
+                shared = component.parallelism == 1 and uses[id(component.obj)] == 1
+                obj = component.obj if shared else copy.deepcopy(component.obj)
+                routing = Routing(topology, component, tasks_by_component)
+                routing_proto = routing_proto or routing
+                context = TopologyContext(topology.name, name, index, task_id, component.parallelism,
+                                          tasks_by_component, self.state_dir, self.mode)
+                if component.kind == "spout":
+                    task = SpoutTask(self, component, task_id, obj, routing, context)
+                    self.spout_tasks.append(task)
+                else:
+                    task = BoltTask(self, component, task_id, obj, routing, context, self.tracking,
+                                    self.outputs is not None)
+                    self.bolt_tasks_in_order.append(task)
+                self.tasks[task_id] = task
+        failures = Component(FAILURES, "spout", None, 1, {"default": FAILURE_FIELDS})
+        self.failure_routing = Routing(topology, failures, tasks_by_component)
+        self.active_spouts = list(self.spout_tasks)
+
+    # -- the sink: what tasks call -----------------------------------------------------------
+
+    def deliver(self, task_id, tup):
+        self.queue.append((self.tasks[task_id], tup))
+
+    def spout_emit(self, task, stream, values, msg_id):
+        self.result.roots += 1
+        if not self.tracking:
+            targets = task.routing.targets(stream, values, task.task_id)
+            fields = task.streams[stream]
+            for target in targets:
+                self.queue.append((self.tasks[target],
+                                   Tuple(values, stream, task.component, task.task_id, None, (), fields)))
+            return targets
+        record = Record(new_id(), task.component, task.task_id, stream, values, msg_id, 1, self.wall())
+        self.log.append(record)
+        return self._start(record)
+
+    def emit_root(self, task, stream, values, direct):
+        """A bolt emitted with no input to anchor to (from finish, flush or prepare): the tuple
+        starts a tree of its own, logged and replayed like a spout tuple."""
+        if direct is not None:
+            raise RoutingError(
+                f"component {task.component!r}: emit_direct needs an input to anchor to; "
+                "it cannot be used from finish, flush or prepare")
+        self.result.roots += 1
+        record = Record(new_id(), task.component, task.task_id, stream, values, None, 1, self.wall())
+        self.log.append(record)
+        return self._start(record)
+
+    def ack(self, roots, xor):
+        trees, acker, now = self.trees, self.acker, self.now
+        for root in roots:
+            if root in trees and acker.ack(root, xor, now):
+                self._complete(trees.pop(root))
+
+    def fail(self, roots, error, traceback, component, task_id, tup):
+        if not roots:
+            self._untracked_error(error, traceback, component, task_id, tup)
+            return
+        for root in roots:
+            if root in self.trees:
+                self.acker.fail(root)
+                self._tree_failed(root, error, traceback, component, task_id)
+
+    def collect(self, component, stream, values):
+        self.outputs.setdefault((component, stream), []).append(values)
+
+    # -- trees -------------------------------------------------------------------------------
+
+    def _start(self, record):
+        """Route a record's tuple from its origin task and start its tree."""
+        task = self.tasks[record.task]
+        targets = task.routing.targets(record.stream, record.values, record.task)
+        if not targets:
+            self._complete(record)
+            return targets
+        tree, xor = new_id(), 0
+        fields = task.streams[record.stream]
+        roots = (tree,)
+        queue, tasks = self.queue, self.tasks
+        for target in targets:
+            i = new_id()
+            xor ^= i
+            queue.append((tasks[target], Tuple(record.values, record.stream, record.spout, record.task,
+                                               i, roots, fields)))
+        self.trees[tree] = record
+        self.acker.init(tree, xor, record.task, self.now)
+        return targets
+
+    def _complete(self, record):
+        self.log.release(record.root)
+        self.result.completed += 1
+        task = self.tasks[record.task]
+        if isinstance(task, SpoutTask):
+            self._call(task, "ack", record.msg_id if record.msg_id is not None else record.root)
+
+    def _tree_failed(self, tree, error, traceback, component, task_id):
+        record = self.trees.pop(tree)
+        self.result.failed += 1
+        delay = self.policy.delay(record.attempts)
+        if delay is not None:
+            log.warning("tuple.failed", topology=self.topology.name, component=component, task=task_id,
+                        root=record.root, attempt=record.attempts, retry_in=round(delay, 3), error=error)
+            self._seq += 1
+            heapq.heappush(self.retries, (self.now + delay, self._seq, record))
+            self.waiting[record.task] += 1
+            return
+        self._give_up(record, error, traceback, component, task_id)
+
+    def _give_up(self, record, error, traceback, component, task_id):
+        letter = DeadLetter(record, component, task_id, error, traceback, self.wall())
+        self.log.dead_letter(letter)
+        self.result.given_up += 1
+        if len(self.result.failures) < 1000:
+            self.result.failures.append(letter)
+        log.error("tuple.given_up", topology=self.topology.name, component=component, task=task_id,
+                  root=record.root, spout=record.spout, attempts=record.attempts, error=error)
+        task = self.tasks[record.task]
+        if isinstance(task, SpoutTask):
+            self._call(task, "fail", record.msg_id if record.msg_id is not None else record.root, error)
+        self._emit_failure((record.root, record.spout, list(record.values), component, task_id, error,
+                            traceback, record.attempts))
+
+    def _untracked_error(self, error, traceback, component, task_id, tup):
+        self.result.errors += 1
+        log.error("tuple.error", topology=self.topology.name, component=component, task=task_id,
+                  error=error, tracked=False)
+        if self.tracking:
+            return  # an unanchored tuple: nothing to replay, the error is counted
+        letter = DeadLetter(Record(0, tup.source, tup.task, tup.stream, tup.values, None, 1, self.wall()),
+                            component, task_id, error, traceback, self.wall())
+        if len(self.result.failures) < 1000:
+            self.result.failures.append(letter)
+        self._emit_failure((None, tup.source, list(tup.values), component, task_id, error, traceback, 1))
+
+    def _emit_failure(self, values):
+        for target in self.failure_routing.targets("default", values):
+            self.queue.append((self.tasks[target], Tuple(values, "default", FAILURES, None, None, (),
+                                                         FAILURE_FIELDS)))
+
+    def _replay_due(self, now):
+        retries = self.retries
+        while retries and retries[0][0] <= now:
+            record = heapq.heappop(retries)[2]
+            self.waiting[record.task] -= 1
+            record.attempts += 1
+            self.result.replayed += 1
+            self.log.append(record)
+            self._start(record)
+
+    def _expire(self, now):
+        for tree in self.acker.expire(now, self.message_timeout):
+            self._tree_failed(tree, f"timed out: the tree was not complete within {self.message_timeout:g} s",
+                              None, None, None)
+
+    def pending(self, task_id):
+        """Records of a spout task in flight or waiting for a retry (for max_pending)."""
+        return self.acker.pending(task_id) + self.waiting[task_id]
+
+    # -- running -----------------------------------------------------------------------------
+
+    def run(self):
+        """Run to the end; return the `RunResult`. Raises `UserCodeError` when user code fails
+        outside tuple processing."""
+        started = self.clock()
+        log.info("run.started", topology=self.topology.name, mode=self.mode, reliability=self.reliability,
+                 components=len(self.topology.components), tasks=len(self.tasks))
+        opened = []
+        try:
+            for task in self.bolt_tasks_in_order:
+                self._call(task, "prepare", task.context)
+                opened.append(task)
+            for task in self.spout_tasks:
+                self._call(task, "open", task.context)
+                opened.append(task)
+            self._loop(pull=True)
+            if not self.stopping:
+                self._finish()
+            self.result.status = "stopped" if self.stopping else "complete"
+        except Aborted:
+            self.result.status = "aborted"
+        finally:
+            self._close(opened)
+            self.log.flush()
+            self.result.pending = len(self.trees) + len(self.retries)
+            self.result.elapsed = self.clock() - started
+            self.result.outputs = self.outputs
+            self.result.dead_letters = len(self.log.dead_letters)
+        log.info("run.finished", topology=self.topology.name, **self.result.summary())
+        return self.result
+
+    def stop(self):
+        """Stop gracefully: no new spout tuples; in-flight trees drain for `grace` seconds.
+        A second call aborts at once."""
+        self.signals += 1
+        if self.signals > 1:
+            raise Aborted()
+        self.stopping = True
+        self.stop_deadline = self.clock() + self.grace
+        log.info("run.stopping", topology=self.topology.name, grace=self.grace, pending=len(self.trees))
+
+    def _finish(self):
+        for task in self.bolt_tasks_in_order:
+            self._call(task, "finish")
+            self._loop(pull=False)
+
+    def _close(self, opened):
+        errors = []
+        for task in opened:
+            try:
+                self._call(task, "close" if isinstance(task, SpoutTask) else "cleanup")
+            except UserCodeError as exc:
+                errors.append(exc)
+        if errors and self.result.status is not None:  # else an error is already on its way
+            raise errors[0]
+
+    def _call(self, task, method, *args):
+        try:
+            return getattr(task.obj, method)(*args)
+        except StopIteration:
+            raise
+        except Exception as exc:
+            raise UserCodeError(task.component, method, exc) from exc
+
+    def _pull(self):
+        """Ask each spout task that has room for one more tuple; True if any emitted."""
+        emitted = False
+        max_pending = self.max_pending
+        for task in list(self.active_spouts):
+            if max_pending is not None and self.pending(task.task_id) >= max_pending:
+                continue
+            before = len(self.queue) + self.result.roots
+            try:
+                task.obj.next_tuple()
+            except StopIteration:
+                task.exhausted = True
+                self.active_spouts.remove(task)
+                log.info("spout.exhausted", topology=self.topology.name, component=task.component,
+                         task=task.task_id)
+                emitted = True
+                continue
+            except Exception as exc:
+                raise UserCodeError(task.component, "next_tuple", exc) from exc
+            if len(self.queue) + self.result.roots != before:
+                emitted = True
+        return emitted
+
+    def _flush_holders(self):
+        """Every spout is exhausted and trees are still pending: bolts that hold inputs
+        (`flush()`, e.g. chunk) emit what they hold. True if one of them had a flush."""
+        flushed = False
+        for task in self.bolt_tasks_in_order:
+            flush = getattr(task.obj, "flush", None)
+            if flush is not None:
+                flushed = True
+                self._call(task, "flush")
+        return flushed
+
+    def _loop(self, pull):
+        """Run deliveries, replays and spouts until quiet: (no spout to ask,) nothing queued,
+        no tree pending and no replay waiting; or until a stop's grace period is over."""
+        queue, clock = self.queue, self.clock
+        next_expire = clock() + EXPIRE_EVERY
+        flushed = False
+        while True:
+            now = self.now = clock()
+            if self.retries and self.retries[0][0] <= now:
+                self._replay_due(now)
+            if now >= next_expire:
+                self._expire(now)
+                next_expire = now + EXPIRE_EVERY
+            if queue:
+                popleft = queue.popleft
+                while queue:
+                    task, tup = popleft()
+                    task.execute(tup)
+                flushed = False
+                continue
+            asking = pull and not self.stopping and self.active_spouts
+            if asking and self._pull():
+                continue
+            if not self.trees and not self.retries and not asking:
+                return
+            if self.stopping and now >= self.stop_deadline:
+                log.warning("run.grace_over", topology=self.topology.name, pending=len(self.trees),
+                            waiting=len(self.retries))
+                return
+            if self.trees and not self.retries and not asking and not self.active_spouts and not flushed:
+                flushed = True
+                if self._flush_holders():
+                    continue
+            wake = next_expire
+            if self.retries:
+                wake = min(wake, self.retries[0][0])
+            if asking:
+                wake = min(wake, now + IDLE_SLEEP)
+            if wake > now:
+                time.sleep(wake - now)

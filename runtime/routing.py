@@ -1,0 +1,130 @@
+"""Groupings at run time: for a tuple emitted on a stream, the task ids that receive it.
+
+`Routing(topology, tasks)` compiles every subscription once into an `Outlet`; `targets()`
+is then a loop over the outlets of one (component, stream). Round robin counters live in the
+`Routing` of the emitting task, so shuffle is deterministic in single mode. Fields hashing
+is crc32 of the msgpack encoding of the grouped values: stable across processes and runs.
+"""
+import zlib
+
+from consecution.storage import encode
+from consecution.topology import DEFAULT, Tuple, TopologyError
+
+
+class RoutingError(TopologyError):
+    """A tuple cannot be routed: an undeclared stream, a bad direct task, a bad custom choice."""
+
+
+def stable_hash(values):
+    """The same int for the same values in every process and run (unlike `hash()`)."""
+    if len(values) == 1 and values[0].__class__ is str:
+        return zlib.crc32(values[0].encode())
+    return zlib.crc32(encode(list(values)))
+
+
+class Outlet:
+    """One subscription of one bolt to one stream, compiled."""
+
+    __slots__ = ("kind", "bolt", "tasks", "positions", "fn", "_next")
+
+    def __init__(self, grouping, bolt, tasks, fields):
+        self.kind = grouping.kind
+        self.bolt = bolt
+        self.tasks = tasks
+        self.fn = grouping.fn
+        self.positions = ()
+        if self.kind == "fields":
+            self.positions = tuple(fields.index[f] for f in grouping.fields) if fields is not None else (0,)
+        self._next = 0
+
+    def choose(self, values, tup, choices):
+        """The task ids for one tuple. `tup` is a callable that makes the Tuple on demand;
+        `choices` caches each router's pick for this tuple."""
+        kind, tasks = self.kind, self.tasks
+        if kind == "shuffle" or kind == "local_or_shuffle" or kind == "none" or kind == "failure":
+            if len(tasks) == 1:
+                return tasks
+            i = self._next
+            self._next = (i + 1) % len(tasks)
+            return (tasks[i],)
+        if kind == "fields":
+            key = [values[p] for p in self.positions]
+            return (tasks[stable_hash(key) % len(tasks)],)
+        if kind == "all":
+            return tasks
+        if kind == "global":
+            return tasks[:1]
+        if kind == "route":
+            for router, branch in self.fn:
+                pick = choices.get(router)
+                if pick is None:
+                    pick = choices[router] = router.choose(tup())
+                if pick != branch:
+                    return ()
+            if len(tasks) == 1:
+                return tasks
+            i = self._next
+            self._next = (i + 1) % len(tasks)
+            return (tasks[i],)
+        if kind == "custom":
+            picked = self.fn(tup(), len(tasks))
+            picked = [picked] if isinstance(picked, int) else list(picked)
+            for p in picked:
+                if isinstance(p, bool) or not isinstance(p, int) or not 0 <= p < len(tasks):
+                    raise RoutingError(
+                        f"custom grouping of bolt {self.bolt!r} returned {p!r}; "
+                        f"it must return indexes in range({len(tasks)})")
+            return tuple(tasks[p] for p in picked)
+        return ()  # direct: only emit_direct reaches it
+
+
+class Routing:
+    """The outlets of every stream of one component, for the tasks of one emitting task."""
+
+    def __init__(self, topology, component, tasks_by_component):
+        self.component = component.name
+        self.streams = component.streams
+        self.outlets = {}
+        self.direct = {}  # stream -> {task id: bolt name}
+        for stream, fields in component.streams.items():
+            outlets = []
+            for bolt, grouping in topology.subscribers(component.name, stream):
+                tasks = tuple(tasks_by_component[bolt.name])
+                if grouping.kind == "direct":
+                    self.direct.setdefault(stream, {}).update((t, bolt.name) for t in tasks)
+                    continue
+                outlets.append(Outlet(grouping, bolt.name, tasks, fields))
+            self.outlets[stream] = tuple(outlets)
+
+    def targets(self, stream, values, task=None, direct=None):
+        """The task ids of every subscriber that gets `values` emitted on `stream`."""
+        try:
+            outlets = self.outlets[stream]
+        except KeyError:
+            raise RoutingError(
+                f"component {self.component!r} emitted on undeclared stream {stream!r}; "
+                f"it declares {', '.join(sorted(self.streams))}") from None
+        if direct is not None:
+            bolts = self.direct.get(stream, {})
+            if direct not in bolts:
+                raise RoutingError(
+                    f"component {self.component!r} emitted directly to task {direct!r} on stream "
+                    f"{stream!r}, which no direct_grouping subscriber of that stream owns "
+                    f"(direct tasks: {sorted(bolts) or 'none'})")
+            return (direct,)
+        if not outlets:
+            return ()
+        if len(outlets) == 1 and outlets[0].kind != "route" and outlets[0].kind != "custom":
+            return outlets[0].choose(values, None, None)
+        made = []
+
+        def tup():
+            if not made:
+                made.append(Tuple(values, stream, self.component, task, None, (), self.streams[stream]))
+            return made[0]
+
+        choices = {}
+        out = []
+        for outlet in outlets:
+            out.extend(outlet.choose(values, tup, choices))
+        return out

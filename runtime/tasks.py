@@ -1,0 +1,187 @@
+"""Tasks: one running copy of a spout or bolt, bound to the run through a `sink`.
+
+A task binds `emit` (and a bolt's `ack`/`fail`) on its component, routes what it emits, gives
+each delivery a fresh 64-bit id and tells the sink. The sink is the scheduler core in single
+and thread mode; a worker's channel to it in process mode. It offers:
+
+    sink.spout_emit(task, stream, values, msg_id)   a spout tuple: log it, start its tree
+    sink.emit_root(task, stream, values)            a bolt emit with no input to anchor to
+    sink.deliver(task_id, tup)                      queue a tuple for a bolt task
+    sink.ack(roots, xor)                            XOR `xor` into each tree of `roots`
+    sink.fail(roots, error, traceback, component, task)
+    sink.collect(component, stream, values)         only when the run collects outputs
+"""
+import traceback as tb_module
+
+from consecution.acker import new_id
+from consecution.storage import normalize
+from consecution.topology import FieldError, Tuple
+
+from .routing import RoutingError
+
+
+class TopologyContext:
+    """What `open`/`prepare` get: where this task stands in the topology."""
+
+    def __init__(self, topology_name, component, task_index, task_id, parallelism, tasks_by_component,
+                 state_dir=None, mode="single"):
+        self.topology = topology_name
+        self.component = component
+        self.task_index = task_index
+        self.task_id = task_id
+        self.parallelism = parallelism
+        self.state_dir = state_dir
+        self.mode = mode
+        self._tasks = tasks_by_component
+
+    def tasks_of(self, component):
+        """The task ids of `component` (for `emit_direct`)."""
+        return list(self._tasks[component])
+
+    def __repr__(self):
+        return f"TopologyContext({self.topology!r}, {self.component!r}, task {self.task_index})"
+
+
+def checked(values, component, stream, streams):
+    """`values` normalised for msgpack, with its stream and arity checked against the
+    component's declared streams and fields."""
+    try:
+        fields = streams[stream]
+    except KeyError:
+        raise RoutingError(
+            f"component {component!r} emitted on undeclared stream {stream!r}; it declares "
+            f"{', '.join(sorted(streams))} (declare more with `streams = {{...}}`)") from None
+    values = normalize(values, component, stream, fields)
+    if fields is not None and len(values) != len(fields):
+        raise FieldError(
+            f"component {component!r} emitted {len(values)} values on stream {stream!r}, which "
+            f"declares {len(fields)} fields {tuple(fields)!r}: {values!r}")
+    return values
+
+
+class SpoutTask:
+    def __init__(self, sink, component, task_id, obj, routing, context):
+        self.sink = sink
+        self.component = component.name
+        self.streams = component.streams
+        self.task_id = task_id
+        self.obj = obj
+        self.routing = routing
+        self.context = context
+        self.exhausted = False
+        obj._emit = self.emit
+
+    def emit(self, values, stream="default", msg_id=None):
+        values = checked(values, self.component, stream, self.streams)
+        return self.sink.spout_emit(self, stream, values, msg_id)
+
+
+class BoltTask:
+    def __init__(self, sink, component, task_id, obj, routing, context, tracking, collect):
+        self.sink = sink
+        self.component = component.name
+        self.streams = component.streams
+        self.task_id = task_id
+        self.obj = obj
+        self.routing = routing
+        self.context = context
+        self.tracking = tracking
+        self.collect = collect
+        self.auto_ack = getattr(obj, "auto_ack", True)
+        self.current = None   # the input being processed
+        self.ackval = 0       # XOR of the ids of children anchored to `current`
+        self.acked = False    # `current` was acked by hand in an auto_ack bolt
+        obj._emit = self.emit
+        obj._ack = self.ack
+        obj._fail = self.fail
+
+    def execute(self, tup):
+        """Run `process` on one tuple and ack or fail it."""
+        self.current = tup
+        self.ackval = 0
+        self.acked = False
+        try:
+            self.obj.process(tup)
+        except Exception as exc:
+            self.current = None
+            self.sink.fail(tup.roots, _describe(exc), tb_module.format_exc(), self.component, self.task_id, tup)
+            return
+        self.current = None
+        if self.auto_ack and not self.acked and tup.roots:
+            self.sink.ack(tup.roots, tup.id ^ self.ackval)
+
+    def emit(self, values, stream="default", anchors=None, direct=None):
+        component = self.component
+        values = checked(values, component, stream, self.streams)
+        if self.collect:
+            self.sink.collect(component, stream, values)
+        current = self.current
+        if self.tracking and anchors is None and current is None:
+            return self.sink.emit_root(self, stream, values, direct)
+        targets = self.routing.targets(stream, values, self.task_id, direct)
+        fields = self.streams[stream]
+        deliver = self.sink.deliver
+        if not self.tracking:
+            for target in targets:
+                deliver(target, Tuple(values, stream, component, self.task_id, None, (), fields))
+            return targets
+        if anchors is None:
+            roots = current.roots
+            fast = self.auto_ack and not self.acked
+        else:
+            if isinstance(anchors, Tuple):
+                anchors = (anchors,)
+            roots = _roots_of(anchors)
+            fast = False
+        if not roots:
+            for target in targets:
+                deliver(target, Tuple(values, stream, component, self.task_id, None, (), fields))
+            return targets
+        xor = 0
+        for target in targets:
+            i = new_id()
+            xor ^= i
+            deliver(target, Tuple(values, stream, component, self.task_id, i, roots, fields))
+        if fast:
+            self.ackval ^= xor
+        elif xor:
+            self.sink.ack(roots, xor)
+        return targets
+
+    def ack(self, tup):
+        """Ack `tup` (for bolts with `auto_ack = False`, or to ack the input early)."""
+        if not tup.roots:
+            return
+        if tup is self.current:
+            if self.acked:
+                return
+            self.acked = True
+            self.sink.ack(tup.roots, tup.id ^ self.ackval)
+            self.ackval = 0
+            return
+        self.sink.ack(tup.roots, tup.id)
+
+    def fail(self, tup, error=None):
+        """Fail `tup`: its trees are replayed or given up."""
+        if tup is self.current:
+            self.acked = True  # no auto-ack after an explicit fail
+        if not tup.roots:
+            return
+        message = _describe(error) if isinstance(error, BaseException) else (error or "failed by the bolt")
+        self.sink.fail(tup.roots, message, "".join(tb_module.format_stack(limit=8)), self.component,
+                       self.task_id, tup)
+
+
+def _roots_of(anchors):
+    if len(anchors) == 1:
+        return anchors[0].roots
+    roots = []
+    for a in anchors:
+        for r in a.roots:
+            if r not in roots:
+                roots.append(r)
+    return tuple(roots)
+
+
+def _describe(exc):
+    return f"{type(exc).__name__}: {exc}"

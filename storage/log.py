@@ -1,0 +1,87 @@
+"""The replay log's records and its in-memory form.
+
+A `Record` is one entry of the log: a tuple that started a tree (a spout tuple, or a tuple a
+bolt emitted from `finish`), with what is needed to emit it again. `MemoryLog` keeps pending
+records and dead letters in memory: the log of `reliability="replay"` until the durable LMDB
+log (same methods) takes its place, and the store of "confirm" and "track".
+"""
+import collections
+
+
+class Record:
+    """One pending entry: `root` (its id in the log), where it came from (`spout`, `task`,
+    `stream`), its `values` and `msg_id`, how many `attempts` it has had, when it was first seen."""
+
+    __slots__ = ("root", "spout", "task", "stream", "values", "msg_id", "attempts", "first_seen")
+
+    def __init__(self, root, spout, task, stream, values, msg_id, attempts, first_seen):
+        self.root = root
+        self.spout = spout
+        self.task = task
+        self.stream = stream
+        self.values = values
+        self.msg_id = msg_id
+        self.attempts = attempts
+        self.first_seen = first_seen
+
+    def __repr__(self):
+        return f"Record(root={self.root:#x}, spout={self.spout!r}, values={self.values!r}, attempts={self.attempts})"
+
+
+class DeadLetter:
+    """A record given up, with the last error: where it happened and its traceback."""
+
+    __slots__ = ("record", "component", "task", "error", "traceback", "time")
+
+    def __init__(self, record, component, task, error, traceback, time):
+        self.record = record
+        self.component = component
+        self.task = task
+        self.error = error
+        self.traceback = traceback
+        self.time = time
+
+    def as_dict(self):
+        r = self.record
+        return {"root": r.root, "spout": r.spout, "values": list(r.values), "component": self.component,
+                "task": self.task, "error": self.error, "traceback": self.traceback,
+                "attempts": r.attempts, "time": self.time}
+
+
+class MemoryLog:
+    """Pending records by root and dead letters, in memory (lost with the process).
+
+    `keep` bounds the dead letters kept (oldest dropped first; None keeps all), which is how
+    `reliability="track"` keeps only the last N failures.
+    """
+
+    durable = False
+
+    def __init__(self, keep=None):
+        self._pending = {}
+        self.dead_letters = collections.deque(maxlen=keep)
+
+    def append(self, record):
+        self._pending[record.root] = record
+
+    def release(self, root):
+        return self._pending.pop(root, None)
+
+    def get(self, root):
+        return self._pending.get(root)
+
+    def pending(self):
+        return list(self._pending.values())
+
+    def dead_letter(self, letter):
+        self._pending.pop(letter.record.root, None)
+        self.dead_letters.append(letter)
+
+    def flush(self):
+        pass
+
+    def close(self):
+        pass
+
+    def __len__(self):
+        return len(self._pending)

@@ -1,0 +1,315 @@
+"""The `Topology` builder: components, their streams, and who subscribes to whom.
+
+Names follow Storm's TopologyBuilder: `spout(name, spout, parallelism)`,
+`bolt(name, bolt, parallelism)` returning a declarer on which groupings are chained.
+Mistakes that can be seen at once (a duplicate name, a bad parallelism, a spout declared as a
+bolt) raise when made; the rest (unknown sources and streams, cycles, undeclared fields) when
+`validate()` runs, which every run does first.
+"""
+import hashlib
+import json
+import re
+from typing import NamedTuple
+
+from .components import DEFAULT, IterableSpout, as_bolt, as_spout
+from .errors import (ComponentError, CycleError, DuplicateNameError, FieldError,
+                     TopologyError, UnknownSourceError)
+from .tuples import Fields
+
+RELIABILITY_LEVELS = ("none", "confirm", "track", "replay")
+FAILURES = "__failures"  # the pseudo-source of the failure stream
+FAILURE_FIELDS = Fields(("root", "spout", "values", "component", "task", "error",
+                         "traceback", "attempts"))
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+
+
+class Grouping(NamedTuple):
+    """How one subscription picks the tasks of its bolt for a tuple of `source`/`stream`.
+
+    `kind` is one of shuffle, fields, all, global, direct, local_or_shuffle, none, custom,
+    route (a pipe's `route`: `fn` holds the (router, branch) pairs a tuple must match) and
+    failure (the tuples given up; `source` is `FAILURES`).
+    """
+    kind: str
+    source: str
+    stream: str = DEFAULT
+    fields: tuple = ()
+    fn: object = None
+
+
+class Component:
+    """A declared spout or bolt: its object, its output streams, and (bolts) its inputs."""
+
+    def __init__(self, name, kind, obj, parallelism, streams):
+        self.name = name
+        self.kind = kind  # "spout" or "bolt"
+        self.obj = obj
+        self.parallelism = parallelism
+        self.streams = streams  # {stream: Fields or None (undeclared)}
+        self.inputs = []  # [Grouping]
+
+    @property
+    def stateful(self):
+        return bool(getattr(self.obj, "stateful", False))
+
+    def __repr__(self):
+        return f"Component({self.name!r}, {self.kind}, parallelism={self.parallelism})"
+
+
+def _streams_of(name, obj, fields, streams):
+    fields = fields if fields is not None else getattr(obj, "fields", None)
+    streams = streams if streams is not None else getattr(obj, "streams", None)
+    if fields is not None and streams is not None and DEFAULT in streams:
+        raise FieldError(f"component {name!r} declares both `fields` and a {DEFAULT!r} stream")
+    if isinstance(fields, str) or any(isinstance(f, str) for f in (streams or {}).values()):
+        raise FieldError(f"component {name!r}: fields are a tuple of names, e.g. ('word',), not a string")
+    out = {DEFAULT: Fields(fields) if fields is not None else None}
+    for stream, names in (streams or {}).items():
+        if not isinstance(stream, str) or not stream or stream.startswith("__"):
+            raise FieldError(f"component {name!r}: bad stream name {stream!r}")
+        out[stream] = Fields(names) if names is not None else None
+    return out
+
+
+class BoltDeclarer:
+    """Returned by `Topology.bolt()`: chain groupings on it, as in Storm."""
+
+    def __init__(self, topology, component):
+        self._topology = topology
+        self.component = component
+
+    @property
+    def name(self):
+        return self.component.name
+
+    def _add(self, kind, source, stream=DEFAULT, fields=(), fn=None):
+        if not isinstance(source, str):
+            raise UnknownSourceError(
+                f"bolt {self.name!r}: a grouping names its source component by name, got {source!r}")
+        self.component.inputs.append(Grouping(kind, source, stream, tuple(fields), fn))
+        return self
+
+    def shuffle_grouping(self, source, stream=DEFAULT):
+        """Tuples spread evenly (round robin) over the bolt's tasks."""
+        return self._add("shuffle", source, stream)
+
+    def fields_grouping(self, source, *fields, stream=DEFAULT):
+        """Tuples with equal values in `fields` go to the same task (stable across runs)."""
+        if len(fields) == 1 and isinstance(fields[0], (list, tuple)):
+            fields = tuple(fields[0])
+        if not fields:
+            raise FieldError(f"bolt {self.name!r}: fields_grouping({source!r}) names no field")
+        return self._add("fields", source, stream, fields)
+
+    def all_grouping(self, source, stream=DEFAULT):
+        """Every task gets every tuple."""
+        return self._add("all", source, stream)
+
+    def global_grouping(self, source, stream=DEFAULT):
+        """Every tuple goes to the bolt's first task."""
+        return self._add("global", source, stream)
+
+    def direct_grouping(self, source, stream=DEFAULT):
+        """The emitter picks the task with `emit_direct(task, values)`."""
+        return self._add("direct", source, stream)
+
+    def local_or_shuffle_grouping(self, source, stream=DEFAULT):
+        """Shuffle among the tasks in the emitter's process, if any; else shuffle."""
+        return self._add("local_or_shuffle", source, stream)
+
+    def none_grouping(self, source, stream=DEFAULT):
+        """No preference: currently the same as shuffle (as in Storm)."""
+        return self._add("none", source, stream)
+
+    def custom_grouping(self, source, fn, stream=DEFAULT):
+        """`fn(tup, n)` returns a task index in range(n), or a list of them."""
+        if not callable(fn):
+            raise ComponentError(f"bolt {self.name!r}: custom_grouping needs a function, got {fn!r}")
+        return self._add("custom", source, stream, fn=fn)
+
+    def failure_grouping(self):
+        """Subscribe to the tuples given up by the run: one tuple per given-up record, with
+        fields root, spout, values, component, task, error, traceback, attempts."""
+        return self._add("failure", FAILURES, DEFAULT)
+
+
+class Topology:
+    """A named graph of spouts and bolts, with its reliability settings.
+
+    `Topology(name, pipe)` compiles a pipe expression (`a | b | [c, d]`) into the graph; the
+    builder methods add to it. `reliability` is one of "none", "confirm", "track" and
+    "replay" (see the README, "Guarantees"); `max_retries` counts the replays after the first
+    attempt, `retry_backoff` is the first backoff in seconds (doubled on every attempt, with
+    jitter), `message_timeout` the seconds a tree may take, `max_pending` the most trees
+    pending per spout task (None: no limit), `track_last` the failures kept by "track".
+    """
+
+    def __init__(self, name, pipe=None, *, max_retries=3, message_timeout=30,
+                 max_pending=None, reliability="replay", retry_backoff=0.5, track_last=100):
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise TopologyError(
+                f"topology name {name!r} must start with a letter or '_' and hold only "
+                "letters, digits, '_', '-' and '.' (it names the state directory)")
+        self.name = name
+        self.components = {}
+        self.max_retries = _count("max_retries", max_retries, minimum=0)
+        self.message_timeout = _seconds("message_timeout", message_timeout)
+        self.max_pending = None if max_pending is None else _count("max_pending", max_pending, 1)
+        self.retry_backoff = _seconds("retry_backoff", retry_backoff, allow_zero=True)
+        self.track_last = _count("track_last", track_last, minimum=0)
+        if reliability not in RELIABILITY_LEVELS:
+            raise TopologyError(
+                f"topology {name!r}: reliability must be one of {', '.join(RELIABILITY_LEVELS)}, "
+                f"got {reliability!r}")
+        self.reliability = reliability
+        if pipe is not None:
+            from .pipes import Pipe
+            Pipe.of(pipe).compile_into(self)
+
+    # -- declaring ---------------------------------------------------------------------------
+
+    def _declare(self, name, kind, obj, parallelism, streams):
+        if not isinstance(name, str) or not _NAME.match(name) or name.startswith("__"):
+            raise ComponentError(
+                f"topology {self.name!r}: component name {name!r} must start with a letter and "
+                "hold only letters, digits, '_', '-' and '.'")
+        if name in self.components:
+            raise DuplicateNameError(
+                f"topology {self.name!r}: a component named {name!r} is already declared")
+        if isinstance(parallelism, bool) or not isinstance(parallelism, int) or parallelism < 1:
+            raise ComponentError(
+                f"component {name!r}: parallelism must be an integer of at least 1, got {parallelism!r}")
+        if isinstance(obj, IterableSpout) and parallelism != 1:
+            raise ComponentError(
+                f"component {name!r}: an iterable spout has one task (each task would read every "
+                "item); split the input into several spouts instead")
+        component = Component(name, kind, obj, parallelism, streams)
+        self.components[name] = component
+        return component
+
+    def spout(self, name, spout, parallelism=1, *, fields=None, streams=None):
+        """Declare a spout (a `Spout` or any iterable). Returns its `Component`."""
+        obj = as_spout(name, spout, fields)
+        return self._declare(name, "spout", obj, parallelism, _streams_of(name, obj, fields, streams))
+
+    def bolt(self, name, bolt, parallelism=1, *, fields=None, streams=None):
+        """Declare a bolt (a `Bolt` or a plain function); chain its groupings on the result."""
+        obj = as_bolt(name, bolt, fields)
+        component = self._declare(name, "bolt", obj, parallelism,
+                                  _streams_of(name, obj, fields, streams))
+        return BoltDeclarer(self, component)
+
+    # -- reading -----------------------------------------------------------------------------
+
+    @property
+    def spouts(self):
+        return [c for c in self.components.values() if c.kind == "spout"]
+
+    @property
+    def bolts(self):
+        return [c for c in self.components.values() if c.kind == "bolt"]
+
+    def subscribers(self, source, stream=DEFAULT):
+        """[(bolt component, grouping)] of every subscription to `source`/`stream`."""
+        return [(c, g) for c in self.bolts for g in c.inputs
+                if g.source == source and g.stream == stream]
+
+    def topological_order(self):
+        """Component names, every source before its subscribers (declaration order otherwise)."""
+        order, state = [], {}
+
+        def visit(name, path):
+            if state.get(name) == "done":
+                return
+            if state.get(name) == "visiting":
+                cycle = path[path.index(name):] + [name]
+                raise CycleError(
+                    f"topology {self.name!r} has a cycle: {' -> '.join(cycle)}; tuples must flow one way")
+            state[name] = "visiting"
+            for g in self.components[name].inputs:
+                if g.source in self.components:
+                    visit(g.source, path + [name])
+            state[name] = "done"
+            order.append(name)
+
+        for name in self.components:
+            visit(name, [])
+        return order
+
+    # -- checking ----------------------------------------------------------------------------
+
+    def validate(self):
+        """Raise a `TopologyError` naming the place if the topology cannot run; return self."""
+        if not self.spouts:
+            raise TopologyError(f"topology {self.name!r} has no spout: nothing would ever flow")
+        for c in self.bolts:
+            if not c.inputs:
+                raise UnknownSourceError(
+                    f"bolt {c.name!r} subscribes to nothing; chain a grouping on it, e.g. "
+                    f"topology.bolt({c.name!r}, ...).shuffle_grouping('<source>')")
+            for g in c.inputs:
+                self._check_input(c, g)
+        self.topological_order()
+        return self
+
+    def _check_input(self, c, g):
+        if g.kind == "failure":
+            return
+        source = self.components.get(g.source)
+        if source is None:
+            known = ", ".join(sorted(self.components)) or "none"
+            raise UnknownSourceError(
+                f"bolt {c.name!r} subscribes to unknown component {g.source!r} (declared: {known})")
+        if g.stream not in source.streams:
+            raise UnknownSourceError(
+                f"bolt {c.name!r} subscribes to stream {g.stream!r} of {g.source!r}, which declares "
+                f"only {', '.join(sorted(source.streams))}")
+        if g.kind != "fields":
+            return
+        declared = source.streams[g.stream]
+        for field in g.fields:
+            if declared is None:
+                if g.fields == ("value",):
+                    continue
+                raise FieldError(
+                    f"bolt {c.name!r} groups on field {field!r} of {g.source!r} stream {g.stream!r}, "
+                    f"which declares no fields; declare them (fields=(...)) on {g.source!r}")
+            if field not in declared:
+                raise FieldError(
+                    f"bolt {c.name!r} groups on field {field!r} of {g.source!r} stream {g.stream!r}, "
+                    f"which declares {tuple(declared)!r}")
+
+    # -- identity ----------------------------------------------------------------------------
+
+    def shape(self):
+        """What the fingerprint covers: names, kinds, streams and fields, groupings, and the
+        parallelism of stateful components (state is split by task, so it must not change)."""
+        components = {}
+        for c in self.components.values():
+            components[c.name] = {
+                "kind": c.kind,
+                "streams": {s: (list(f) if f is not None else None) for s, f in sorted(c.streams.items())},
+                "inputs": sorted([g.kind, g.source, g.stream, list(g.fields)] for g in c.inputs),
+                "parallelism": c.parallelism if c.stateful else None,
+            }
+        return {"name": self.name, "components": components}
+
+    def fingerprint(self):
+        """A stable hash of `shape()` (hex, 16 digits): equal across runs and machines."""
+        text = json.dumps(self.shape(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def __repr__(self):
+        return f"Topology({self.name!r}, {len(self.components)} components)"
+
+
+def _count(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise TopologyError(f"{name} must be an integer of at least {minimum}, got {value!r}")
+    return value
+
+
+def _seconds(name, value, allow_zero=False):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (value == 0 and not allow_zero):
+        raise TopologyError(f"{name} must be a positive number of seconds, got {value!r}")
+    return float(value)
