@@ -13,7 +13,7 @@ import math
 import os
 import sqlite3
 
-from consecution import Bolt, IterableSpout, Topology, broadcast
+from consecution import Bolt, Topology, broadcast, component
 
 # The ten busiest US airports by passengers, with their coordinates (degrees).
 LOCATIONS = {
@@ -107,7 +107,7 @@ class CsvWriter(Bolt):
         os.replace(tmp, self.path)
 
 
-airport_list = IterableSpout(list(LOCATIONS), fields=("code",))
+airport_list = component(list(LOCATIONS), name="airport_list", fields=("code",))
 topology = Topology(
     "airports",
     airport_list

@@ -25,19 +25,16 @@ import heapq
 import time
 import traceback as tb_module
 
-import structlog
-
 from consecution.acker import Acker, new_id
 from consecution.errors import ConsecutionError
 from consecution.storage import DeadLetter, MemoryLog, Record
 from consecution.topology import FAILURE_FIELDS, FAILURES, Component, Tuple
 
+from .logs import logger
 from .result import RunResult
 from .retry import Backoff, NoRetry
 from .routing import Routing, RoutingError
 from .tasks import BoltTask, SpoutTask, TopologyContext
-
-log = structlog.get_logger("consecution")
 
 IDLE_SLEEP = 0.001       # a spout that emitted nothing is asked again after this long
 EXPIRE_EVERY = 0.1       # how often trees are checked against message_timeout
@@ -72,6 +69,7 @@ class Scheduler:
         self.state_dir = state_dir
         self.grace = grace
         self.clock, self.wall = clock, wall
+        self.logger = logger()
         settings = {k: getattr(topology, k) for k in
                     ("max_retries", "message_timeout", "max_pending", "retry_backoff", "reliability",
                      "track_last")}
@@ -223,7 +221,7 @@ class Scheduler:
         self.result.failed += 1
         delay = self.policy.delay(record.attempts)
         if delay is not None:
-            log.warning("tuple.failed", topology=self.topology.name, component=component, task=task_id,
+            self.logger.warning("tuple.failed", topology=self.topology.name, component=component, task=task_id,
                         root=record.root, attempt=record.attempts, retry_in=round(delay, 3), error=error)
             self._seq += 1
             heapq.heappush(self.retries, (self.now + delay, self._seq, record))
@@ -237,7 +235,7 @@ class Scheduler:
         self.result.given_up += 1
         if len(self.result.failures) < 1000:
             self.result.failures.append(letter)
-        log.error("tuple.given_up", topology=self.topology.name, component=component, task=task_id,
+        self.logger.error("tuple.given_up", topology=self.topology.name, component=component, task=task_id,
                   root=record.root, spout=record.spout, attempts=record.attempts, error=error)
         task = self.tasks[record.task]
         if isinstance(task, SpoutTask):
@@ -247,7 +245,7 @@ class Scheduler:
 
     def _untracked_error(self, error, traceback, component, task_id, tup):
         self.result.errors += 1
-        log.error("tuple.error", topology=self.topology.name, component=component, task=task_id,
+        self.logger.error("tuple.error", topology=self.topology.name, component=component, task=task_id,
                   error=error, tracked=False)
         if self.tracking:
             return  # an unanchored tuple: nothing to replay, the error is counted
@@ -287,7 +285,7 @@ class Scheduler:
         """Run to the end; return the `RunResult`. Raises `UserCodeError` when user code fails
         outside tuple processing."""
         started = self.clock()
-        log.info("run.started", topology=self.topology.name, mode=self.mode, reliability=self.reliability,
+        self.logger.info("run.started", topology=self.topology.name, mode=self.mode, reliability=self.reliability,
                  components=len(self.topology.components), tasks=len(self.tasks))
         opened = []
         try:
@@ -310,7 +308,7 @@ class Scheduler:
             self.result.elapsed = self.clock() - started
             self.result.outputs = self.outputs
             self.result.dead_letters = len(self.log.dead_letters)
-        log.info("run.finished", topology=self.topology.name, **self.result.summary())
+        self.logger.info("run.finished", topology=self.topology.name, **self.result.summary())
         return self.result
 
     def stop(self):
@@ -321,7 +319,7 @@ class Scheduler:
             raise Aborted()
         self.stopping = True
         self.stop_deadline = self.clock() + self.grace
-        log.info("run.stopping", topology=self.topology.name, grace=self.grace, pending=len(self.trees))
+        self.logger.info("run.stopping", topology=self.topology.name, grace=self.grace, pending=len(self.trees))
 
     def _finish(self):
         for task in self.bolt_tasks_in_order:
@@ -359,7 +357,7 @@ class Scheduler:
             except StopIteration:
                 task.exhausted = True
                 self.active_spouts.remove(task)
-                log.info("spout.exhausted", topology=self.topology.name, component=task.component,
+                self.logger.info("spout.exhausted", topology=self.topology.name, component=task.component,
                          task=task.task_id)
                 emitted = True
                 continue
@@ -406,7 +404,7 @@ class Scheduler:
             if not self.trees and not self.retries and not asking:
                 return
             if self.stopping and now >= self.stop_deadline:
-                log.warning("run.grace_over", topology=self.topology.name, pending=len(self.trees),
+                self.logger.warning("run.grace_over", topology=self.topology.name, pending=len(self.trees),
                             waiting=len(self.retries))
                 return
             if self.trees and not self.retries and not asking and not self.active_spouts and not flushed:

@@ -34,3 +34,16 @@ def configure(fmt="auto", level="info", stream=None):
         cache_logger_on_first_use=False,
     )
     return fmt
+
+
+def logger():
+    """The logger of a run: structlog's, as the application configured it; when nothing
+    configured structlog, a console logger on stderr, so library use never writes to stdout."""
+    if structlog.is_configured():
+        return structlog.get_logger("consecution")
+    return structlog.wrap_logger(
+        structlog.PrintLogger(sys.stderr),
+        processors=[structlog.processors.add_log_level,
+                    structlog.processors.TimeStamper(fmt="%Y-%m-%d %H:%M:%S"),
+                    structlog.dev.ConsoleRenderer(colors=False)],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))

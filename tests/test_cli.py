@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 
-from conftest import EXAMPLES
+from support import EXAMPLES
 
 GOOD = """
     from consecution import Bolt, Topology
