@@ -63,3 +63,15 @@ def test_airports_rerun_is_idempotent(run_cli, tmp_path):
 def test_docstring_examples_of_the_testing_helpers_hold():
     failures, tried = doctest.testmod(consecution.testing)
     assert tried > 0 and failures == 0
+
+
+def test_readme_wordcount_example_prints_what_the_readme_shows(run_cli, tmp_path):
+    import re
+    with open(os.path.join(os.path.dirname(EXAMPLES), "README.md")) as f:
+        readme = f.read()
+    code = re.search(r"## Word count, complete\n\n```python\n(.*?)```", readme, re.S).group(1)
+    shown = re.search(r"\$ consecution run wordcount.py\n(.*?)```", readme, re.S).group(1)
+    (tmp_path / "wordcount.py").write_text(code)
+    done = run_cli("run", "wordcount.py")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == shown
