@@ -4,9 +4,11 @@ Exit status: 0 complete (or stopped by a signal), 1 an error in the runtime or i
 outside tuple processing, 2 bad usage or an invalid topology, 3 completed with tuples given up.
 """
 import argparse
+import json
 import os
 import signal
 import sys
+import time
 import traceback
 
 import structlog
@@ -17,6 +19,7 @@ from consecution.loading import UsageError, load
 from consecution.runtime import (EXIT_ERROR, EXIT_OK, EXIT_USAGE, MODES, ModeNotAvailable, Scheduler,
                                  UserCodeError)
 from consecution.runtime.logs import configure
+from consecution.storage import DURABILITY, DurableLog, StorageError, holder
 from consecution.topology import RELIABILITY_LEVELS, TopologyError
 
 
@@ -44,10 +47,27 @@ def _parser():
     r.add_argument("--message-timeout", type=_positive_float, default=None, metavar="SECONDS")
     r.add_argument("--max-pending", type=_positive_int, default=None)
     r.add_argument("--retry-backoff", type=_non_negative_float, default=None, metavar="SECONDS")
+    r.add_argument("--durability", choices=DURABILITY, default="kill",
+                   help="kill: the log survives SIGKILL of the process (default); "
+                        "power: also power loss (fsync on every commit, slower)")
     r.add_argument("--grace", type=_non_negative_float, default=30.0, metavar="SECONDS",
                    help="on SIGTERM/SIGINT, how long in-flight tuples may drain (default 30)")
     r.add_argument("--log-format", choices=("auto", "console", "json"), default="auto",
                    help="console on a terminal, JSON otherwise (default: auto)")
+
+    st = sub.add_parser("status", help="what a state directory holds (works while a run holds it)")
+    st.add_argument("--state-dir", required=True)
+    st.add_argument("--json", action="store_true")
+
+    d = sub.add_parser("dead-letters", help="list, requeue or purge the records given up")
+    d.add_argument("--state-dir", required=True)
+    d.add_argument("--json", action="store_true", help="one JSON object per line (the default "
+                   "when stdout is not a terminal)")
+    action = d.add_mutually_exclusive_group()
+    action.add_argument("--requeue", action="store_true",
+                        help="move them back to the log: the next run replays them with a fresh attempt count")
+    action.add_argument("--purge", action="store_true", help="delete them")
+    d.add_argument("--root", type=int, default=None, help="act on this root id only")
 
     v = sub.add_parser("validate", help="check a topology without running it")
     v.add_argument("topology")
@@ -61,8 +81,9 @@ def _parser():
 def main(argv=None):
     args = _parser().parse_args(argv)
     try:
-        return {"run": _run, "validate": _validate, "show": _show}[args.command](args)
-    except (UsageError, TopologyError, ModeNotAvailable) as exc:
+        return {"run": _run, "validate": _validate, "show": _show, "status": _status,
+                "dead-letters": _dead_letters}[args.command](args)
+    except (UsageError, TopologyError, ModeNotAvailable, StorageError) as exc:
         print(f"consecution: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
@@ -98,12 +119,16 @@ def _run(args):
         raise UsageError("--workers applies to --mode thread and --mode process only")
     state_dir = args.state_dir or default_state_dir(topology.name)
     scheduler = Scheduler(topology, mode=args.mode, state_dir=state_dir, grace=args.grace,
+                          durability=args.durability,
                           reliability=args.reliability, max_retries=args.max_retries,
                           message_timeout=args.message_timeout, max_pending=args.max_pending,
                           retry_backoff=args.retry_backoff)
     previous = {sig: signal.signal(sig, lambda *_: scheduler.stop()) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         result = scheduler.run()
+    except StorageError as exc:
+        print(f"consecution: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except UserCodeError as exc:
         log.error("run.failed", topology=topology.name, component=exc.component, phase=exc.phase,
                   error=str(exc), traceback=exc.traceback)
@@ -115,6 +140,69 @@ def _run(args):
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return result.exit_code
+
+
+def _open_log(path):
+    if not os.path.isdir(path):
+        raise UsageError(f"{path}: no such state directory")
+    return DurableLog(path, readonly=True)
+
+
+def _status(args):
+    log = _open_log(args.state_dir)
+    try:
+        oldest = log.oldest_pending()
+        info = {
+            "state_dir": args.state_dir,
+            "topology": log.get_meta("name"),
+            "fingerprint": log.get_meta("fingerprint"),
+            "pending": log.pending_count(),
+            "oldest_pending_age": round(time.time() - oldest.first_seen, 3) if oldest else None,
+            "dead_letters": log.dead_count(),
+            "positions": log.positions(),
+            "running_pid": holder(args.state_dir),
+        }
+    finally:
+        log.close()
+    if args.json:
+        print(json.dumps(info))
+        return EXIT_OK
+    for key, value in info.items():
+        print(f"{key + ':':<20}{json.dumps(value) if isinstance(value, dict) else value}")
+    return EXIT_OK
+
+
+def _dead_letters(args):
+    if args.requeue or args.purge:
+        pid = holder(args.state_dir)
+        if pid is not None:
+            raise UsageError(f"state directory {args.state_dir} is in use by a running topology (pid {pid}); "
+                             "stop it before --requeue or --purge")
+        from consecution.storage import StateLock
+        with StateLock(args.state_dir):
+            log = DurableLog(args.state_dir) if os.path.isdir(args.state_dir) else _open_log(args.state_dir)
+            try:
+                n = log.requeue(args.root) if args.requeue else log.purge(args.root)
+            finally:
+                log.close()
+        print(f"{'requeued' if args.requeue else 'purged'} {n} dead letters", file=sys.stderr)
+        return EXIT_OK
+    log = _open_log(args.state_dir)
+    try:
+        letters = log.dead_letters(args.root)
+    finally:
+        log.close()
+    as_json = args.json or not sys.stdout.isatty()
+    for letter in letters:
+        row = letter.as_dict()
+        if as_json:
+            print(json.dumps(row, default=repr))
+            continue
+        print(f"root {row['root']} from {row['spout']}: {row['values']!r}\n"
+              f"  failed in {row['component']} (task {row['task']}) after {row['attempts']} attempts: {row['error']}")
+        for line in (row["traceback"] or "").rstrip().splitlines():
+            print(f"    {line}")
+    return EXIT_OK
 
 
 def _number(kind, minimum, strict):

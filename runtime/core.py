@@ -5,14 +5,18 @@ In single mode the core runs each delivery itself, in order, on one thread.
 
 The life of a spout tuple (reliability "confirm", "track" and "replay"):
 
-    spout.next_tuple() -> emit -> Record appended to the log -> tree started in the acker
-        -> one Tuple per subscribing task, each with a fresh 64-bit id, queued
+    spout.next_tuple() -> emit -> Record appended to the log, with the spout's position()
+        ... up to COMMIT_BATCH records or COMMIT_INTERVAL seconds, or until a round of
+        next_tuple calls emits nothing -> one log commit (group commit) -> each record's tree
+        started in the acker -> one Tuple per subscribing task, with a fresh 64-bit id, queued
     bolt task.execute(tup) -> process(tup) -> children emitted (ids XORed into the input's ack)
         -> returned: ack(roots, tup.id ^ children)  | raised: fail(roots, error)
     acker: XOR of a tree back to 0 -> tree complete -> record released, spout.ack(msg_id)
     fail or message_timeout -> tree failed -> replayed after a backoff (attempts + 1)
         -> past max_retries (or at once for confirm/track): dead letter, spout.fail, and a
            tuple on the failure stream
+    on start: lock the state directory, check the topology's fingerprint, seek each spout to
+        its stored position, replay every pending record before asking spouts for new tuples
     every spout exhausted, the queue empty, no tree pending -> bolts' finish() in topological
         order, each followed by the same wait -> cleanup() and close() -> RunResult
 
@@ -27,7 +31,7 @@ import traceback as tb_module
 
 from consecution.acker import Acker, new_id
 from consecution.errors import ConsecutionError
-from consecution.storage import DeadLetter, MemoryLog, Record
+from consecution.storage import DeadLetter, DurableLog, MemoryLog, Record, StateLock
 from consecution.topology import FAILURE_FIELDS, FAILURES, Component, Tuple
 
 from .logs import logger
@@ -38,6 +42,8 @@ from .tasks import BoltTask, SpoutTask, TopologyContext
 
 IDLE_SLEEP = 0.001       # a spout that emitted nothing is asked again after this long
 EXPIRE_EVERY = 0.1       # how often trees are checked against message_timeout
+COMMIT_BATCH = 512       # spout records per log commit, at most
+COMMIT_INTERVAL = 0.005  # seconds a spout record may wait for its commit, at most
 
 
 class UserCodeError(ConsecutionError):
@@ -59,10 +65,13 @@ class Scheduler:
     `overrides` replace the topology's reliability settings (max_retries, message_timeout,
     max_pending, retry_backoff, reliability). `collect=True` keeps every tuple the bolts emit,
     by (component, stream), in the result (for tests and `consecution.testing`).
+
+    With a `state_dir`, the run locks it, and reliability "replay" keeps its log there (LMDB,
+    `durability` "kill" or "power"); without one, the log is in memory.
     """
 
     def __init__(self, topology, *, mode="single", state_dir=None, collect=False, grace=30.0,
-                 clock=time.monotonic, wall=time.time, **overrides):
+                 durability="kill", clock=time.monotonic, wall=time.time, **overrides):
         topology.validate()
         self.topology = topology
         self.mode = mode
@@ -88,8 +97,15 @@ class Scheduler:
         else:
             self.policy = NoRetry()
         keep = {"replay": None, "track": settings["track_last"]}.get(self.reliability, 0)
-        self.log = MemoryLog(keep=keep)
+        self.durable = self.reliability == "replay" and state_dir is not None
+        self.durability = durability
+        self.log = MemoryLog(keep=keep)  # the durable log replaces it in run()
+        self.lock = None
         self.acker = Acker()
+        self.unlogged = []             # records appended, waiting for the commit that starts them
+        self.held_back = collections.Counter()  # spout task id -> records in `unlogged`
+        self.recovering = None         # iterator over the pending records of an earlier run
+        self.last_commit = clock()
         self.trees = {}                # tree id -> Record
         self.retries = []              # heap of (due, seq, Record)
         self.waiting = collections.Counter()  # spout task id -> records waiting for a retry
@@ -153,9 +169,11 @@ class Scheduler:
                 self.queue.append((self.tasks[target],
                                    Tuple(values, stream, task.component, task.task_id, None, (), fields)))
             return targets
-        record = Record(new_id(), task.component, task.task_id, stream, values, msg_id, 1, self.wall())
+        record = Record(self.log.new_root(), task.component, task.context.task_index, stream, values,
+                        msg_id, 1, self.wall())
         self.log.append(record)
-        return self._start(record)
+        self.unlogged.append(record)
+        self.held_back[task.task_id] += 1
 
     def emit_root(self, task, stream, values, direct):
         """A bolt emitted with no input to anchor to (from finish, flush or prepare): the tuple
@@ -165,9 +183,10 @@ class Scheduler:
                 f"component {task.component!r}: emit_direct needs an input to anchor to; "
                 "it cannot be used from finish, flush or prepare")
         self.result.roots += 1
-        record = Record(new_id(), task.component, task.task_id, stream, values, None, 1, self.wall())
+        record = Record(self.log.new_root(), task.component, task.context.task_index, stream, values,
+                        None, 1, self.wall())
         self.log.append(record)
-        return self._start(record)
+        self.unlogged.append(record)
 
     def ack(self, roots, xor):
         trees, acker, now = self.trees, self.acker, self.now
@@ -189,10 +208,24 @@ class Scheduler:
 
     # -- trees -------------------------------------------------------------------------------
 
+    def _origin(self, record):
+        """The task a record came from (its component's task of the same index)."""
+        tasks = self.tasks_by_component[record.spout]
+        return self.tasks[tasks[record.task % len(tasks)]]
+
+    def _commit(self):
+        """Commit the log, then start the trees of the records that commit made durable."""
+        self.log.commit()
+        self.last_commit = self.clock()
+        unlogged, self.unlogged = self.unlogged, []
+        self.held_back.clear()
+        for record in unlogged:
+            self._start(record)
+
     def _start(self, record):
         """Route a record's tuple from its origin task and start its tree."""
-        task = self.tasks[record.task]
-        targets = task.routing.targets(record.stream, record.values, record.task)
+        task = self._origin(record)
+        targets = task.routing.targets(record.stream, record.values, task.task_id)
         if not targets:
             self._complete(record)
             return targets
@@ -203,16 +236,16 @@ class Scheduler:
         for target in targets:
             i = new_id()
             xor ^= i
-            queue.append((tasks[target], Tuple(record.values, record.stream, record.spout, record.task,
+            queue.append((tasks[target], Tuple(record.values, record.stream, record.spout, task.task_id,
                                                i, roots, fields)))
         self.trees[tree] = record
-        self.acker.init(tree, xor, record.task, self.now)
+        self.acker.init(tree, xor, task.task_id, self.now)
         return targets
 
     def _complete(self, record):
         self.log.release(record.root)
         self.result.completed += 1
-        task = self.tasks[record.task]
+        task = self._origin(record)
         if isinstance(task, SpoutTask):
             self._call(task, "ack", record.msg_id if record.msg_id is not None else record.root)
 
@@ -225,7 +258,7 @@ class Scheduler:
                         root=record.root, attempt=record.attempts, retry_in=round(delay, 3), error=error)
             self._seq += 1
             heapq.heappush(self.retries, (self.now + delay, self._seq, record))
-            self.waiting[record.task] += 1
+            self.waiting[self._origin(record).task_id] += 1
             return
         self._give_up(record, error, traceback, component, task_id)
 
@@ -237,7 +270,7 @@ class Scheduler:
             self.result.failures.append(letter)
         self.logger.error("tuple.given_up", topology=self.topology.name, component=component, task=task_id,
                   root=record.root, spout=record.spout, attempts=record.attempts, error=error)
-        task = self.tasks[record.task]
+        task = self._origin(record)
         if isinstance(task, SpoutTask):
             self._call(task, "fail", record.msg_id if record.msg_id is not None else record.root, error)
         self._emit_failure((record.root, record.spout, list(record.values), component, task_id, error,
@@ -264,7 +297,7 @@ class Scheduler:
         retries = self.retries
         while retries and retries[0][0] <= now:
             record = heapq.heappop(retries)[2]
-            self.waiting[record.task] -= 1
+            self.waiting[self._origin(record).task_id] -= 1
             record.attempts += 1
             self.result.replayed += 1
             self.log.append(record)
@@ -275,9 +308,32 @@ class Scheduler:
             self._tree_failed(tree, f"timed out: the tree was not complete within {self.message_timeout:g} s",
                               None, None, None)
 
+    def _recover(self):
+        """Start the next pending records of an earlier run (before any new spout tuple).
+        A record counts the interrupted run as an attempt, so a record that keeps crashing
+        the process is given up after max_retries like any other failure."""
+        batch = min(COMMIT_BATCH, self.max_pending or COMMIT_BATCH)
+        for _ in range(batch):
+            record = next(self.recovering, None)
+            if record is None:
+                self.recovering = None
+                self.logger.info("run.recovered", topology=self.topology.name, replayed=self.result.recovered)
+                return
+            if record.spout not in self.tasks_by_component:
+                raise ConsecutionError(f"pending record {record.root} comes from {record.spout!r}, "
+                                       "which this topology does not have")
+            self.result.recovered += 1
+            if self.policy.delay(record.attempts) is None:
+                self._give_up(record, f"given up: attempt {record.attempts} was in flight when an earlier "
+                              "run stopped", None, None, None)
+                continue
+            record.attempts += 1
+            self.log.append(record)
+            self._start(record)
+
     def pending(self, task_id):
-        """Records of a spout task in flight or waiting for a retry (for max_pending)."""
-        return self.acker.pending(task_id) + self.waiting[task_id]
+        """Records of a spout task in flight, waiting for a retry or for their commit."""
+        return self.acker.pending(task_id) + self.waiting[task_id] + self.held_back[task_id]
 
     # -- running -----------------------------------------------------------------------------
 
@@ -285,8 +341,10 @@ class Scheduler:
         """Run to the end; return the `RunResult`. Raises `UserCodeError` when user code fails
         outside tuple processing."""
         started = self.clock()
+        self._open_state()
         self.logger.info("run.started", topology=self.topology.name, mode=self.mode, reliability=self.reliability,
-                 components=len(self.topology.components), tasks=len(self.tasks))
+                         components=len(self.topology.components), tasks=len(self.tasks),
+                         state_dir=self.state_dir, durable=self.durable)
         opened = []
         try:
             for task in self.bolt_tasks_in_order:
@@ -295,6 +353,10 @@ class Scheduler:
             for task in self.spout_tasks:
                 self._call(task, "open", task.context)
                 opened.append(task)
+                position = self.log.get_position(task.component, task.context.task_index)
+                if position is not None:
+                    self._call(task, "seek", position)
+            self.recovering = self.log.iter_pending() if len(self.log) else None
             self._loop(pull=True)
             if not self.stopping:
                 self._finish()
@@ -302,14 +364,42 @@ class Scheduler:
         except Aborted:
             self.result.status = "aborted"
         finally:
-            self._close(opened)
-            self.log.flush()
-            self.result.pending = len(self.trees) + len(self.retries)
+            try:
+                self._close(opened)
+            finally:
+                self._close_state()
             self.result.elapsed = self.clock() - started
             self.result.outputs = self.outputs
-            self.result.dead_letters = len(self.log.dead_letters)
         self.logger.info("run.finished", topology=self.topology.name, **self.result.summary())
         return self.result
+
+    def _open_state(self):
+        if self.state_dir is None:
+            return
+        self.lock = StateLock(self.state_dir).acquire()
+        if not self.durable:
+            return
+        try:
+            self.log = DurableLog(self.state_dir, durability=self.durability)
+            changed = self.log.check_topology(self.topology.name, self.topology.fingerprint(),
+                                              self.topology.shape())
+        except BaseException:
+            self._close_state()
+            raise
+        if changed is not None:
+            self.logger.warning("topology.changed", topology=self.topology.name, state_dir=self.state_dir,
+                                fingerprint=self.topology.fingerprint())
+
+    def _close_state(self):
+        try:
+            self.log.commit()
+            self.result.pending = len(self.log)
+            self.result.dead_letters = self.log.dead_count()
+            self.log.close()
+        finally:
+            if self.lock is not None:
+                self.lock.release()
+                self.lock = None
 
     def stop(self):
         """Stop gracefully: no new spout tuples; in-flight trees drain for `grace` seconds.
@@ -365,6 +455,22 @@ class Scheduler:
                 raise UserCodeError(task.component, "next_tuple", exc) from exc
             if len(self.queue) + self.result.roots != before:
                 emitted = True
+            if task.has_position and self.tracking:
+                position = self._call(task, "position")
+                if position is not None:
+                    self.log.position(task.component, task.context.task_index, position)
+        return emitted
+
+    def _pull_batch(self):
+        """Ask the spouts again and again until a commit's worth of records is waiting, a round
+        emits nothing, or COMMIT_INTERVAL has passed. True if anything was emitted."""
+        deadline = self.clock() + COMMIT_INTERVAL
+        emitted = False
+        while self._pull():
+            emitted = True
+            if (len(self.unlogged) >= COMMIT_BATCH or len(self.queue) >= COMMIT_BATCH
+                    or not self.active_spouts or self.stopping or self.clock() >= deadline):
+                break
         return emitted
 
     def _flush_holders(self):
@@ -386,6 +492,8 @@ class Scheduler:
         flushed = False
         while True:
             now = self.now = clock()
+            if self.unlogged:
+                self._commit()
             if self.retries and self.retries[0][0] <= now:
                 self._replay_due(now)
             if now >= next_expire:
@@ -398,8 +506,15 @@ class Scheduler:
                     task.execute(tup)
                 flushed = False
                 continue
+            if self.log.buffered and now - self.last_commit >= COMMIT_INTERVAL:
+                self._commit()
+            if self.recovering is not None and not self.stopping:
+                self._recover()
+                continue
             asking = pull and not self.stopping and self.active_spouts
-            if asking and self._pull():
+            if asking and self._pull_batch():
+                continue
+            if self.unlogged:
                 continue
             if not self.trees and not self.retries and not asking:
                 return

@@ -19,6 +19,7 @@ class RunResult:
         self.mode = mode
         self.status = None  # "complete", "stopped" (signal, graceful) or "aborted" (second signal)
         self.roots = self.completed = self.failed = self.replayed = self.given_up = self.errors = 0
+        self.recovered = 0  # pending records of an earlier run, replayed (or given up) on start
         self.pending = 0
         self.dead_letters = 0
         self.failures = []
@@ -46,7 +47,8 @@ class RunResult:
     def summary(self):
         return {"status": self.status, "roots": self.roots, "completed": self.completed,
                 "failed": self.failed, "replayed": self.replayed, "given_up": self.given_up,
-                "errors": self.errors, "pending": self.pending, "elapsed": round(self.elapsed, 3),
+                "errors": self.errors, "recovered": self.recovered, "pending": self.pending,
+                "dead_letters": self.dead_letters, "elapsed": round(self.elapsed, 3),
                 "fully_processed": self.fully_processed}
 
     def __repr__(self):

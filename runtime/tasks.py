@@ -15,7 +15,7 @@ import traceback as tb_module
 
 from consecution.acker import new_id
 from consecution.storage import normalize
-from consecution.topology import FieldError, Tuple
+from consecution.topology import FieldError, Spout, Tuple
 
 from .routing import RoutingError
 
@@ -69,6 +69,7 @@ class SpoutTask:
         self.routing = routing
         self.context = context
         self.exhausted = False
+        self.has_position = type(obj).position is not Spout.position
         obj._emit = self.emit
 
     def emit(self, values, stream="default", msg_id=None):

@@ -1,7 +1,11 @@
-"""Storage: the msgpack codec, the replay log's records, dead letters (and, with the durable
-log, source positions, state checkpoints and run metadata in LMDB). Imports nothing of the
-other parts."""
+"""Storage: the msgpack codec, the replay log (in memory, or durable in LMDB), dead letters,
+source positions, run metadata and the state directory's lock. Imports nothing of the other
+parts; all LMDB code lives here."""
 from .codec import CodecError, decode, encode, normalize
+from .durable import DURABILITY, DurableLog, StorageError, TopologyMismatch, describe_change
+from .lock import StateDirInUse, StateLock, holder
 from .log import DeadLetter, MemoryLog, Record
 
-__all__ = ["CodecError", "DeadLetter", "MemoryLog", "Record", "decode", "encode", "normalize"]
+__all__ = ["CodecError", "DURABILITY", "DeadLetter", "DurableLog", "MemoryLog", "Record",
+           "StateDirInUse", "StateLock", "StorageError", "TopologyMismatch", "decode",
+           "describe_change", "encode", "holder", "normalize"]

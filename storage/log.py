@@ -56,10 +56,32 @@ class MemoryLog:
     """
 
     durable = False
+    buffered = 0
 
     def __init__(self, keep=None):
         self._pending = {}
         self.dead_letters = collections.deque(maxlen=keep)
+        self.next_root = 1
+
+    def new_root(self):
+        root = self.next_root
+        self.next_root = root + 1
+        return root
+
+    def position(self, spout, task, position):
+        pass
+
+    def get_position(self, spout, task):
+        return None
+
+    def iter_pending(self):
+        return iter(list(self._pending.values()))
+
+    def dead_count(self):
+        return len(self.dead_letters)
+
+    def commit(self):
+        pass
 
     def append(self, record):
         self._pending[record.root] = record
@@ -77,8 +99,7 @@ class MemoryLog:
         self._pending.pop(letter.record.root, None)
         self.dead_letters.append(letter)
 
-    def flush(self):
-        pass
+    flush = commit
 
     def close(self):
         pass

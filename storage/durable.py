@@ -1,0 +1,307 @@
+"""The durable replay log: one LMDB environment in the topology's state directory.
+
+    pending      root (8 bytes, big-endian) -> [spout, task, stream, values, msg_id, attempts, first_seen]
+    dead         root -> the same record + [component, task, error, traceback, time]
+    positions    "spout/task" -> the spout task's position
+    meta         name, fingerprint, shape, format, next_root
+
+Roots are sequential, so the oldest pending record is the first key. Writes are buffered and
+committed together by `commit()` (the runtime decides when: by count and by time); a record
+is in a committed transaction before any bolt sees it. The default durability survives
+SIGKILL of the process (LMDB writes reach the OS before `commit` returns); `durability="power"`
+also fsyncs every commit, to survive power loss. The map grows when full instead of failing.
+
+Follows py-lmdb's rules: one Environment per file per process, never carried across fork,
+short write transactions, no long-lived readers.
+"""
+import json
+import os
+import struct
+
+import lmdb
+
+from consecution.errors import ConsecutionError
+
+from .codec import CodecError, decode, encode
+from .log import DeadLetter, Record
+
+FORMAT = 1
+DURABILITY = ("kill", "power")
+_KEY = struct.Struct(">Q")
+_INITIAL_MAP = 64 << 20
+
+
+class StorageError(ConsecutionError):
+    """The state directory cannot be used."""
+
+
+class TopologyMismatch(StorageError):
+    """The state directory belongs to another topology, or to a shape that would mis-route
+    its pending records."""
+
+
+def _key(root):
+    return _KEY.pack(root)
+
+
+def _record_row(r):
+    return [r.spout, r.task, r.stream, list(r.values), r.msg_id, r.attempts, r.first_seen]
+
+
+def _record(root, row):
+    spout, task, stream, values, msg_id, attempts, first_seen = row[:7]
+    return Record(root, spout, task, stream, tuple(values), msg_id, attempts, first_seen)
+
+
+class DurableLog:
+    """Pending records, dead letters, spout positions and run metadata in LMDB."""
+
+    durable = True
+
+    def __init__(self, path, durability="kill", readonly=False, map_size=_INITIAL_MAP):
+        if durability not in DURABILITY:
+            raise StorageError(f"durability must be one of {', '.join(DURABILITY)}, got {durability!r}")
+        self.path = path
+        self.readonly = readonly
+        data = os.path.join(path, "log")
+        if readonly and not os.path.exists(os.path.join(data, "data.mdb")):
+            raise StorageError(f"{path} holds no consecution state (no {data}/data.mdb)")
+        os.makedirs(data, exist_ok=True)
+        sync = durability == "power"
+        try:
+            self.env = lmdb.open(data, map_size=map_size, max_dbs=8, subdir=True, sync=sync,
+                                 metasync=sync, readonly=readonly, lock=True, readahead=False)
+        except lmdb.Error as exc:
+            raise StorageError(f"cannot open the log in {data}: {exc}") from None
+        create = not readonly
+        self._pending = self.env.open_db(b"pending", create=create)
+        self._dead = self.env.open_db(b"dead", create=create)
+        self._positions = self.env.open_db(b"positions", create=create)
+        self._meta = self.env.open_db(b"meta", create=create)
+        self._puts = {}       # root -> encoded record (appends and attempt updates)
+        self._releases = set()
+        self._letters = {}    # root -> encoded dead letter
+        self._moved = {}      # spout key -> encoded position
+        self.next_root = self.get_meta("next_root") or 1
+
+    # -- metadata ----------------------------------------------------------------------------
+
+    def get_meta(self, name):
+        with self.env.begin() as txn:
+            value = txn.get(name.encode(), db=self._meta)
+        return None if value is None else decode(value)
+
+    def check_topology(self, name, fingerprint, shape):
+        """Refuse another topology, or a changed shape while records are pending; record the
+        topology on a new state directory. Returns the stored shape when it changed (the
+        caller logs it), else None."""
+        stored = self.get_meta("name")
+        if stored is None:
+            self._write_meta(name=name, fingerprint=fingerprint, shape=shape, format=FORMAT)
+            return None
+        if stored != name:
+            raise TopologyMismatch(
+                f"state directory {self.path} belongs to topology {stored!r}, not {name!r}; "
+                "give this topology its own --state-dir")
+        if self.get_meta("format") != FORMAT:
+            raise TopologyMismatch(f"state directory {self.path} has log format "
+                                   f"{self.get_meta('format')!r}; this version reads {FORMAT}")
+        if self.get_meta("fingerprint") == fingerprint:
+            return None
+        old = self.get_meta("shape") or {}
+        pending = self.pending_count()
+        if pending:
+            raise TopologyMismatch(
+                f"topology {name!r} changed since its state directory {self.path} was written, "
+                f"and {pending} records are pending there; the change: {describe_change(old, shape)}. "
+                "Run the previous version until nothing is pending (consecution status), or start "
+                "this one on a new --state-dir")
+        self._write_meta(fingerprint=fingerprint, shape=shape)
+        return old
+
+    def _write_meta(self, **values):
+        self._transact(lambda txn: [txn.put(k.encode(), encode(v), db=self._meta) for k, v in values.items()])
+
+    # -- buffered writes ---------------------------------------------------------------------
+
+    def new_root(self):
+        root = self.next_root
+        self.next_root = root + 1
+        return root
+
+    def append(self, record):
+        """Add (or update the attempts of) a pending record, at the next commit."""
+        try:
+            self._puts[record.root] = encode(_record_row(record))
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise CodecError(f"spout {record.spout!r}: msg_id {record.msg_id!r} cannot be stored "
+                             f"as msgpack ({exc})") from None
+        self._releases.discard(record.root)
+
+    def release(self, root):
+        """The record's tree is complete: remove it at the next commit."""
+        if self._puts.pop(root, None) is None:
+            self._releases.add(root)
+
+    def dead_letter(self, letter):
+        root = letter.record.root
+        self._puts.pop(root, None)
+        self._releases.add(root)
+        self._letters[root] = encode(_record_row(letter.record) + [
+            letter.component, letter.task, letter.error, letter.traceback, letter.time])
+
+    def position(self, spout, task, position):
+        """Where spout task `task` of `spout` stands, stored with the tuples it emitted."""
+        try:
+            self._moved[f"{spout}/{task}"] = encode(position)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise CodecError(f"spout {spout!r}: position {position!r} cannot be stored as msgpack "
+                             f"({exc})") from None
+
+    @property
+    def buffered(self):
+        return len(self._puts) + len(self._releases) + len(self._letters) + len(self._moved)
+
+    def commit(self):
+        """Write everything buffered in one transaction."""
+        if not self.buffered:
+            return
+        puts, releases, letters, moved = self._puts, self._releases, self._letters, self._moved
+
+        def write(txn):
+            pending, dead = self._pending, self._dead
+            for root in releases:
+                txn.delete(_key(root), db=pending)
+            if puts:
+                txn.cursor(db=pending).putmulti([(_key(r), v) for r, v in puts.items()])
+            for root, value in letters.items():
+                txn.put(_key(root), value, db=dead)
+            for key, value in moved.items():
+                txn.put(key.encode(), value, db=self._positions)
+            txn.put(b"next_root", encode(self.next_root), db=self._meta)
+
+        self._transact(write)
+        self._puts, self._releases, self._letters, self._moved = {}, set(), {}, {}
+
+    flush = commit
+
+    def _transact(self, write):
+        while True:
+            try:
+                with self.env.begin(write=True) as txn:
+                    write(txn)
+                return
+            except lmdb.MapFullError:
+                self.env.set_mapsize(self.env.info()["map_size"] * 2)
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def pending_count(self):
+        with self.env.begin() as txn:
+            return txn.stat(self._pending)["entries"]
+
+    def dead_count(self):
+        with self.env.begin() as txn:
+            return txn.stat(self._dead)["entries"]
+
+    def __len__(self):
+        return self.pending_count()
+
+    def iter_pending(self, chunk=10000):
+        """Every pending record, oldest first, read in short transactions of `chunk`."""
+        after = None
+        while True:
+            rows = []
+            with self.env.begin() as txn:
+                cursor = txn.cursor(db=self._pending)
+                found = cursor.set_range(_key(after + 1)) if after is not None else cursor.first()
+                while found and len(rows) < chunk:
+                    rows.append((cursor.key(), cursor.value()))
+                    found = cursor.next()
+            if not rows:
+                return
+            for key, value in rows:
+                yield _record(_KEY.unpack(key)[0], decode(value))
+            after = _KEY.unpack(rows[-1][0])[0]
+
+    def pending(self):
+        return list(self.iter_pending())
+
+    def oldest_pending(self):
+        with self.env.begin() as txn:
+            cursor = txn.cursor(db=self._pending)
+            if not cursor.first():
+                return None
+            return _record(_KEY.unpack(cursor.key())[0], decode(cursor.value()))
+
+    def positions(self):
+        with self.env.begin() as txn:
+            return {k.decode(): decode(v) for k, v in txn.cursor(db=self._positions)}
+
+    def get_position(self, spout, task):
+        with self.env.begin() as txn:
+            value = txn.get(f"{spout}/{task}".encode(), db=self._positions)
+        return None if value is None else decode(value)
+
+    def dead_letters(self, root=None):
+        with self.env.begin() as txn:
+            if root is not None:
+                value = txn.get(_key(root), db=self._dead)
+                rows = [] if value is None else [(_key(root), value)]
+            else:
+                rows = list(txn.cursor(db=self._dead))
+        out = []
+        for key, value in rows:
+            row = decode(value)
+            record = _record(_KEY.unpack(key)[0], row)
+            out.append(DeadLetter(record, *row[7:12]))
+        return out
+
+    # -- commands ----------------------------------------------------------------------------
+
+    def requeue(self, root=None):
+        """Move dead letters (all, or one root) back to pending with a fresh attempt count."""
+        letters = self.dead_letters(root)
+        for letter in letters:
+            letter.record.attempts = 0
+            self._letters.pop(letter.record.root, None)
+
+        def write(txn):
+            for letter in letters:
+                key = _key(letter.record.root)
+                txn.delete(key, db=self._dead)
+                txn.put(key, encode(_record_row(letter.record)), db=self._pending)
+
+        self._transact(write)
+        return len(letters)
+
+    def purge(self, root=None):
+        """Delete dead letters (all, or one root)."""
+        letters = self.dead_letters(root)
+
+        def write(txn):
+            for letter in letters:
+                txn.delete(_key(letter.record.root), db=self._dead)
+
+        self._transact(write)
+        return len(letters)
+
+    def close(self):
+        if not self.readonly:
+            self.commit()
+        self.env.close()
+
+
+def describe_change(old, new):
+    """What differs between two topology shapes, in words."""
+    changes = []
+    oc, nc = old.get("components", {}), new.get("components", {})
+    for name in sorted(set(oc) - set(nc)):
+        changes.append(f"component {name!r} removed")
+    for name in sorted(set(nc) - set(oc)):
+        changes.append(f"component {name!r} added")
+    for name in sorted(set(oc) & set(nc)):
+        for key in ("kind", "streams", "inputs", "parallelism"):
+            if oc[name].get(key) != nc[name].get(key):
+                changes.append(f"{name!r} {key}: {json.dumps(oc[name].get(key))} -> {json.dumps(nc[name].get(key))}")
+    return "; ".join(changes) or "the fingerprint differs"
