@@ -140,8 +140,8 @@ class DurableLog:
 
     def release(self, root):
         """The record's tree is complete: remove it at the next commit."""
-        if self._puts.pop(root, None) is None:
-            self._releases.add(root)
+        self._puts.pop(root, None)
+        self._releases.add(root)
 
     def dead_letter(self, letter):
         root = letter.record.root
