@@ -66,8 +66,9 @@ class Scheduler:
     max_pending, retry_backoff, reliability). `collect=True` keeps every tuple the bolts emit,
     by (component, stream), in the result (for tests and `consecution.testing`).
 
-    With a `state_dir`, the run locks it, and reliability "replay" keeps its log there (LMDB,
-    `durability` "kill" or "power"); without one, the log is in memory.
+    With a `state_dir`, the run locks it; reliability "replay" keeps its log there (LMDB,
+    `durability` "kill" or "power") and "track" its last `track_last` failures; without one,
+    both are in memory.
     """
 
     def __init__(self, topology, *, mode="single", state_dir=None, collect=False, grace=30.0,
@@ -97,7 +98,7 @@ class Scheduler:
         else:
             self.policy = NoRetry()
         keep = {"replay": None, "track": settings["track_last"]}.get(self.reliability, 0)
-        self.durable = self.reliability == "replay" and state_dir is not None
+        self.durable = self.reliability in ("replay", "track") and state_dir is not None
         self.durability = durability
         self.log = MemoryLog(keep=keep)  # the durable log replaces it in run()
         self.lock = None
@@ -380,7 +381,11 @@ class Scheduler:
         if not self.durable:
             return
         try:
-            self.log = DurableLog(self.state_dir, durability=self.durability)
+            if self.reliability == "track":  # failures only: nothing pending is replayed
+                self.log = DurableLog(self.state_dir, durability=self.durability, keep_pending=False,
+                                      keep_dead=self.settings["track_last"])
+            else:
+                self.log = DurableLog(self.state_dir, durability=self.durability)
             changed = self.log.check_topology(self.topology.name, self.topology.fingerprint(),
                                               self.topology.shape())
         except BaseException:

@@ -58,11 +58,16 @@ class DurableLog:
 
     durable = True
 
-    def __init__(self, path, durability="kill", readonly=False, map_size=_INITIAL_MAP):
+    def __init__(self, path, durability="kill", readonly=False, map_size=_INITIAL_MAP,
+                 keep_pending=True, keep_dead=None):
+        """`keep_pending=False` keeps dead letters and positions only (reliability "track");
+        `keep_dead=N` keeps only the newest N dead letters."""
         if durability not in DURABILITY:
             raise StorageError(f"durability must be one of {', '.join(DURABILITY)}, got {durability!r}")
         self.path = path
         self.readonly = readonly
+        self.keep_pending = keep_pending
+        self.keep_dead = keep_dead
         data = os.path.join(path, "log")
         if readonly and not os.path.exists(os.path.join(data, "data.mdb")):
             raise StorageError(f"{path} holds no consecution state (no {data}/data.mdb)")
@@ -131,6 +136,8 @@ class DurableLog:
 
     def append(self, record):
         """Add (or update the attempts of) a pending record, at the next commit."""
+        if not self.keep_pending:
+            return
         try:
             self._puts[record.root] = encode(_record_row(record))
         except (TypeError, ValueError, OverflowError) as exc:
@@ -140,13 +147,16 @@ class DurableLog:
 
     def release(self, root):
         """The record's tree is complete: remove it at the next commit."""
+        if not self.keep_pending:
+            return
         self._puts.pop(root, None)
         self._releases.add(root)
 
     def dead_letter(self, letter):
         root = letter.record.root
-        self._puts.pop(root, None)
-        self._releases.add(root)
+        if self.keep_pending:
+            self._puts.pop(root, None)
+            self._releases.add(root)
         self._letters[root] = encode(_record_row(letter.record) + [
             letter.component, letter.task, letter.error, letter.traceback, letter.time])
 
@@ -179,6 +189,12 @@ class DurableLog:
             for key, value in moved.items():
                 txn.put(key.encode(), value, db=self._positions)
             txn.put(b"next_root", encode(self.next_root), db=self._meta)
+            if letters and self.keep_dead is not None:
+                extra = txn.stat(dead)["entries"] - self.keep_dead
+                cursor = txn.cursor(db=dead)
+                while extra > 0 and cursor.first():
+                    cursor.delete()
+                    extra -= 1
 
         self._transact(write)
         self._puts, self._releases, self._letters, self._moved = {}, set(), {}, {}

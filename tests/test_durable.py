@@ -233,3 +233,21 @@ def test_etl_example_runs_to_the_end_and_exits_3_for_its_bad_line(tmp_path, run_
     again = run_cli("run", os.path.join(EXAMPLES, "etl.py"))  # resumes at the end: nothing new
     assert again.returncode == 3
     assert dict(sqlite3.connect(tmp_path / "orders.sqlite").execute("SELECT id, cents FROM orders")) == expected
+
+
+def test_track_keeps_its_last_failures_in_the_state_directory(tmp_path):
+    state = str(tmp_path / "state")
+    t, seen = _topology(fail_values={2, 4, 6}, reliability="track", track_last=2)
+    result = Scheduler(t, state_dir=state).run()
+    assert result.given_up == 3 and seen.count(2) == 1 and result.exit_code == 3
+    log = DurableLog(state, readonly=True)
+    assert [d.record.values for d in log.dead_letters()] == [(4,), (6,)]
+    assert log.pending_count() == 0
+    log.close()
+
+
+def test_power_durability_runs_with_a_sync_on_every_commit(tmp_path, run_cli):
+    expected = write_orders(tmp_path / "orders.jsonl", 30)
+    done = run_cli("run", os.path.join(EXAMPLES, "etl.py"), "--durability", "power")
+    assert done.returncode == 0, done.stderr
+    assert dict(sqlite3.connect(tmp_path / "orders.sqlite").execute("SELECT id, cents FROM orders")) == expected
