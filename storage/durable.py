@@ -162,11 +162,13 @@ class DurableLog:
 
     def position(self, spout, task, position):
         """Where spout task `task` of `spout` stands, stored with the tuples it emitted."""
-        try:
-            self._moved[f"{spout}/{task}"] = encode(position)
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise CodecError(f"spout {spout!r}: position {position!r} cannot be stored as msgpack "
-                             f"({exc})") from None
+        if position.__class__ is not int:
+            try:
+                encode(position)
+            except (TypeError, ValueError, OverflowError) as exc:
+                raise CodecError(f"spout {spout!r}: position {position!r} cannot be stored as msgpack "
+                                 f"({exc})") from None
+        self._moved[spout, task] = position
 
     @property
     def buffered(self):
@@ -186,8 +188,8 @@ class DurableLog:
                 txn.cursor(db=pending).putmulti([(_key(r), v) for r, v in puts.items()])
             for root, value in letters.items():
                 txn.put(_key(root), value, db=dead)
-            for key, value in moved.items():
-                txn.put(key.encode(), value, db=self._positions)
+            for (spout, task), position in moved.items():
+                txn.put(f"{spout}/{task}".encode(), encode(position), db=self._positions)
             txn.put(b"next_root", encode(self.next_root), db=self._meta)
             if letters and self.keep_dead is not None:
                 extra = txn.stat(dead)["entries"] - self.keep_dead
