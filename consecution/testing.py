@@ -15,11 +15,11 @@
 from consecution.runtime import Scheduler
 
 
-def run_local(topology, **options):
-    """Run `topology` in this process (single mode) collecting what every bolt emits;
-    return the `RunResult` (`result.emitted("component")`)."""
+def run_local(topology, mode="single", **options):
+    """Run `topology` (single mode by default) collecting what every bolt emits; return the
+    `RunResult` (`result.emitted("component")`)."""
     options.setdefault("collect", True)
-    return Scheduler(topology, mode="single", **options).run()
+    return Scheduler(topology, mode=mode, **options).run()
 
 
 def emitted(topology, component, stream="default", **options):

@@ -34,6 +34,7 @@ from consecution.errors import ConsecutionError
 from consecution.storage import DeadLetter, DurableLog, MemoryLog, Record, StateLock
 from consecution.topology import FAILURE_FIELDS, FAILURES, Component, Tuple
 
+from .executors import ACK, COLLECT, DELIVER, FAIL, ROOT, Outbox, SingleExecutor, ThreadExecutor
 from .logs import logger
 from .result import RunResult
 from .retry import Backoff, NoRetry
@@ -71,11 +72,14 @@ class Scheduler:
     both are in memory.
     """
 
-    def __init__(self, topology, *, mode="single", state_dir=None, collect=False, grace=30.0,
-                 durability="kill", clock=time.monotonic, wall=time.time, **overrides):
+    def __init__(self, topology, *, mode="single", workers=None, start_method=None, state_dir=None,
+                 collect=False, grace=30.0, durability="kill", clock=time.monotonic, wall=time.time,
+                 **overrides):
         topology.validate()
         self.topology = topology
         self.mode = mode
+        self.workers = workers
+        self.start_method = start_method
         self.state_dir = state_dir
         self.grace = grace
         self.clock, self.wall = clock, wall
@@ -110,7 +114,6 @@ class Scheduler:
         self.trees = {}                # tree id -> Record
         self.retries = []              # heap of (due, seq, Record)
         self.waiting = collections.Counter()  # spout task id -> records waiting for a retry
-        self.queue = collections.deque()
         self.outputs = {} if collect else None
         self.result = RunResult(topology.name, self.reliability, mode)
         self.stopping = False
@@ -119,6 +122,13 @@ class Scheduler:
         self.now = clock()
         self._seq = 0
         self._build_tasks()
+        if mode == "single":
+            self.executor = SingleExecutor(self)
+        elif mode == "thread":
+            self.executor = ThreadExecutor(self, workers or 4)
+        else:
+            from .process import ProcessExecutor
+            self.executor = ProcessExecutor(self, workers, start_method)
 
     # -- building ----------------------------------------------------------------------------
 
@@ -139,7 +149,10 @@ class Scheduler:
             routing_proto = None
             for index, task_id in enumerate(tasks_by_component[name]):
                 shared = component.parallelism == 1 and uses[id(component.obj)] == 1
-                obj = component.obj if shared else copy.deepcopy(component.obj)
+                if component.kind == "bolt" and self.mode == "process":
+                    obj = None  # the task runs in a worker process; the core keeps its routing
+                else:
+                    obj = component.obj if shared else copy.deepcopy(component.obj)
                 routing = Routing(topology, component, tasks_by_component)
                 routing_proto = routing_proto or routing
                 context = TopologyContext(topology.name, name, index, task_id, component.parallelism,
@@ -148,10 +161,16 @@ class Scheduler:
                     task = SpoutTask(self, component, task_id, obj, routing, context)
                     self.spout_tasks.append(task)
                 else:
-                    task = BoltTask(self, component, task_id, obj, routing, context, self.tracking,
+                    sink = self if self.mode == "single" else Outbox()
+                    task = BoltTask(sink, component, task_id, obj, routing, context, self.tracking,
                                     self.outputs is not None)
                     self.bolt_tasks_in_order.append(task)
                 self.tasks[task_id] = task
+        for component in topology.components.values():  # round robin routes start afresh
+            for grouping in component.inputs:
+                if grouping.kind == "route":
+                    for router, _ in grouping.fn:
+                        router._turn = 0
         failures = Component(FAILURES, "spout", None, 1, {"default": FAILURE_FIELDS})
         self.failure_routing = Routing(topology, failures, tasks_by_component)
         self.active_spouts = list(self.spout_tasks)
@@ -159,16 +178,16 @@ class Scheduler:
     # -- the sink: what tasks call -----------------------------------------------------------
 
     def deliver(self, task_id, tup):
-        self.queue.append((self.tasks[task_id], tup))
+        self.executor.submit(task_id, tup)
 
     def spout_emit(self, task, stream, values, msg_id):
         self.result.roots += 1
         if not self.tracking:
             targets = task.routing.targets(stream, values, task.task_id)
             fields = task.streams[stream]
+            submit = self.executor.submit
             for target in targets:
-                self.queue.append((self.tasks[target],
-                                   Tuple(values, stream, task.component, task.task_id, None, (), fields)))
+                submit(target, Tuple(values, stream, task.component, task.task_id, None, (), fields))
             return targets
         record = Record(self.log.new_root(), task.component, task.context.task_index, stream, values,
                         msg_id, 1, self.wall())
@@ -183,9 +202,11 @@ class Scheduler:
             raise RoutingError(
                 f"component {task.component!r}: emit_direct needs an input to anchor to; "
                 "it cannot be used from finish, flush or prepare")
+        self.new_root(task.component, task.context.task_index, stream, values)
+
+    def new_root(self, component, index, stream, values):
         self.result.roots += 1
-        record = Record(self.log.new_root(), task.component, task.context.task_index, stream, values,
-                        None, 1, self.wall())
+        record = Record(self.log.new_root(), component, index, stream, values, None, 1, self.wall())
         self.log.append(record)
         self.unlogged.append(record)
 
@@ -207,6 +228,21 @@ class Scheduler:
     def collect(self, component, stream, values):
         self.outputs.setdefault((component, stream), []).append(values)
 
+    def apply(self, events):
+        """Apply, in order, what a task did in thread or process mode (its `Outbox`)."""
+        for event in events:
+            kind = event[0]
+            if kind == DELIVER:
+                self.executor.submit(event[1], event[2])
+            elif kind == ACK:
+                self.ack(event[1], event[2])
+            elif kind == FAIL:
+                self.fail(*event[1:])
+            elif kind == ROOT:
+                self.new_root(*event[1:])
+            elif kind == COLLECT:
+                self.collect(*event[1:])
+
     # -- trees -------------------------------------------------------------------------------
 
     def _origin(self, record):
@@ -224,21 +260,26 @@ class Scheduler:
             self._start(record)
 
     def _start(self, record):
-        """Route a record's tuple from its origin task and start its tree."""
+        """Route a record's tuple from its origin task and start its tree. A routing error
+        (a route or custom grouping function that raises) fails the record."""
         task = self._origin(record)
-        targets = task.routing.targets(record.stream, record.values, task.task_id)
+        try:
+            targets = task.routing.targets(record.stream, record.values, task.task_id)
+        except Exception as exc:
+            self._record_failed(record, f"{type(exc).__name__}: {exc}", tb_module.format_exc(),
+                                task.component, task.task_id)
+            return ()
         if not targets:
             self._complete(record)
             return targets
         tree, xor = new_id(), 0
         fields = task.streams[record.stream]
         roots = (tree,)
-        queue, tasks = self.queue, self.tasks
+        submit = self.executor.submit
         for target in targets:
             i = new_id()
             xor ^= i
-            queue.append((tasks[target], Tuple(record.values, record.stream, record.spout, task.task_id,
-                                               i, roots, fields)))
+            submit(target, Tuple(record.values, record.stream, record.spout, task.task_id, i, roots, fields))
         self.trees[tree] = record
         self.acker.init(tree, xor, task.task_id, self.now)
         return targets
@@ -248,10 +289,13 @@ class Scheduler:
         self.result.completed += 1
         task = self._origin(record)
         if isinstance(task, SpoutTask):
-            self._call(task, "ack", record.msg_id if record.msg_id is not None else record.root)
+            self.call_user(task, "ack", record.msg_id if record.msg_id is not None else record.root)
 
     def _tree_failed(self, tree, error, traceback, component, task_id):
-        record = self.trees.pop(tree)
+        self._record_failed(self.trees.pop(tree), error, traceback, component, task_id)
+
+    def _record_failed(self, record, error, traceback, component, task_id):
+        """Replay the record after a backoff, or give it up."""
         self.result.failed += 1
         delay = self.policy.delay(record.attempts)
         if delay is not None:
@@ -273,7 +317,7 @@ class Scheduler:
                   root=record.root, spout=record.spout, attempts=record.attempts, error=error)
         task = self._origin(record)
         if isinstance(task, SpoutTask):
-            self._call(task, "fail", record.msg_id if record.msg_id is not None else record.root, error)
+            self.call_user(task, "fail", record.msg_id if record.msg_id is not None else record.root, error)
         self._emit_failure((record.root, record.spout, list(record.values), component, task_id, error,
                             traceback, record.attempts))
 
@@ -291,8 +335,7 @@ class Scheduler:
 
     def _emit_failure(self, values):
         for target in self.failure_routing.targets("default", values):
-            self.queue.append((self.tasks[target], Tuple(values, "default", FAILURES, None, None, (),
-                                                         FAILURE_FIELDS)))
+            self.executor.submit(target, Tuple(values, "default", FAILURES, None, None, (), FAILURE_FIELDS))
 
     def _replay_due(self, now):
         retries = self.retries
@@ -348,15 +391,14 @@ class Scheduler:
                          state_dir=self.state_dir, durable=self.durable)
         opened = []
         try:
-            for task in self.bolt_tasks_in_order:
-                self._call(task, "prepare", task.context)
-                opened.append(task)
+            self.executor_started = True
+            self.executor.start()
             for task in self.spout_tasks:
-                self._call(task, "open", task.context)
+                self.call_user(task, "open", task.context)
                 opened.append(task)
                 position = self.log.get_position(task.component, task.context.task_index)
                 if position is not None:
-                    self._call(task, "seek", position)
+                    self.call_user(task, "seek", position)
             self.recovering = self.log.iter_pending() if len(self.log) else None
             self._loop(pull=True)
             if not self.stopping:
@@ -418,20 +460,22 @@ class Scheduler:
 
     def _finish(self):
         for task in self.bolt_tasks_in_order:
-            self._call(task, "finish")
+            self.executor.call(task, "finish")
             self._loop(pull=False)
 
     def _close(self, opened):
         errors = []
         for task in opened:
             try:
-                self._call(task, "close" if isinstance(task, SpoutTask) else "cleanup")
+                self.call_user(task, "close")
             except UserCodeError as exc:
                 errors.append(exc)
+        if getattr(self, "executor_started", False):
+            errors += self.executor.close()
         if errors and self.result.status is not None:  # else an error is already on its way
             raise errors[0]
 
-    def _call(self, task, method, *args):
+    def call_user(self, task, method, *args):
         try:
             return getattr(task.obj, method)(*args)
         except StopIteration:
@@ -446,7 +490,7 @@ class Scheduler:
         for task in list(self.active_spouts):
             if max_pending is not None and self.pending(task.task_id) >= max_pending:
                 continue
-            before = len(self.queue) + self.result.roots
+            before = self.executor.queued() + self.result.roots
             try:
                 task.obj.next_tuple()
             except StopIteration:
@@ -458,10 +502,10 @@ class Scheduler:
                 continue
             except Exception as exc:
                 raise UserCodeError(task.component, "next_tuple", exc) from exc
-            if len(self.queue) + self.result.roots != before:
+            if self.executor.queued() + self.result.roots != before:
                 emitted = True
             if task.has_position and self.tracking:
-                position = self._call(task, "position")
+                position = self.call_user(task, "position")
                 if position is not None:
                     self.log.position(task.component, task.context.task_index, position)
         return emitted
@@ -473,7 +517,7 @@ class Scheduler:
         emitted = False
         while self._pull():
             emitted = True
-            if (len(self.unlogged) >= COMMIT_BATCH or len(self.queue) >= COMMIT_BATCH
+            if (len(self.unlogged) >= COMMIT_BATCH or self.executor.queued() >= COMMIT_BATCH
                     or not self.active_spouts or self.stopping or self.clock() >= deadline):
                 break
         return emitted
@@ -483,16 +527,16 @@ class Scheduler:
         (`flush()`, e.g. chunk) emit what they hold. True if one of them had a flush."""
         flushed = False
         for task in self.bolt_tasks_in_order:
-            flush = getattr(task.obj, "flush", None)
-            if flush is not None:
+            if getattr(self.topology.components[task.component].obj, "flush", None) is not None:
                 flushed = True
-                self._call(task, "flush")
+                self.executor.call(task, "flush")
         return flushed
 
     def _loop(self, pull):
         """Run deliveries, replays and spouts until quiet: (no spout to ask,) nothing queued,
         no tree pending and no replay waiting; or until a stop's grace period is over."""
-        queue, clock = self.queue, self.clock
+        executor, clock = self.executor, self.clock
+        concurrent = executor.concurrent
         next_expire = clock() + EXPIRE_EVERY
         flushed = False
         while True:
@@ -504,13 +548,14 @@ class Scheduler:
             if now >= next_expire:
                 self._expire(now)
                 next_expire = now + EXPIRE_EVERY
-            if queue:
-                popleft = queue.popleft
-                while queue:
-                    task, tup = popleft()
-                    task.execute(tup)
+            if executor.busy():
+                executor.run_some()
                 flushed = False
-                continue
+                if not concurrent:
+                    continue
+                if not executor.has_room():
+                    executor.wait(0.005)
+                    continue
             if self.log.buffered and now - self.last_commit >= COMMIT_INTERVAL:
                 self._commit()
             if self.recovering is not None and not self.stopping:
@@ -520,6 +565,9 @@ class Scheduler:
             if asking and self._pull_batch():
                 continue
             if self.unlogged:
+                continue
+            if executor.busy():
+                executor.wait(IDLE_SLEEP if asking else 0.05)
                 continue
             if not self.trees and not self.retries and not asking:
                 return

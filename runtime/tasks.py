@@ -92,9 +92,10 @@ class BoltTask:
         self.current = None   # the input being processed
         self.ackval = 0       # XOR of the ids of children anchored to `current`
         self.acked = False    # `current` was acked by hand in an auto_ack bolt
-        obj._emit = self.emit
-        obj._ack = self.ack
-        obj._fail = self.fail
+        if obj is not None:   # None: the core's stand-in for a task that runs in a worker process
+            obj._emit = self.emit
+            obj._ack = self.ack
+            obj._fail = self.fail
 
     def execute(self, tup):
         """Run `process` on one tuple and ack or fail it."""

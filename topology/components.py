@@ -225,6 +225,10 @@ def as_spout(name, obj, fields=None):
     """The Spout for `obj` (a Spout or an iterable), or a ComponentError naming `name`."""
     if isinstance(obj, Spout):
         return obj
+    if isinstance(obj, (str, bytes)):
+        raise ComponentError(
+            f"component {name!r}: a {type(obj).__name__} is not a spout (it would emit one tuple per "
+            "character); wrap it in a list to emit it once")
     if isinstance(obj, Bolt):
         raise ComponentError(
             f"component {name!r}: {type(obj).__name__} is a Bolt; declare it with topology.bolt()")
@@ -254,6 +258,8 @@ def as_bolt(name, obj, fields=None):
 
 def default_name(obj):
     """A component name made from the class or function name: `WordCount` -> `word_count`."""
+    if isinstance(obj, ChunkBolt):
+        return "chunk"
     if isinstance(obj, FunctionBolt):
         obj = obj.fn
     if isinstance(obj, IterableSpout):

@@ -16,12 +16,11 @@ unique with `_2`, `_3`...; `component(obj, name=..., parallelism=..., group_by=.
 A pipe is a value: composing never changes its operands, and using the same expression twice
 gives two copies of its components.
 """
-import itertools
 import types
 
 from .components import (Bolt, ChunkBolt, Spout, as_bolt, as_spout, default_name,
                           is_spout_like)
-from .errors import ComponentError, TopologyError
+from .errors import ComponentError, DuplicateNameError, TopologyError
 
 
 class Node:
@@ -31,6 +30,8 @@ class Node:
         self.obj = obj
         self.name = name
         self.parallelism = parallelism
+        if isinstance(group_by, str):
+            group_by = (group_by,)
         self.group_by = tuple(group_by) if group_by else None
         self.fields = fields
         self.streams = streams
@@ -53,11 +54,13 @@ class Router:
         self.fn = fn
         self.n = n
         self.name = getattr(fn, "__qualname__", "round_robin") if fn else "round_robin"
-        self._next = itertools.cycle(range(n)).__next__
+        self._turn = 0
 
     def choose(self, tup):
         if self.fn is None:
-            return self._next()
+            turn = self._turn
+            self._turn = (turn + 1) % self.n
+            return turn
         index = self.fn(tup)
         if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < self.n:
             raise IndexError(
@@ -101,6 +104,9 @@ class Pipe:
 
     def __or__(self, other):
         right = Pipe.of(other)
+        mine = {id(n) for n in self.nodes}
+        if any(id(n) in mine for n in right.nodes):
+            right = _copy(right)  # `s | p | p`: the second p is a copy of the first
         edges = self.edges + right.edges
         for end in self.ends:
             for head, routes in right.heads:
@@ -116,8 +122,12 @@ class Pipe:
         incoming = {id(n): [] for n in self.nodes}
         for src, dst, routes in self.edges:
             incoming[id(dst)].append((src, routes))
+        for node in self.nodes:  # explicit names first, so generated ones step aside
+            if node.name:
+                names[id(node)] = _unique(node.name, used, explicit=True)
         for node in self.nodes:
-            names[id(node)] = _unique(node.name or default_name(node.obj), used, explicit=bool(node.name))
+            if not node.name:
+                names[id(node)] = _unique(default_name(node.obj), used, explicit=False)
         for node in self.nodes:
             name = names[id(node)]
             if not incoming[id(node)]:
@@ -147,7 +157,7 @@ class Pipe:
 
 def _unique(base, used, explicit):
     if explicit and base in used:
-        raise TopologyError(f"pipe: two components are named {base!r}")
+        raise DuplicateNameError(f"pipe: two components are named {base!r}")
     name, n = base, 1
     while name in used:
         n += 1

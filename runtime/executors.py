@@ -1,0 +1,210 @@
+"""Where bolt tasks run: the one thing that differs between modes.
+
+The scheduler core owns the acker, the log, retries, timeouts and the finish order, on one
+thread. An executor takes deliveries (`submit(task_id, tup)`) and runs them:
+
+    SingleExecutor   in the core's own thread, in order (the reference semantics)
+    ThreadExecutor   on a pool of threads; a task runs on one thread at a time, its inputs in
+                     order; what a task does (emits, acks, fails) is recorded in its `Outbox`
+                     and applied by the core, in order, when the task hands its batch back
+    ProcessExecutor  (runtime/process.py) on worker processes, with outboxes sent back as
+                     msgpack frames
+
+Every executor offers: start(), busy(), has_room(), run_some(), wait(timeout), call(task_id,
+method, *args) for prepare/flush/finish/cleanup, close().
+"""
+import collections
+import queue as queue_module
+import threading
+
+DELIVER, ACK, FAIL, ROOT, COLLECT = range(5)
+ROOM = 4096  # deliveries queued or running before the core stops asking spouts for more
+
+
+class Outbox:
+    """A task's sink in thread and process mode: records what the task did, in order, for the
+    core to apply (see `Scheduler.apply`)."""
+
+    def __init__(self):
+        self.events = []
+
+    def deliver(self, task_id, tup):
+        self.events.append((DELIVER, task_id, tup))
+
+    def ack(self, roots, xor):
+        self.events.append((ACK, roots, xor))
+
+    def fail(self, roots, error, traceback, component, task_id, tup):
+        self.events.append((FAIL, roots, error, traceback, component, task_id, tup))
+
+    def emit_root(self, task, stream, values, direct):
+        if direct is not None:
+            from .routing import RoutingError
+            raise RoutingError(f"component {task.component!r}: emit_direct needs an input to anchor to; "
+                               "it cannot be used from finish, flush or prepare")
+        self.events.append((ROOT, task.component, task.context.task_index, stream, values))
+
+    def collect(self, component, stream, values):
+        self.events.append((COLLECT, component, stream, values))
+
+    def take(self):
+        events, self.events = self.events, []
+        return events
+
+
+class SingleExecutor:
+    """Runs every delivery in the core's thread, first in, first out."""
+
+    concurrent = False
+
+    def __init__(self, core):
+        self.core = core
+        self.queue = collections.deque()
+
+    def start(self):
+        for task in self.core.bolt_tasks_in_order:
+            self.core.call_user(task, "prepare", task.context)
+
+    def submit(self, task_id, tup):
+        self.queue.append((self.core.tasks[task_id], tup))
+
+    def busy(self):
+        return bool(self.queue)
+
+    def queued(self):
+        return len(self.queue)
+
+    def has_room(self):
+        return True
+
+    def run_some(self):
+        queue = self.queue
+        popleft = queue.popleft
+        while queue:
+            task, tup = popleft()
+            task.execute(tup)
+
+    def wait(self, timeout):
+        pass
+
+    def call(self, task, method, *args):
+        return self.core.call_user(task, method, *args)
+
+    def close(self):
+        errors = []
+        for task in self.core.bolt_tasks_in_order:
+            try:
+                self.core.call_user(task, "cleanup")
+            except Exception as exc:  # noqa: BLE001 - reported after every task had its cleanup
+                errors.append(exc)
+        return errors
+
+
+class ThreadExecutor:
+    """Bolt tasks on `workers` threads. Each task has a mailbox; a task with mail and no
+    thread is put on the run queue; a thread runs up to `batch` of its inputs, then hands the
+    task's outbox to the core and puts it back on the run queue if more mail came."""
+
+    concurrent = True
+
+    def __init__(self, core, workers, batch=64):
+        self.core = core
+        self.workers = workers
+        self.batch = batch
+        self.mail = {}                  # task id -> deque of tuples
+        self.running = set()            # task ids on a thread or on the run queue
+        self.runnable = queue_module.SimpleQueue()
+        self.done = queue_module.SimpleQueue()  # (task id, events, error)
+        self.outstanding = 0            # deliveries submitted and not yet handed back
+        self.threads = []
+
+    def start(self):
+        for task in self.core.bolt_tasks_in_order:
+            self.call(task, "prepare", task.context)
+        for i in range(self.workers):
+            thread = threading.Thread(target=self._work, name=f"consecution-worker-{i}", daemon=True)
+            thread.start()
+            self.threads.append(thread)
+
+    def submit(self, task_id, tup):
+        self.outstanding += 1
+        box = self.mail.get(task_id)
+        if box is None:
+            box = self.mail[task_id] = collections.deque()
+        box.append(tup)
+        if task_id not in self.running:
+            self.running.add(task_id)
+            self.runnable.put(task_id)
+
+    def busy(self):
+        return self.outstanding > 0
+
+    def queued(self):
+        return self.outstanding
+
+    def has_room(self):
+        return self.outstanding < ROOM
+
+    def _work(self):
+        tasks, mail, batch = self.core.tasks, self.mail, self.batch
+        while True:
+            task_id = self.runnable.get()
+            if task_id is None:
+                return
+            task, box = tasks[task_id], mail[task_id]
+            n = 0
+            try:
+                while box and n < batch:
+                    task.execute(box.popleft())
+                    n += 1
+                error = None
+            except BaseException as exc:  # execute catches user errors; this is the runtime's
+                error = exc
+            self.done.put((task_id, n, task.sink.take(), error))
+
+    def run_some(self):
+        self._apply(block=False)
+
+    def wait(self, timeout):
+        self._apply(block=True, timeout=timeout)
+
+    def _apply(self, block, timeout=None):
+        try:
+            item = self.done.get(block, timeout) if block else self.done.get_nowait()
+        except queue_module.Empty:
+            return
+        while True:
+            task_id, n, events, error = item
+            if error is not None:
+                raise error
+            self.outstanding -= n
+            self.core.apply(events)
+            if self.mail[task_id]:
+                self.runnable.put(task_id)
+            else:
+                self.running.discard(task_id)
+            try:
+                item = self.done.get_nowait()
+            except queue_module.Empty:
+                return
+
+    def call(self, task, method, *args):
+        """Run a lifecycle method in the core's thread (the task is idle: the core calls this
+        only when nothing is queued for it) and apply what it emitted."""
+        try:
+            return self.core.call_user(task, method, *args)
+        finally:
+            self.core.apply(task.sink.take())
+
+    def close(self):
+        for _ in self.threads:
+            self.runnable.put(None)
+        for thread in self.threads:
+            thread.join(timeout=5)
+        errors = []
+        for task in self.core.bolt_tasks_in_order:
+            try:
+                self.call(task, "cleanup")
+            except Exception as exc:  # noqa: BLE001
+                errors.append(exc)
+        return errors
