@@ -39,7 +39,10 @@ def _parser():
     r.add_argument("topology", help="file.py (its `topology`) or file.py:name")
     r.add_argument("--mode", default="single", choices=MODES)
     r.add_argument("--workers", type=_positive_int, default=None,
-                   help="threads or processes for --mode thread/process")
+                   help="threads (--mode thread, default 4) or processes (--mode process, default: "
+                        "the number of cores)")
+    r.add_argument("--start-method", choices=("fork", "spawn"), default=None,
+                   help="how --mode process starts its workers (default fork)")
     r.add_argument("--state-dir", default=None,
                    help="default: $STATE_DIRECTORY/<name> under systemd, else ./.consecution/<name>")
     r.add_argument("--reliability", choices=RELIABILITY_LEVELS, default=None)
@@ -111,14 +114,11 @@ def _run(args):
     except Exception:
         print(f"consecution: importing {args.topology} failed:\n{traceback.format_exc()}", file=sys.stderr)
         return EXIT_ERROR
-    if args.mode != "single":
-        raise ModeNotAvailable(
-            f"--mode {args.mode} is not available in this version: only --mode single runs today "
-            "(thread and process modes are planned)")
-    if args.workers is not None:
+    if args.workers is not None and args.mode == "single":
         raise UsageError("--workers applies to --mode thread and --mode process only")
     state_dir = args.state_dir or default_state_dir(topology.name)
-    scheduler = Scheduler(topology, mode=args.mode, state_dir=state_dir, grace=args.grace,
+    scheduler = Scheduler(topology, mode=args.mode, workers=args.workers, start_method=args.start_method,
+                          state_dir=state_dir, grace=args.grace,
                           durability=args.durability,
                           reliability=args.reliability, max_retries=args.max_retries,
                           message_timeout=args.message_timeout, max_pending=args.max_pending,

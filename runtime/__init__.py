@@ -27,15 +27,12 @@ class ModeNotAvailable(ConsecutionError):
 def run(topology, mode="single", **options):
     """Run `topology` to the end (finite spouts) or until stopped; return a `RunResult`.
 
-    `options`: state_dir, collect, grace, and overrides of the topology's reliability settings
+    `mode`: "single", "thread" or "process". `options`: workers, start_method ("fork" or
+    "spawn", process mode), state_dir, durability, collect, grace, and overrides of the topology's reliability settings
     (max_retries, message_timeout, max_pending, retry_backoff, reliability).
     """
     if mode not in MODES:
         raise ModeNotAvailable(f"unknown mode {mode!r}: choose one of {', '.join(MODES)}")
-    if mode != "single":
-        raise ModeNotAvailable(
-            f"mode {mode!r} is not available in this version: only 'single' runs today "
-            "(thread and process modes are planned); use --mode single")
     return Scheduler(topology, mode=mode, **options).run()
 
 

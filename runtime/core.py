@@ -352,6 +352,12 @@ class Scheduler:
             self._tree_failed(tree, f"timed out: the tree was not complete within {self.message_timeout:g} s",
                               None, None, None)
 
+    def fail_all_pending(self, error):
+        """Fail every pending tree at once (a worker process died): each is replayed."""
+        for tree in list(self.trees):
+            self.acker.fail(tree)
+            self._tree_failed(tree, error, None, None, None)
+
     def _recover(self):
         """Start the next pending records of an earlier run (before any new spout tuple).
         A record counts the interrupted run as an attempt, so a record that keeps crashing

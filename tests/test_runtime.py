@@ -1,10 +1,34 @@
-"""Single-mode runtime semantics: acking, replay, timeouts, backpressure, finish order,
-reliability levels, the failure stream, groupings at run time."""
+"""Runtime semantics in every mode (the conformance suite): acking, replay, timeouts,
+backpressure, finish order, reliability levels, the failure stream, groupings at run time.
+
+Bolts report what they saw by emitting on a `probe` stream that nothing subscribes to; the
+run collects every emit (`collect=True`), in every mode, so the tests read the same
+observations whether a bolt ran in this thread, on a thread pool or in a worker process.
+"""
+import collections
+
 import pytest
 
 from consecution import Bolt, CodecError, FieldError, Spout, Topology, UserCodeError, chunk
 from consecution.runtime import Scheduler
-from consecution.testing import emitted, run_local
+from consecution.testing import run_local as _run_local
+
+MODES = ["single", "thread", "process"]
+
+
+@pytest.fixture(params=MODES)
+def mode(request):
+    return request.param
+
+
+def run_in(mode):
+    def run(topology, **options):
+        return _run_local(topology, mode=mode, workers=2, **options)
+    return run
+
+
+def probes(result, component):
+    return [values[0] if len(values) == 1 else values for values in result.emitted(component, "probe")]
 
 
 class Numbers(Spout):
@@ -34,15 +58,16 @@ class Numbers(Spout):
 
 
 class FailOn(Bolt):
-    """Raises for the values in `bad` the first `times` times it sees each."""
+    """Raises for the values in `bad` the first `times` times it sees each; probes each value."""
 
-    fields = ("n",)
+    streams = {"default": ("n",), "probe": ("n",)}
 
     def __init__(self, bad, times=10**9):
         self.bad, self.times, self.seen = set(bad), times, {}
 
     def process(self, tup):
         n = tup["n"]
+        self.emit((n,), stream="probe", anchors=())
         self.seen[n] = self.seen.get(n, 0) + 1
         if n in self.bad and self.seen[n] <= self.times:
             raise ValueError(f"bad number {n}")
@@ -61,16 +86,16 @@ def pipeline(spout, *bolts, **settings):
     return t
 
 
-def test_every_tree_completes_and_the_spout_gets_each_ack():
+def test_every_tree_completes_and_the_spout_gets_each_ack(mode):
     spout = Numbers(20)
-    result = run_local(pipeline(spout, FailOn(()), FailOn(())))
+    result = run_in(mode)(pipeline(spout, FailOn(()), FailOn(())))
     assert result.completed == result.roots == 20
     assert sorted(spout.acked) == sorted(f"m{i}" for i in range(20))
     assert spout.failed == []
     assert result.fully_processed and result.exit_code == 0
 
 
-def test_tree_is_incomplete_while_a_bolt_holds_one_of_its_tuples():
+def test_tree_is_incomplete_while_a_bolt_holds_one_of_its_tuples(mode):
     class Hold(Bolt):
         fields = ("n",)
         auto_ack = False
@@ -82,20 +107,21 @@ def test_tree_is_incomplete_while_a_bolt_holds_one_of_its_tuples():
             self.held.append(tup)
             self.emit((tup["n"],))  # anchored to the held input: the tree still waits for it
             if len(self.held) == 3:
-                assert spout.acked == []  # nothing complete while all three are held
+                if mode != "process":  # the spout lives in this process, the bolt may not
+                    assert spout.acked == []  # nothing complete while all three are held
                 for t in self.held:
                     self.ack(t)
                 self.held = []
 
     spout = Numbers(3)
-    result = run_local(pipeline(spout, Hold(), FailOn(())))
+    result = run_in(mode)(pipeline(spout, Hold(), FailOn(())))
     assert sorted(spout.acked) == ["m0", "m1", "m2"] and result.completed == 3
 
 
-def test_failed_tuple_is_replayed_until_max_retries_then_given_up():
+def test_failed_tuple_is_replayed_until_max_retries_then_given_up(mode):
     spout, failing = Numbers(5), FailOn({3})
-    result = run_local(pipeline(spout, failing, max_retries=2))
-    assert failing.seen[3] == 3  # the first attempt and two replays
+    result = run_in(mode)(pipeline(spout, failing, max_retries=2))
+    assert probes(result, "b0").count(3) == 3  # the first attempt and two replays
     assert result.given_up == 1 and result.replayed == 2 and result.completed == 4
     assert [m for m, _ in spout.failed] == ["m3"] and "bad number 3" in spout.failed[0][1]
     letter = result.failures[0]
@@ -105,15 +131,15 @@ def test_failed_tuple_is_replayed_until_max_retries_then_given_up():
     assert result.exit_code == 3 and not result.fully_processed
 
 
-def test_transient_failure_is_replayed_and_then_completes():
+def test_transient_failure_is_replayed_and_then_completes(mode):
     spout, failing = Numbers(5), FailOn({1, 4}, times=2)
-    collected = run_local(pipeline(spout, failing, FailOn(()), max_retries=3))
+    collected = run_in(mode)(pipeline(spout, failing, FailOn(()), max_retries=3))
     assert collected.given_up == 0 and collected.completed == 5 and collected.replayed == 4
     assert sorted(v for (v,) in collected.emitted("b1")) == [0, 1, 2, 3, 4]
     assert collected.exit_code == 0
 
 
-def test_a_failure_downstream_fails_the_whole_tree_from_its_root():
+def test_a_failure_downstream_fails_the_whole_tree_from_its_root(mode):
     class Fan(Bolt):
         fields = ("n",)
 
@@ -122,13 +148,14 @@ def test_a_failure_downstream_fails_the_whole_tree_from_its_root():
                 self.emit((tup["n"] * 10 + k,))
 
     spout, failing = Numbers(2), FailOn({11}, times=1)
-    result = run_local(pipeline(spout, Fan(), failing))
+    result = run_in(mode)(pipeline(spout, Fan(), failing))
     assert result.replayed == 1 and result.given_up == 0
     # root 1 was replayed whole: its three children came through the failing bolt twice
-    assert failing.seen[10] == 2 and failing.seen[12] == 2 and failing.seen[0] == 1
+    seen = collections.Counter(probes(result, "b1"))
+    assert seen[10] == 2 and seen[12] == 2 and seen[0] == 1
 
 
-def test_tree_not_complete_within_message_timeout_is_failed_and_replayed():
+def test_tree_not_complete_within_message_timeout_is_failed_and_replayed(mode):
     class Forget(Bolt):
         auto_ack = False
 
@@ -136,17 +163,17 @@ def test_tree_not_complete_within_message_timeout_is_failed_and_replayed():
             pass  # never acks
 
     spout = Numbers(1)
-    result = run_local(pipeline(spout, Forget(), message_timeout=0.2, max_retries=1))
+    result = run_in(mode)(pipeline(spout, Forget(), message_timeout=0.2, max_retries=1))
     assert result.replayed == 1 and result.given_up == 1
     assert "timed out" in result.failures[0].error and spout.failed[0][0] == "m0"
 
 
-def test_max_pending_bounds_the_trees_in_flight_per_spout_task():
+def test_max_pending_bounds_the_trees_in_flight_per_spout_task(mode):
     spout = Numbers(40)
     t = Topology("pending", max_pending=5)
     t.spout("numbers", spout)
     t.bolt("batch", chunk(5).nodes[0].obj).shuffle_grouping("numbers")
-    result = run_local(t)
+    result = run_in(mode)(t)
     assert result.completed == 40
     assert max(spout.outstanding_at_call) == 4
 
@@ -154,70 +181,67 @@ def test_max_pending_bounds_the_trees_in_flight_per_spout_task():
     t = Topology("unbounded")
     t.spout("numbers", unbounded)
     t.bolt("batch", chunk(50).nodes[0].obj).shuffle_grouping("numbers")
-    run_local(t)
+    run_in(mode)(t)
     assert max(unbounded.outstanding_at_call) == 40  # held until the last partial batch
 
 
 @pytest.mark.parametrize("reliability", ["none", "confirm", "track", "replay"])
-def test_reliability_levels_all_process_a_clean_run_fully(reliability):
-    result = run_local(pipeline(Numbers(10), FailOn(()), reliability=reliability))
+def test_reliability_levels_all_process_a_clean_run_fully(reliability, mode):
+    result = run_in(mode)(pipeline(Numbers(10), FailOn(()), reliability=reliability))
     assert sorted(result.emitted("b0")) == [(i,) for i in range(10)]
     assert result.exit_code == 0 and result.fully_processed
 
 
-def test_reliability_none_tracks_nothing_but_counts_errors():
-    seen_ids = []
-
+def test_reliability_none_tracks_nothing_but_counts_errors(mode):
     class Look(Bolt):
+        streams = {"probe": ("id",)}
+
         def process(self, tup):
-            seen_ids.append(tup.id)
+            self.emit((tup.id,), stream="probe", anchors=())
             if tup["n"] == 2:
                 raise RuntimeError("boom")
 
     spout = Numbers(4)
-    result = run_local(pipeline(spout, Look(), reliability="none"))
-    assert seen_ids == [None] * 4 and spout.acked == [] and result.completed == 0
+    result = run_in(mode)(pipeline(spout, Look(), reliability="none"))
+    assert probes(result, "b0") == [None] * 4 and spout.acked == [] and result.completed == 0
     assert result.errors == 1 and result.replayed == 0 and result.exit_code == 3
 
 
-def test_reliability_confirm_reports_without_replaying():
+def test_reliability_confirm_reports_without_replaying(mode):
     spout, failing = Numbers(6), FailOn({2, 5})
-    result = run_local(pipeline(spout, failing, reliability="confirm", max_retries=5))
-    assert failing.seen[2] == 1 and result.replayed == 0
+    result = run_in(mode)(pipeline(spout, failing, reliability="confirm", max_retries=5))
+    assert probes(result, "b0").count(2) == 1 and result.replayed == 0
     assert result.given_up == 2 and result.completed == 4 and not result.fully_processed
     assert result.exit_code == 3
 
 
-def test_reliability_track_keeps_the_last_failures_only():
+def test_reliability_track_keeps_the_last_failures_only(mode):
     failing = FailOn({1, 2, 3, 4})
     t = pipeline(Numbers(6), failing, reliability="track", track_last=2)
-    scheduler = Scheduler(t)
+    scheduler = Scheduler(t, mode=mode, workers=2, collect=True)
     result = scheduler.run()
     assert result.given_up == 4 and result.replayed == 0
     kept = [letter.record.values for letter in scheduler.log.dead_letters]
     assert kept == [(3,), (4,)]
 
 
-def test_failure_stream_receives_each_given_up_record():
+def test_failure_stream_receives_each_given_up_record(mode):
     class Errors(Bolt):
-        def prepare(self, context):
-            self.got = []
+        streams = {"probe": ("fields", "values")}
 
         def process(self, tup):
-            self.got.append(tup)
+            self.emit((list(tup.fields), list(tup.values)), stream="probe", anchors=())
 
-    errors = Errors()
     t = pipeline(Numbers(4), FailOn({1}), max_retries=1)
-    t.bolt("errors", errors).failure_grouping()
-    run_local(t)
-    assert len(errors.got) == 1
-    tup = errors.got[0]
+    t.bolt("errors", Errors()).failure_grouping()
+    got = probes(run_in(mode)(t), "errors")
+    assert len(got) == 1
+    tup = dict(zip(*got[0]))
     assert tup["values"] == [1] and tup["component"] == "b0" and tup["spout"] == "numbers"
     assert tup["attempts"] == 2 and "bad number 1" in tup["error"] and "Traceback" in tup["traceback"]
-    assert "error" in tup.fields
 
 
-def test_finish_runs_in_topological_order_and_its_tuples_flow_before_the_next_finish():
+def test_finish_runs_in_topological_order_and_its_tuples_flow_before_the_next_finish(mode):
     events = []
 
     class Sum(Bolt):
@@ -237,11 +261,15 @@ def test_finish_runs_in_topological_order_and_its_tuples_flow_before_the_next_fi
             events.append("sum.cleanup")
 
     class Sink(Bolt):
+        streams = {"probe": ("event",)}
+
         def process(self, tup):
             events.append(f"sink.got {tup['total']}")
+            self.emit((f"got {tup['total']}",), stream="probe", anchors=())
 
         def finish(self):
             events.append("sink.finish")
+            self.emit(("finish",), stream="probe", anchors=())
 
         def cleanup(self):
             events.append("sink.cleanup")
@@ -250,13 +278,15 @@ def test_finish_runs_in_topological_order_and_its_tuples_flow_before_the_next_fi
     t.spout("numbers", range(5))
     t.bolt("sink", Sink()).shuffle_grouping("sum")  # declared before its source on purpose
     t.bolt("sum", Sum()).shuffle_grouping("numbers")
-    result = run_local(t)
-    assert events[:3] == ["sum.finish", "sink.got 10", "sink.finish"]
-    assert sorted(events[3:]) == ["sink.cleanup", "sum.cleanup"]
+    result = run_in(mode)(t)
+    assert probes(result, "sink") == ["got 10", "finish"]  # the total arrived before sink.finish
+    if mode != "process":  # in process mode the bolts ran in a worker: no events here
+        assert events[:3] == ["sum.finish", "sink.got 10", "sink.finish"]
+        assert sorted(events[3:]) == ["sink.cleanup", "sum.cleanup"]
     assert result.roots == 6 and result.completed == 6  # five spout tuples and the finish tuple
 
 
-def test_tuples_emitted_in_finish_are_tracked_and_replayed():
+def test_tuples_emitted_in_finish_are_tracked_and_replayed(mode):
     class Total(Bolt):
         fields = ("n",)
 
@@ -267,11 +297,11 @@ def test_tuples_emitted_in_finish_are_tracked_and_replayed():
             self.emit((99,))
 
     failing = FailOn({99}, times=1)
-    result = run_local(pipeline(Numbers(3), Total(), failing))
-    assert failing.seen[99] == 2 and result.replayed == 1 and result.given_up == 0
+    result = run_in(mode)(pipeline(Numbers(3), Total(), failing))
+    assert probes(result, "b1").count(99) == 2 and result.replayed == 1 and result.given_up == 0
 
 
-def test_join_anchored_to_two_roots_fails_both_when_it_fails():
+def test_join_anchored_to_two_roots_fails_both_when_it_fails(mode):
     class Pair(Bolt):
         fields = ("n",)
         auto_ack = False
@@ -289,12 +319,12 @@ def test_join_anchored_to_two_roots_fails_both_when_it_fails():
             self.ack(tup)
 
     spout, failing = Numbers(2), FailOn({1}, times=1)  # 0 + 1 = 1 fails once
-    result = run_local(pipeline(spout, Pair(), failing))
+    result = run_in(mode)(pipeline(spout, Pair(), failing))
     assert result.failed == 2 and result.replayed == 2 and result.given_up == 0
     assert sorted(spout.acked) == ["m0", "m1"]
 
 
-def test_fields_grouping_sends_equal_keys_to_one_task_and_all_grouping_to_every_task():
+def test_fields_grouping_sends_equal_keys_to_one_task_and_all_grouping_to_every_task(mode):
     class Where(Bolt):
         fields = ("word", "task")
 
@@ -310,7 +340,7 @@ def test_fields_grouping_sends_equal_keys_to_one_task_and_all_grouping_to_every_
     t.bolt("by_word", Where(), parallelism=3).fields_grouping("words", "word")
     t.bolt("to_all", Where(), parallelism=3).all_grouping("words")
     t.bolt("to_one", Where(), parallelism=3).global_grouping("words")
-    result = run_local(t)
+    result = run_in(mode)(t)
     tasks_of = {}
     for word, task in result.emitted("by_word"):
         tasks_of.setdefault(word, set()).add(task)
@@ -319,7 +349,7 @@ def test_fields_grouping_sends_equal_keys_to_one_task_and_all_grouping_to_every_
     assert {task for _, task in result.emitted("to_one")} == {0}
 
 
-def test_direct_and_custom_groupings_pick_the_tasks():
+def test_direct_and_custom_groupings_pick_the_tasks(mode):
     class Director(Bolt):
         fields = ("n",)
 
@@ -343,12 +373,12 @@ def test_direct_and_custom_groupings_pick_the_tasks():
     t.bolt("director", Director()).shuffle_grouping("numbers")
     t.bolt("direct", Where(), parallelism=3).direct_grouping("director")
     t.bolt("custom", Where(), parallelism=3).custom_grouping("numbers", lambda tup, n: tup[0] % 2)
-    result = run_local(t)
+    result = run_in(mode)(t)
     assert {task for _, task in result.emitted("direct")} == {2}
     assert {(n, task) for n, task in result.emitted("custom")} == {(n, n % 2) for n in range(6)}
 
 
-def test_each_task_gets_its_own_copy_of_a_parallel_component():
+def test_each_task_gets_its_own_copy_of_a_parallel_component(mode):
     class Remember(Bolt):
         fields = ("count",)
 
@@ -365,21 +395,21 @@ def test_each_task_gets_its_own_copy_of_a_parallel_component():
     t = Topology("copies")
     t.spout("numbers", range(10))
     t.bolt("remember", template, parallelism=2).shuffle_grouping("numbers")
-    assert sorted(emitted(t, "remember")) == [(5,), (5,)]
+    assert sorted(run_in(mode)(t).emitted("remember")) == [(5,), (5,)]
     assert not hasattr(template, "count")  # the template itself never ran
 
 
-def test_values_travel_as_msgpack_in_single_mode_too():
+def test_values_travel_as_msgpack_in_single_mode_too(mode):
     def nest(n):
         return (n, (n, n), {"k": [n]})
 
     t = Topology("values")
     t.spout("numbers", [1])
     t.bolt("nest", nest).shuffle_grouping("numbers")
-    assert emitted(t, "nest") == [(1, [1, 1], {"k": [1]})]
+    assert run_in(mode)(t).emitted("nest") == [(1, [1, 1], {"k": [1]})]
 
 
-def test_a_value_msgpack_cannot_encode_fails_the_tuple_naming_component_and_field():
+def test_a_value_msgpack_cannot_encode_fails_the_tuple_naming_component_and_field(mode):
     def bad(n):
         return (n, {n})
 
@@ -387,13 +417,13 @@ def test_a_value_msgpack_cannot_encode_fails_the_tuple_naming_component_and_fiel
     t = Topology("codec", reliability="confirm")
     t.spout("numbers", [1])
     t.bolt("bad", bad).shuffle_grouping("numbers")
-    result = run_local(t)
+    result = run_in(mode)(t)
     assert result.given_up == 1
     error = result.failures[0].error
     assert error.startswith("CodecError") and "'bad'" in error and "'members'" in error
 
 
-def test_emitting_more_values_than_declared_fields_fails_with_a_clear_error():
+def test_emitting_more_values_than_declared_fields_fails_with_a_clear_error(mode):
     def three(n):
         return (n, n, n)
 
@@ -401,13 +431,13 @@ def test_emitting_more_values_than_declared_fields_fails_with_a_clear_error():
     t = Topology("arity", reliability="confirm")
     t.spout("numbers", [1])
     t.bolt("three", three).shuffle_grouping("numbers")
-    result = run_local(t)
+    result = run_in(mode)(t)
     assert "FieldError" in result.failures[0].error and "'three'" in result.failures[0].error
     assert issubclass(FieldError, Exception) and issubclass(CodecError, Exception)
 
 
 @pytest.mark.parametrize("phase", ["prepare", "finish"])
-def test_user_error_outside_tuple_processing_stops_the_run(phase):
+def test_user_error_outside_tuple_processing_stops_the_run(phase, mode):
     class Broken(Bolt):
         def process(self, tup):
             pass
@@ -419,12 +449,12 @@ def test_user_error_outside_tuple_processing_stops_the_run(phase):
     setattr(bolt, phase, explode)
     t = pipeline(Numbers(2), bolt)
     with pytest.raises(UserCodeError) as info:
-        run_local(t)
+        run_in(mode)(t)
     assert info.value.component == "b0" and info.value.phase == phase
     assert f"broken {phase}" in str(info.value) and "RuntimeError" in info.value.traceback
 
 
-def test_stop_drains_in_flight_trees_and_skips_finish():
+def test_stop_drains_in_flight_trees_and_skips_finish(mode):
     class Endless(Spout):
         fields = ("n",)
 
@@ -437,19 +467,19 @@ def test_stop_drains_in_flight_trees_and_skips_finish():
             if self.i == 50:
                 scheduler.stop()
 
-    finished = []
-
     class Sink(Bolt):
+        streams = {"probe": ("event",)}
+
         def process(self, tup):
             pass
 
         def finish(self):
-            finished.append(True)
+            self.emit(("finish",), stream="probe", anchors=())
 
     t = Topology("endless")
     t.spout("numbers", Endless())
     t.bolt("sink", Sink()).shuffle_grouping("numbers")
-    scheduler = Scheduler(t)
+    scheduler = Scheduler(t, mode=mode, workers=2, collect=True)
     result = scheduler.run()
     assert result.status == "stopped" and result.roots == 50 and result.completed == 50
-    assert finished == [] and result.exit_code == 0
+    assert probes(result, "sink") == [] and result.exit_code == 0
