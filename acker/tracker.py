@@ -1,21 +1,39 @@
 """The XOR tuple-tree tracker (Storm's acker), as a pure data structure.
 
-Every tuple of a tree has a random 64-bit id. Per tree (keyed by `root`) the acker keeps the
-XOR of every id created and every id acked: each id enters twice, so the value returns to 0
-exactly when every tuple has been acked (up to a 2**-64 chance of a false zero). Callers
-pass pre-combined values: on emit the ids of new tuples, on ack the acked id XOR the ids of
-the children just emitted from it.
+Every tuple of a tree has a random 64-bit id (`new_id`). Per tree, keyed by its `root`, the
+acker keeps the XOR of every id created and every id acked: each id enters twice, so the value
+returns to 0 exactly when every tuple has been acked (up to a 2**-64 chance of a false zero).
+Callers pass pre-combined values: `init` gets the XOR of the spout tuple's ids, `ack` the acked
+id XOR the ids of the children just emitted from it, once per root the acked tuple belongs to.
 
-No I/O, no threads, no clock: `now` is always passed in. Entries are kept in a dict ordered
-by the start of their timeout clock, so `expire` costs only what it removes.
+No I/O, no threads, no clock: `now` is always passed in and must never decrease from one call
+to the next. Entries live in an OrderedDict in the order their timeout clock started, so
+`expire` costs what it removes (a plain dict would rescan the holes that completed trees leave
+at its front), and every other call is O(1).
+
+>>> acker = Acker()
+>>> a, b = 0x1, 0x2                   # ids of two tuples sent by spout task 7
+>>> acker.init(root=99, xor=a ^ b, spout_task=7, now=0.0)
+False
+>>> acker.ack(99, a, now=1.0)         # `a` processed, emitted nothing
+False
+>>> acker.pending(7), acker.pending()
+(1, 1)
+>>> acker.ack(99, b, now=2.0)         # the last tuple: the tree is complete and forgotten
+True
+>>> acker.pending(7), len(acker)
+(0, 0)
 """
 import random
+from collections import OrderedDict
 
-_MASK = (1 << 64) - 1
+# An entry is a list [xor, spout_task, started] indexed by literals (cheaper than named
+# constants on the per-tuple path); spout_task None marks an entry created by an ack that
+# arrived before its init.
 
 
-def new_id(rand=random.getrandbits):
-    """A random non-zero 64-bit id."""
+def new_id(rand=random.getrandbits) -> int:
+    """A random 64-bit tuple or root id, never 0 (0 means "complete" to the acker)."""
     i = rand(64)
     while not i:
         i = rand(64)
@@ -23,99 +41,116 @@ def new_id(rand=random.getrandbits):
 
 
 class Acker:
-    """Tracks tuple trees: `init`, `ack`, `fail`, `reset_timeout`, `expire`, `pending`.
-
-    An entry is [xor, spout_task, started]; spout_task None marks an entry created by an ack
-    that arrived before its init (tolerated, as in Storm).
+    """Tracks tuple trees through Storm's closed message set: `init`, `ack`, `fail`,
+    `reset_timeout`, plus `expire` for the timeout. A tree is complete when it was inited and
+    its XOR is 0; it is then removed and reported exactly once, by the call that completed it.
+    Removed trees are forgotten: a late ack for one only makes an un-inited entry, which never
+    completes on its own and is dropped silently by `expire`.
     """
 
     __slots__ = ("_trees", "_per_task", "_inited")
 
-    def __init__(self):
-        self._trees = {}      # root -> [xor, spout_task or None, started]
-        self._per_task = {}   # spout task -> inited pending trees
+    def __init__(self) -> None:
+        self._trees = OrderedDict()  # root -> [xor, spout_task or None, started], oldest first
+        self._per_task = {}          # spout task -> number of its inited pending trees
         self._inited = 0
 
-    def init(self, root, xor, spout_task, now):
-        """Spout task `spout_task` started tree `root` whose first tuples XOR to `xor`.
-        True if the tree is complete already (acks that came first cancelled it out)."""
-        entry = self._trees.get(root)
+    def init(self, root: int, xor: int, spout_task: int, now: float) -> bool:
+        """Spout task `spout_task` started tree `root`, whose first tuples XOR to `xor`.
+
+        The tree's timeout clock starts now. True if the tree is complete already (acks that
+        arrived first cancelled `xor` out); it is then removed. Raises ValueError if `root` was
+        inited before and is still pending: that is a caller bug.
+        """
+        trees = self._trees
+        entry = trees.get(root)
         if entry is None:
-            self._trees[root] = [xor, spout_task, now]
+            if not xor:
+                return True
+            trees[root] = [xor, spout_task, now]
         else:
             if entry[1] is not None:
-                raise ValueError(f"tree {root:#x} is already started")
-            entry[0] ^= xor
-            entry[1] = spout_task
-            if not entry[0]:
-                del self._trees[root]
+                raise ValueError(f"tree {root:#x} is already started by spout task {entry[1]}")
+            value = entry[0] ^ xor
+            if not value:
+                del trees[root]
                 return True
+            entry[0], entry[1], entry[2] = value, spout_task, now
+            trees.move_to_end(root)
         self._per_task[spout_task] = self._per_task.get(spout_task, 0) + 1
         self._inited += 1
         return False
 
-    def ack(self, root, xor, now):
-        """XOR `xor` into tree `root`. True when this completes an inited tree (it is removed)."""
+    def ack(self, root: int, xor: int, now: float) -> bool:
+        """XOR `xor` into tree `root`. True when this completes an inited tree (it is removed).
+
+        An unknown root gets an un-inited entry whose clock starts now: the ack came before
+        its init (or after its tree was failed or expired, and then no init ever comes).
+        """
         entry = self._trees.get(root)
         if entry is None:
-            self._trees[root] = [xor, None, now]  # the ack came before the init
+            self._trees[root] = [xor, None, now]
             return False
         value = entry[0] ^ xor
         entry[0] = value
         if value or entry[1] is None:
             return False
         del self._trees[root]
-        self._forget(entry[1])
+        self._inited -= 1
+        self._per_task[entry[1]] -= 1
         return True
 
-    def fail(self, root):
-        """Remove tree `root`; True if it was pending."""
+    def fail(self, root: int) -> bool:
+        """Remove tree `root`, inited or not. True if it was there, False if unknown."""
         entry = self._trees.pop(root, None)
         if entry is None:
             return False
         if entry[1] is not None:
-            self._forget(entry[1])
+            self._inited -= 1
+            self._per_task[entry[1]] -= 1
         return True
 
-    def reset_timeout(self, root, now):
-        """Start the timeout clock of tree `root` again (no-op if unknown)."""
-        entry = self._trees.pop(root, None)
+    def reset_timeout(self, root: int, now: float) -> None:
+        """Restart the timeout clock of tree `root` at `now`. No-op for an unknown root."""
+        entry = self._trees.get(root)
         if entry is not None:
             entry[2] = now
-            self._trees[root] = entry
+            self._trees.move_to_end(root)
 
-    def expire(self, now, timeout):
-        """Remove and return, oldest first, the inited trees whose clock started at or before
-        `now - timeout`. Un-inited entries that old are dropped without being returned."""
+    def expire(self, now: float, timeout: float) -> list[int]:
+        """Remove the entries whose clock started at or before `now - timeout`; return the roots
+        of the inited ones among them, oldest first. Un-inited ones are dropped silently."""
         limit = now - timeout
-        trees, expired = self._trees, []
+        trees, per_task, expired = self._trees, self._per_task, []
         while trees:
             root = next(iter(trees))
             entry = trees[root]
             if entry[2] > limit:
                 break
             del trees[root]
-            if entry[1] is not None:
-                self._forget(entry[1])
+            task = entry[1]
+            if task is not None:
+                per_task[task] -= 1
                 expired.append(root)
+        self._inited -= len(expired)
         return expired
 
-    def pending(self, spout_task=None):
-        """Inited trees not yet complete: of one spout task, or of all."""
+    def pending(self, spout_task: int | None = None) -> int:
+        """Number of inited trees not yet complete, failed or expired: of one spout task, or
+        of all when `spout_task` is None."""
         if spout_task is None:
             return self._inited
         return self._per_task.get(spout_task, 0)
 
-    def spout_task(self, root):
+    def spout_task(self, root: int) -> int | None:
+        """The spout task that inited pending tree `root`; None if unknown or not inited."""
         entry = self._trees.get(root)
         return None if entry is None else entry[1]
 
-    def _forget(self, spout_task):
-        self._inited -= 1
-        self._per_task[spout_task] -= 1
-
-    def __len__(self):
+    def __len__(self) -> int:
+        """Number of entries, inited or not."""
         return len(self._trees)
 
-    def __contains__(self, root):
+    def __contains__(self, root: object) -> bool:
+        """Whether `root` has an entry, inited or not."""
         return root in self._trees

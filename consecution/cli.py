@@ -40,7 +40,7 @@ def _parser():
     r.add_argument("--mode", default="single", choices=MODES)
     r.add_argument("--workers", type=_positive_int, default=None,
                    help="threads (--mode thread, default 4) or processes (--mode process, default: "
-                        "the number of cores)")
+                        "the number of cores); single mode ignores it")
     r.add_argument("--start-method", choices=("fork", "spawn"), default=None,
                    help="how --mode process starts its workers (default fork)")
     r.add_argument("--state-dir", default=None,
@@ -114,8 +114,6 @@ def _run(args):
     except Exception:
         print(f"consecution: importing {args.topology} failed:\n{traceback.format_exc()}", file=sys.stderr)
         return EXIT_ERROR
-    if args.workers is not None and args.mode == "single":
-        raise UsageError("--workers applies to --mode thread and --mode process only")
     state_dir = args.state_dir or default_state_dir(topology.name)
     scheduler = Scheduler(topology, mode=args.mode, workers=args.workers, start_method=args.start_method,
                           state_dir=state_dir, grace=args.grace,

@@ -1,0 +1,165 @@
+"""Process mode's own promises: spawn and fork, supervision of dead workers, no orphans."""
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from consecution import Bolt, Topology, UserCodeError
+from consecution.testing import run_local
+
+WORKERS = """
+import os, sqlite3, time
+from consecution import Bolt, Topology
+
+class Slow(Bolt):
+    fields = ("n", "pid")
+
+    def prepare(self, context):
+        with open(f"worker-{{context.task_index}}.pid", "a") as f:
+            f.write(f"{{os.getpid()}}\\n")
+
+    def process(self, tup):
+        time.sleep({sleep})
+        self.emit((tup[0], os.getpid()))
+
+class Sink(Bolt):
+    def prepare(self, context):
+        self.db = sqlite3.connect("sink.sqlite")
+        self.db.execute("CREATE TABLE IF NOT EXISTS seen (n INTEGER PRIMARY KEY, pid INTEGER)")
+
+    def process(self, tup):
+        with self.db:
+            self.db.execute("INSERT OR REPLACE INTO seen VALUES (?, ?)", tup.values)
+
+topology = Topology("workers", max_retries=10, retry_backoff=0)
+topology.spout("numbers", {source})
+topology.bolt("slow", Slow(), parallelism=2).shuffle_grouping("numbers")
+topology.bolt("sink", Sink()).shuffle_grouping("slow")
+"""
+
+
+def pids(folder, index):
+    path = folder / f"worker-{index}.pid"
+    return [int(x) for x in path.read_text().split()] if path.exists() else []
+
+
+def wait_for(predicate, timeout=20):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is dead too
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def start(tmp_path, *args):
+    return subprocess.Popen([sys.executable, "-m", "consecution", "run", "workers.py", "--mode", "process",
+                             "--workers", "2", "--log-format", "json", *args],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_a_killed_worker_is_restarted_and_its_trees_replayed(tmp_path):
+    (tmp_path / "workers.py").write_text(WORKERS.format(sleep=0.005, source="range(600)"))
+    proc = start(tmp_path)
+    assert wait_for(lambda: pids(tmp_path, 0) and (tmp_path / "sink.sqlite").exists())
+    time.sleep(0.5)
+    victim = pids(tmp_path, 0)[0]
+    os.kill(victim, signal.SIGKILL)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err[-3000:]
+    assert len(pids(tmp_path, 0)) == 2 and pids(tmp_path, 0)[1] != victim  # prepared again
+    events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    died = [e for e in events if e["event"] == "worker.died"]
+    assert len(died) == 1 and died[0]["exitcode"] == -signal.SIGKILL
+    finished = [e for e in events if e["event"] == "run.finished"][0]
+    assert finished["completed"] == 600 and finished["given_up"] == 0
+    db = sqlite3.connect(tmp_path / "sink.sqlite")
+    assert db.execute("SELECT count(*) FROM seen").fetchone() == (600,)
+
+
+def test_sigterm_stops_the_workers_and_leaves_no_orphans(tmp_path):
+    (tmp_path / "workers.py").write_text(WORKERS.format(sleep=0.01, source="__import__('itertools').count()"))
+    proc = start(tmp_path)
+    assert wait_for(lambda: pids(tmp_path, 0) and pids(tmp_path, 1) and (tmp_path / "sink.sqlite").exists())
+    workers = pids(tmp_path, 0) + pids(tmp_path, 1)
+    assert all(alive(pid) for pid in workers)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err[-3000:]
+    assert wait_for(lambda: not any(alive(pid) for pid in workers), timeout=10)
+
+
+def test_killing_the_supervisor_kills_its_workers_and_a_restart_finds_the_directory_free(tmp_path):
+    (tmp_path / "workers.py").write_text(WORKERS.format(sleep=0.005, source="range(400)"))
+    proc = start(tmp_path)
+    assert wait_for(lambda: pids(tmp_path, 0) and pids(tmp_path, 1))
+    time.sleep(0.3)
+    workers = pids(tmp_path, 0) + pids(tmp_path, 1)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    assert wait_for(lambda: not any(alive(pid) for pid in workers), timeout=10)
+    again = start(tmp_path)
+    out, err = again.communicate(timeout=60)
+    assert again.returncode == 0, err[-3000:]
+    db = sqlite3.connect(tmp_path / "sink.sqlite")
+    assert db.execute("SELECT count(*) FROM seen").fetchone() == (400,)
+
+
+def make_closures():
+    """Closures, lambdas and a class local to a function: what spawn must carry over."""
+    offset = 100
+
+    class Add(Bolt):
+        fields = ("n",)
+
+        def process(self, tup):
+            self.emit((tup[0] + offset,))
+
+    t = Topology("closures")
+    t.spout("numbers", range(20))
+    t.bolt("add", Add(), parallelism=2).shuffle_grouping("numbers")
+    t.bolt("double", lambda n: n * 2, parallelism=2, fields=("n",)).shuffle_grouping("add")
+    t.bolt("odd", lambda n: n if n % 4 else None, fields=("n",)).custom_grouping(
+        "double", lambda tup, n: tup[0] % n)
+    return t
+
+
+@pytest.mark.parametrize("start_method", ["fork", "spawn"])
+def test_closures_lambdas_and_local_classes_run_under_fork_and_spawn(start_method):
+    single = sorted(run_local(make_closures()).emitted("odd"))
+    result = run_local(make_closures(), mode="process", workers=2, start_method=start_method)
+    assert sorted(result.emitted("odd")) == single and len(single) == 10
+
+
+def test_an_error_in_prepare_in_a_worker_stops_the_run():
+    class Broken(Bolt):
+        def prepare(self, context):
+            raise OSError("no database here")
+
+        def process(self, tup):
+            pass
+
+    t = Topology("broken")
+    t.spout("numbers", range(3))
+    t.bolt("broken", Broken()).shuffle_grouping("numbers")
+    with pytest.raises(UserCodeError) as info:
+        run_local(t, mode="process", workers=1)
+    assert info.value.component == "broken" and info.value.phase == "prepare"
+    assert "no database here" in str(info.value) and "OSError" in info.value.traceback
