@@ -56,21 +56,22 @@ def start(args, cwd):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.parametrize("mode", ["single", "process"])
 def test_killed_at_random_moments_every_record_reaches_the_sink_and_the_poison_is_a_dead_letter(
-        tmp_path, run_cli):
+        tmp_path, run_cli, mode):
     kills = int(os.environ.get("CONSECUTION_KILLS", "8"))
     expected = write_orders(tmp_path / "orders.jsonl", 2500, poison=700)
     (tmp_path / "crash_etl.py").write_text(CRASH_ETL)
     rng = random.Random()
     killed_midway = 0
     for _ in range(kills):
-        proc = start(["run", "crash_etl.py", "--log-format", "json"], tmp_path)
+        proc = start(["run", "crash_etl.py", "--log-format", "json", "--mode", mode, "--workers", "2"], tmp_path)
         time.sleep(rng.uniform(0.4, 1.5))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             killed_midway += 1
         proc.communicate(timeout=30)
-    final = run_cli("run", "crash_etl.py", "--log-format", "json", timeout=120)
+    final = run_cli("run", "crash_etl.py", "--log-format", "json", "--mode", mode, "--workers", "2", timeout=120)
     assert final.returncode == 3, final.stderr[-2000:]
     assert killed_midway >= min(kills, 3)
     db = sqlite3.connect(tmp_path / "orders.sqlite")
@@ -251,3 +252,24 @@ def test_power_durability_runs_with_a_sync_on_every_commit(tmp_path, run_cli):
     done = run_cli("run", os.path.join(EXAMPLES, "etl.py"), "--durability", "power")
     assert done.returncode == 0, done.stderr
     assert dict(sqlite3.connect(tmp_path / "orders.sqlite").execute("SELECT id, cents FROM orders")) == expected
+
+
+def test_killing_workers_at_random_moments_loses_nothing(tmp_path, run_cli):
+    """Process mode: SIGKILL a worker (not the supervisor) again and again during the run."""
+    expected = write_orders(tmp_path / "orders.jsonl", 1500, poison=300)
+    (tmp_path / "crash_etl.py").write_text(CRASH_ETL)
+    proc = start(["run", "crash_etl.py", "--log-format", "json", "--mode", "process", "--workers", "2"],
+                 tmp_path)
+    rng, kills = random.Random(), 0
+    while proc.poll() is None and kills < 6:
+        time.sleep(rng.uniform(0.3, 0.8))
+        children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        if children:
+            os.kill(int(rng.choice(children)), signal.SIGKILL)
+            kills += 1
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 3, err[-2000:]
+    assert kills >= 2
+    assert err.count('"worker.died"') >= 1
+    stored = dict(sqlite3.connect(tmp_path / "orders.sqlite").execute("SELECT id, cents FROM orders"))
+    assert stored == expected
