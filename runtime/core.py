@@ -281,7 +281,8 @@ class Scheduler:
             xor ^= i
             submit(target, Tuple(record.values, record.stream, record.spout, task.task_id, i, roots, fields))
         self.trees[tree] = record
-        self.acker.init(tree, xor, task.task_id, self.now)
+        if self.acker.init(tree, xor, task.task_id, self.now):  # acks came first: complete
+            self._complete(self.trees.pop(tree))
         return targets
 
     def _complete(self, record):

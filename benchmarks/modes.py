@@ -1,0 +1,76 @@
+"""Single, thread and process mode side by side, in the same run.
+
+    python -m benchmarks.modes [--tuples N] [--workers N]
+
+1. CPU-bound: each tuple is hashed 20,000 times (sha256) by a bolt of 4 tasks.
+   Target on 2 cores: process mode at least 1.8x single mode.
+2. I/O-bound: each tuple waits 10 ms (time.sleep) in a bolt of 8 tasks.
+   Target: thread mode at least 1.8x single mode.
+Figures are tuples/s, best of 3; the ratios are against single mode measured in this run.
+"""
+import argparse
+import hashlib
+import os
+import time
+
+from consecution import Topology
+from consecution.runtime import Scheduler
+from consecution.runtime.logs import configure
+
+
+def hash_it(n):
+    digest = str(n).encode()
+    for _ in range(20_000):
+        digest = hashlib.sha256(digest).digest()
+    return (n, digest.hex()[:16])
+
+
+def wait_a_bit(n):
+    time.sleep(0.01)
+    return n
+
+
+def topology(fn, tuples, parallelism):
+    t = Topology("modes", reliability="replay")
+    t.spout("numbers", range(tuples))
+    t.bolt("work", fn, parallelism=parallelism).shuffle_grouping("numbers")
+    return t
+
+
+def rate(fn, tuples, parallelism, mode, workers):
+    best = None
+    for _ in range(3):
+        scheduler = Scheduler(topology(fn, tuples, parallelism), mode=mode, workers=workers)
+        started = time.perf_counter()
+        result = scheduler.run()
+        elapsed = time.perf_counter() - started
+        assert result.completed == tuples, result
+        best = elapsed if best is None else min(best, elapsed)
+    return tuples / best
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--tuples", type=int, default=400)
+    p.add_argument("--workers", type=int, default=os.cpu_count())
+    args = p.parse_args(argv)
+    configure("json", level="error")
+    print(f"{os.cpu_count()} cores; process mode with {args.workers} workers, thread mode with 8 threads")
+    single = rate(hash_it, args.tuples, 4, "single", None)
+    thread = rate(hash_it, args.tuples, 4, "thread", 8)
+    process = rate(hash_it, args.tuples, 4, "process", args.workers)
+    print(f"CPU-bound (sha256 x 20,000 per tuple, {args.tuples} tuples)")
+    print(f"  single   {single:8.1f} tuples/s")
+    print(f"  thread   {thread:8.1f} tuples/s   {thread / single:4.2f}x single")
+    print(f"  process  {process:8.1f} tuples/s   {process / single:4.2f}x single   (target >= 1.8x)")
+    single = rate(wait_a_bit, args.tuples, 8, "single", None)
+    thread = rate(wait_a_bit, args.tuples, 8, "thread", 8)
+    process = rate(wait_a_bit, args.tuples, 8, "process", args.workers)
+    print(f"I/O-bound (10 ms sleep per tuple, {args.tuples} tuples)")
+    print(f"  single   {single:8.1f} tuples/s")
+    print(f"  thread   {thread:8.1f} tuples/s   {thread / single:4.2f}x single   (target >= 1.8x)")
+    print(f"  process  {process:8.1f} tuples/s   {process / single:4.2f}x single")
+
+
+if __name__ == "__main__":
+    main()
