@@ -109,6 +109,8 @@ def test_a_second_run_on_a_state_dir_in_use_exits_2_and_the_first_is_unharmed(tm
         assert second.returncode == 2 and "in use" in second.stderr and str(first.pid) in second.stderr
         status = json.loads(run_cli("status", "--state-dir", ".consecution/endless", "--json").stdout)
         assert status["running_pid"] == first.pid and status["topology"] == "endless"
+        listing = run_cli("dead-letters", "--state-dir", ".consecution/endless", "--json")
+        assert listing.returncode == 0 and listing.stdout == ""  # readers work while it runs
         requeue = run_cli("dead-letters", "--state-dir", ".consecution/endless", "--requeue")
         assert requeue.returncode == 2 and "in use" in requeue.stderr
         assert first.poll() is None
@@ -273,3 +275,12 @@ def test_killing_workers_at_random_moments_loses_nothing(tmp_path, run_cli):
     assert err.count('"worker.died"') >= 1
     stored = dict(sqlite3.connect(tmp_path / "orders.sqlite").execute("SELECT id, cents FROM orders"))
     assert stored == expected
+
+
+def test_the_state_directory_defaults_to_state_directory_under_systemd(tmp_path, run_cli):
+    write_orders(tmp_path / "orders.jsonl", 5)
+    done = run_cli("run", os.path.join(EXAMPLES, "etl.py"), env={"STATE_DIRECTORY": str(tmp_path / "systemd")})
+    assert done.returncode == 0, done.stderr
+    status = json.loads(run_cli("status", "--state-dir", str(tmp_path / "systemd" / "etl"), "--json").stdout)
+    assert status["topology"] == "etl" and status["positions"]["orders/0"] > 0
+    assert not (tmp_path / ".consecution").exists()

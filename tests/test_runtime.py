@@ -483,3 +483,18 @@ def test_stop_drains_in_flight_trees_and_skips_finish(mode):
     result = scheduler.run()
     assert result.status == "stopped" and result.roots == 50 and result.completed == 50
     assert probes(result, "sink") == [] and result.exit_code == 0
+
+
+def test_a_task_sees_its_inputs_in_the_order_they_were_emitted(mode):
+    class Echo(Bolt):
+        fields = ("n",)
+
+        def process(self, tup):
+            self.emit((tup[0],))
+
+    t = Topology("order")
+    t.spout("numbers", range(300))
+    t.bolt("first", Echo()).shuffle_grouping("numbers")
+    t.bolt("second", Echo()).shuffle_grouping("first")
+    result = run_in(mode)(t)
+    assert result.emitted("second") == [(i,) for i in range(300)]
