@@ -122,8 +122,12 @@ def test_killing_the_supervisor_kills_its_workers_and_a_restart_finds_the_direct
     assert db.execute("SELECT count(*) FROM seen").fetchone() == (400,)
 
 
+CLOSURES = """
+from consecution import Bolt, Topology
+
+
 def make_closures():
-    """Closures, lambdas and a class local to a function: what spawn must carry over."""
+    \"\"\"Closures, lambdas and a class local to a function: what spawn must carry over.\"\"\"
     offset = 100
 
     class Add(Bolt):
@@ -132,20 +136,42 @@ def make_closures():
         def process(self, tup):
             self.emit((tup[0] + offset,))
 
+    class Show(Bolt):
+        def process(self, tup):
+            print(tup[0], flush=True)
+
     t = Topology("closures")
     t.spout("numbers", range(20))
     t.bolt("add", Add(), parallelism=2).shuffle_grouping("numbers")
     t.bolt("double", lambda n: n * 2, parallelism=2, fields=("n",)).shuffle_grouping("add")
     t.bolt("odd", lambda n: n if n % 4 else None, fields=("n",)).custom_grouping(
         "double", lambda tup, n: tup[0] % n)
+    t.bolt("show", Show()).shuffle_grouping("odd")
     return t
 
 
+topology = make_closures()
+"""
+
+
 @pytest.mark.parametrize("start_method", ["fork", "spawn"])
-def test_closures_lambdas_and_local_classes_run_under_fork_and_spawn(start_method):
-    single = sorted(run_local(make_closures()).emitted("odd"))
-    result = run_local(make_closures(), mode="process", workers=2, start_method=start_method)
-    assert sorted(result.emitted("odd")) == single and len(single) == 10
+def test_closures_lambdas_and_local_classes_run_under_fork_and_spawn(start_method, run_cli, tmp_path):
+    (tmp_path / "closures.py").write_text(CLOSURES)
+    single = run_cli("run", "closures.py", "--state-dir", "single")
+    assert single.returncode == 0, single.stderr
+    done = run_cli("run", "closures.py", "--mode", "process", "--workers", "2", "--start-method", start_method,
+                   "--state-dir", start_method)
+    assert done.returncode == 0, done.stderr
+    assert sorted(done.stdout.split()) == sorted(single.stdout.split()) and len(single.stdout.split()) == 10
+
+
+def test_a_topology_built_in_a_test_function_runs_in_process_mode():
+    offset = 100
+    t = Topology("local")
+    t.spout("numbers", range(10))
+    t.bolt("add", lambda n: n + offset, parallelism=2).shuffle_grouping("numbers")
+    result = run_local(t, mode="process", workers=2)
+    assert sorted(result.emitted("add")) == [(n + offset,) for n in range(10)]
 
 
 def test_an_error_in_prepare_in_a_worker_stops_the_run():
