@@ -4,6 +4,9 @@ word) -> report (1 task), which prints the most frequent words when the input en
     consecution run examples/wordcount.py
 
 Set WORDCOUNT_INPUT to a text file to count its words instead of the built-in text.
+The run keeps its state (the spout's byte offset) in .consecution/wordcount: run it again
+and it resumes after the last line, with nothing left to count; remove that folder (or give
+another --state-dir) to count from the start.
 """
 import os
 

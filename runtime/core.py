@@ -39,7 +39,7 @@ from .logs import logger
 from .result import RunResult
 from .retry import Backoff, NoRetry
 from .routing import Routing, RoutingError
-from .tasks import BoltTask, SpoutTask, TopologyContext
+from .tasks import BoltTask, SpoutTask, TopologyContext, assign_tasks
 
 IDLE_SLEEP = 0.001       # a spout that emitted nothing is asked again after this long
 EXPIRE_EVERY = 0.1       # how often trees are checked against message_timeout
@@ -135,14 +135,9 @@ class Scheduler:
     def _build_tasks(self):
         topology = self.topology
         order = topology.topological_order()
-        tasks_by_component, next_id = {}, 0
-        for name in order:
-            n = topology.components[name].parallelism
-            tasks_by_component[name] = list(range(next_id, next_id + n))
-            next_id += n
-        self.tasks_by_component = tasks_by_component
+        tasks_by_component = self.tasks_by_component = assign_tasks(topology)
         uses = collections.Counter(id(c.obj) for c in topology.components.values())
-        self.tasks = [None] * next_id
+        self.tasks = [None] * sum(len(ids) for ids in tasks_by_component.values())
         self.spout_tasks, self.bolt_tasks_in_order = [], []
         for name in order:
             component = topology.components[name]

@@ -32,7 +32,7 @@ from consecution.topology import FAILURE_FIELDS, FAILURES, Component, Topology, 
 from .core import UserCodeError
 from .executors import ACK, COLLECT, DELIVER, FAIL, ROOT, ROOM, Outbox
 from .routing import Routing
-from .tasks import BoltTask, TopologyContext
+from .tasks import BoltTask, TopologyContext, assign_tasks
 
 FRAME = 256       # deliveries per frame, at most
 IN_FLIGHT = 2     # frames per worker sent and not yet answered
@@ -272,14 +272,9 @@ def worker_main(conn, topology, task_ids, settings):
 
 
 def _build(topology, task_ids, settings, outbox):
-    order = topology.topological_order()
-    tasks_by_component, next_id = {}, 0
-    for name in order:
-        n = topology.components[name].parallelism
-        tasks_by_component[name] = list(range(next_id, next_id + n))
-        next_id += n
+    tasks_by_component = assign_tasks(topology)
     tasks = {}
-    for name in order:
+    for name in tasks_by_component:
         component = topology.components[name]
         for index, task_id in enumerate(tasks_by_component[name]):
             if task_id not in task_ids:

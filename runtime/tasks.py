@@ -20,6 +20,17 @@ from consecution.topology import FieldError, Spout, Tuple
 from .routing import RoutingError
 
 
+def assign_tasks(topology):
+    """{component: [task ids]}: consecutive ids in topological order. The supervisor and every
+    worker process compute it the same way, so a task id means the same task everywhere."""
+    tasks_by_component, next_id = {}, 0
+    for name in topology.topological_order():
+        n = topology.components[name].parallelism
+        tasks_by_component[name] = list(range(next_id, next_id + n))
+        next_id += n
+    return tasks_by_component
+
+
 class TopologyContext:
     """What `open`/`prepare` get: where this task stands in the topology."""
 
