@@ -67,14 +67,16 @@ class Scheduler:
     max_pending, retry_backoff, reliability). `collect=True` keeps every tuple the bolts emit,
     by (component, stream), in the result (for tests and `consecution.testing`).
 
+    In single mode a task emitting to a task with `auto_ack` calls it directly (`fuse=True`):
+    processing is depth first, and such tuples need no id of their own (DESIGN.md, "fused").
     With a `state_dir`, the run locks it; reliability "replay" keeps its log there (LMDB,
     `durability` "kill" or "power") and "track" its last `track_last` failures; without one,
     both are in memory.
     """
 
     def __init__(self, topology, *, mode="single", workers=None, start_method=None, state_dir=None,
-                 collect=False, grace=30.0, durability="kill", clock=time.monotonic, wall=time.time,
-                 **overrides):
+                 collect=False, grace=30.0, durability="kill", fuse=True, clock=time.monotonic,
+                 wall=time.time, **overrides):
         topology.validate()
         self.topology = topology
         self.mode = mode
@@ -122,8 +124,13 @@ class Scheduler:
         self.now = clock()
         self._seq = 0
         self._build_tasks()
+        self.fused = None
         if mode == "single":
             self.executor = SingleExecutor(self)
+            if fuse:
+                self.fused = [t if isinstance(t, BoltTask) and t.auto_ack else None for t in self.tasks]
+                for task in self.bolt_tasks_in_order:
+                    task.fused = self.fused
         elif mode == "thread":
             self.executor = ThreadExecutor(self, workers or 4)
         else:
@@ -180,9 +187,14 @@ class Scheduler:
         if not self.tracking:
             targets = task.routing.targets(stream, values, task.task_id)
             fields = task.streams[stream]
-            submit = self.executor.submit
+            submit, fused = self.executor.submit, self.fused
             for target in targets:
-                submit(target, Tuple(values, stream, task.component, task.task_id, None, (), fields))
+                tup = Tuple(values, stream, task.component, task.task_id, None, (), fields)
+                into = fused[target] if fused is not None else None
+                if into is not None:
+                    into.execute(tup)
+                else:
+                    submit(target, tup)
             return targets
         record = Record(self.log.new_root(), task.component, task.context.task_index, stream, values,
                         msg_id, 1, self.wall())
@@ -270,13 +282,20 @@ class Scheduler:
         tree, xor = new_id(), 0
         fields = task.streams[record.stream]
         roots = (tree,)
-        submit = self.executor.submit
+        self.trees[tree] = record  # before any fused processing, which may fail the tree
+        submit, fused = self.executor.submit, self.fused
         for target in targets:
+            into = fused[target] if fused is not None else None
+            if into is not None:  # single mode: processed right here, depth first
+                xor ^= into.execute(Tuple(record.values, record.stream, record.spout, task.task_id, 0, roots,
+                                          fields))
+                continue
             i = new_id()
             xor ^= i
             submit(target, Tuple(record.values, record.stream, record.spout, task.task_id, i, roots, fields))
-        self.trees[tree] = record
-        if self.acker.init(tree, xor, task.task_id, self.now):  # acks came first: complete
+        if tree not in self.trees:
+            return targets  # failed while it was processed
+        if not xor or self.acker.init(tree, xor, task.task_id, self.now):
             self._complete(self.trees.pop(tree))
         return targets
 

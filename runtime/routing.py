@@ -95,9 +95,18 @@ class Routing:
                     continue
                 outlets.append(Outlet(grouping, bolt.name, tasks, fields))
             self.outlets[stream] = tuple(outlets)
+        # streams whose subscribers each have one task and no function to ask: a constant answer
+        self.fixed = {}
+        for stream, outlets in self.outlets.items():
+            if all(len(o.tasks) == 1 and o.kind not in ("route", "custom") for o in outlets):
+                self.fixed[stream] = tuple(o.tasks[0] for o in outlets)
 
     def targets(self, stream, values, task=None, direct=None):
         """The task ids of every subscriber that gets `values` emitted on `stream`."""
+        if direct is None:
+            fixed = self.fixed.get(stream)
+            if fixed is not None:
+                return fixed
         try:
             outlets = self.outlets[stream]
         except KeyError:

@@ -15,6 +15,7 @@ import traceback as tb_module
 
 from consecution.acker import new_id
 from consecution.storage import normalize
+from consecution.storage.codec import SCALARS
 from consecution.topology import FieldError, Spout, Tuple
 
 from .routing import RoutingError
@@ -103,13 +104,16 @@ class BoltTask:
         self.current = None   # the input being processed
         self.ackval = 0       # XOR of the ids of children anchored to `current`
         self.acked = False    # `current` was acked by hand in an auto_ack bolt
+        self.fused = None     # single mode: task id -> the BoltTask to call directly, or None
         if obj is not None:   # None: the core's stand-in for a task that runs in a worker process
             obj._emit = self.emit
             obj._ack = self.ack
             obj._fail = self.fail
 
     def execute(self, tup):
-        """Run `process` on one tuple and ack or fail it."""
+        """Run `process` on one tuple and ack or fail it. A fused tuple (id 0: called directly
+        by the task that emitted it, single mode) is not acked here: the XOR of the ids of its
+        own children is returned, for the caller to fold into its ack."""
         self.current = tup
         self.ackval = 0
         self.acked = False
@@ -118,43 +122,61 @@ class BoltTask:
         except Exception as exc:
             self.current = None
             self.sink.fail(tup.roots, _describe(exc), tb_module.format_exc(), self.component, self.task_id, tup)
-            return
+            return 0
         self.current = None
         if self.auto_ack and not self.acked and tup.roots:
+            if tup.id == 0:
+                return self.ackval
             self.sink.ack(tup.roots, tup.id ^ self.ackval)
+        return 0
 
     def emit(self, values, stream="default", anchors=None, direct=None):
         component = self.component
-        values = checked(values, component, stream, self.streams)
+        try:
+            fields = self.streams[stream]
+        except KeyError:
+            checked(values, component, stream, self.streams)  # raises, naming the stream
+        if values.__class__ is not tuple or (fields is not None and len(values) != len(fields)):
+            values = checked(values, component, stream, self.streams)  # converts, or raises
+        else:
+            for value in values:
+                if value.__class__ not in SCALARS:
+                    values = normalize(values, component, stream, fields)
+                    break
         if self.collect:
             self.sink.collect(component, stream, values)
         current = self.current
-        if self.tracking and anchors is None and current is None:
-            return self.sink.emit_root(self, stream, values, direct)
-        targets = self.routing.targets(stream, values, self.task_id, direct)
-        fields = self.streams[stream]
-        deliver = self.sink.deliver
-        if not self.tracking:
-            for target in targets:
-                deliver(target, Tuple(values, stream, component, self.task_id, None, (), fields))
-            return targets
         if anchors is None:
-            roots = current.roots
+            if current is None:
+                if self.tracking:
+                    return self.sink.emit_root(self, stream, values, direct)
+                roots = ()
+            else:
+                roots = current.roots
             fast = self.auto_ack and not self.acked
         else:
-            if isinstance(anchors, Tuple):
-                anchors = (anchors,)
-            roots = _roots_of(anchors)
+            roots = _roots_of((anchors,) if isinstance(anchors, Tuple) else anchors)
             fast = False
-        if not roots:
+        targets = self.routing.targets(stream, values, self.task_id, direct)
+        fused, task_id = self.fused, self.task_id
+        if not roots:  # untracked: reliability "none", or an unanchored emit
             for target in targets:
-                deliver(target, Tuple(values, stream, component, self.task_id, None, (), fields))
+                tup = Tuple(values, stream, component, task_id, None, (), fields)
+                into = fused[target] if fused is not None else None
+                if into is not None:
+                    into.execute(tup)
+                else:
+                    self.sink.deliver(target, tup)
             return targets
         xor = 0
         for target in targets:
-            i = new_id()
-            xor ^= i
-            deliver(target, Tuple(values, stream, component, self.task_id, i, roots, fields))
+            into = fused[target] if fused is not None else None
+            if into is not None:
+                xor ^= into.execute(Tuple(values, stream, component, task_id, 0, roots, fields))
+            else:
+                i = new_id()
+                xor ^= i
+                self.sink.deliver(target, Tuple(values, stream, component, task_id, i, roots, fields))
         if fast:
             self.ackval ^= xor
         elif xor:

@@ -7,7 +7,7 @@ import msgpack
 
 from consecution.errors import ConsecutionError
 
-_SCALARS = frozenset((str, int, float, bool, type(None), bytes))
+SCALARS = frozenset((str, int, float, bool, type(None), bytes))  # pass through msgpack unchanged
 
 
 class CodecError(ConsecutionError):
@@ -36,7 +36,7 @@ def normalize(values, component, stream="default", fields=None):
                 f"component {component!r}, stream {stream!r}: values must be a tuple or list, "
                 f"got {type(values).__name__} {values!r}")
         values = tuple(values)
-    scalars = _SCALARS
+    scalars = SCALARS
     for value in values:
         if value.__class__ not in scalars:
             break
