@@ -143,6 +143,7 @@ class Scheduler:
         topology = self.topology
         order = topology.topological_order()
         tasks_by_component = self.tasks_by_component = assign_tasks(topology)
+        self.origins = {}  # (component, task index) -> task, for records
         uses = collections.Counter(id(c.obj) for c in topology.components.values())
         self.tasks = [None] * sum(len(ids) for ids in tasks_by_component.values())
         self.spout_tasks, self.bolt_tasks_in_order = [], []
@@ -254,8 +255,12 @@ class Scheduler:
 
     def _origin(self, record):
         """The task a record came from (its component's task of the same index)."""
-        tasks = self.tasks_by_component[record.spout]
-        return self.tasks[tasks[record.task % len(tasks)]]
+        try:
+            return self.origins[record.spout, record.task]
+        except KeyError:
+            tasks = self.tasks_by_component[record.spout]
+            task = self.origins[record.spout, record.task] = self.tasks[tasks[record.task % len(tasks)]]
+            return task
 
     def _commit(self):
         """Commit the log, then start the trees of the records that commit made durable."""
@@ -303,7 +308,7 @@ class Scheduler:
         self.log.release(record.root)
         self.result.completed += 1
         task = self._origin(record)
-        if isinstance(task, SpoutTask):
+        if isinstance(task, SpoutTask) and task.has_ack:
             self.call_user(task, "ack", record.msg_id if record.msg_id is not None else record.root)
 
     def _tree_failed(self, tree, error, traceback, component, task_id):

@@ -82,6 +82,7 @@ class SpoutTask:
         self.context = context
         self.exhausted = False
         self.has_position = type(obj).position is not Spout.position
+        self.has_ack = type(obj).ack is not Spout.ack  # the default ack does nothing: skip the call
         obj._emit = self.emit
 
     def emit(self, values, stream="default", msg_id=None):

@@ -19,6 +19,7 @@ import os
 import struct
 
 import lmdb
+import msgpack
 
 from consecution.errors import ConsecutionError
 
@@ -45,7 +46,7 @@ def _key(root):
 
 
 def _record_row(r):
-    return [r.spout, r.task, r.stream, list(r.values), r.msg_id, r.attempts, r.first_seen]
+    return (r.spout, r.task, r.stream, r.values, r.msg_id, r.attempts, r.first_seen)
 
 
 def _record(root, row):
@@ -83,6 +84,7 @@ class DurableLog:
         self._dead = self.env.open_db(b"dead", create=create)
         self._positions = self.env.open_db(b"positions", create=create)
         self._meta = self.env.open_db(b"meta", create=create)
+        self._pack = msgpack.Packer(use_bin_type=True).pack  # reused: cheaper than packb per record
         self._puts = {}       # root -> encoded record (appends and attempt updates)
         self._releases = set()
         self._letters = {}    # root -> encoded dead letter
@@ -139,7 +141,7 @@ class DurableLog:
         if not self.keep_pending:
             return
         try:
-            self._puts[record.root] = encode(_record_row(record))
+            self._puts[record.root] = self._pack(_record_row(record))
         except (TypeError, ValueError, OverflowError) as exc:
             raise CodecError(f"spout {record.spout!r}: msg_id {record.msg_id!r} cannot be stored "
                              f"as msgpack ({exc})") from None
@@ -157,7 +159,7 @@ class DurableLog:
         if self.keep_pending:
             self._puts.pop(root, None)
             self._releases.add(root)
-        self._letters[root] = encode(_record_row(letter.record) + [
+        self._letters[root] = encode(list(_record_row(letter.record)) + [
             letter.component, letter.task, letter.error, letter.traceback, letter.time])
 
     def position(self, spout, task, position):
