@@ -1,0 +1,195 @@
+"""The speed suite: workload W in a plain loop, in bytewax and in consecution, in one run.
+
+    pip install '.[bench]' && python -m benchmarks [--lines N] [--skip-rss]
+
+Workload W: 200,000 lines of 10 words drawn with random.Random(0) from 1,000 capitalised
+words; split -> lower -> count; every result is checked against a plain Counter.
+Figures are M words/s, best of 3. Targets (ratios measured in this run):
+  replay, single mode        >= 1.0x bytewax
+  none, single mode          >= 0.4x the plain loop
+  replay vs in-memory acking (confirm)  costs <= 15%
+  RSS after 10M tuples       within 10% of RSS after 1M
+"""
+import argparse
+import collections
+import json
+import os
+import random
+import resource
+import shutil
+import tempfile
+import time
+
+from consecution import Bolt, Spout, Topology
+from consecution.runtime import Scheduler
+from consecution.runtime.logs import configure
+
+
+def make_lines(n):
+    rng = random.Random(0)
+    vocabulary = []
+    while len(vocabulary) < 1000:
+        word = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(3, 9))).capitalize()
+        if word not in vocabulary:
+            vocabulary.append(word)
+    return [" ".join(rng.choice(vocabulary) for _ in range(10)) for _ in range(n)]
+
+
+def split(line):
+    yield from line.split()
+
+
+def lower(word):
+    return word.lower()
+
+
+class Count(Bolt):
+    """Counts words; writes its counts (JSON) to `path` when the input ends."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def prepare(self, context):
+        self.counts = collections.Counter()
+
+    def process(self, tup):
+        self.counts[tup[0]] += 1
+
+    def finish(self):
+        with open(self.path, "w") as f:
+            json.dump(self.counts, f)
+
+
+def plain(lines):
+    counts = collections.Counter()
+    for line in lines:
+        for word in split(line):
+            counts[lower(word)] += 1
+    return counts
+
+
+def run_bytewax(lines):
+    import bytewax.operators as op
+    from bytewax.dataflow import Dataflow
+    from bytewax.testing import TestingSink, TestingSource, run_main
+    out = []
+    flow = Dataflow("wordcount")
+    stream = op.input("lines", flow, TestingSource(lines, batch_size=1000))
+    words = op.flat_map("split", stream, split)
+    lowered = op.map("lower", words, lower)
+    counted = op.count_final("count", lowered, lambda word: word)
+    op.output("out", counted, TestingSink(out))
+    run_main(flow)
+    return collections.Counter(dict(out))
+
+
+def run_consecution(lines, reliability, mode):
+    folder = tempfile.mkdtemp(prefix="consecution-bench-")
+    try:
+        path = os.path.join(folder, "counts.json")
+        t = Topology("w", reliability=reliability)
+        t.spout("lines", lines)
+        t.bolt("split", split).shuffle_grouping("lines")
+        t.bolt("lower", lower).shuffle_grouping("split")
+        t.bolt("count", Count(path)).shuffle_grouping("lower")
+        state = os.path.join(folder, "state") if reliability == "replay" else None
+        Scheduler(t, mode=mode, workers=2, state_dir=state).run()
+        with open(path) as f:
+            return collections.Counter(json.load(f))
+    finally:
+        shutil.rmtree(folder)
+
+
+def best_of_3(fn, expected, words):
+    best = None
+    for _ in range(3):
+        started = time.perf_counter()
+        got = fn()
+        elapsed = time.perf_counter() - started
+        assert got == expected, "wrong counts"
+        best = elapsed if best is None else min(best, elapsed)
+    return words / best / 1e6
+
+
+def rss_mb():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def rss_after(n_small, n_big):
+    """RSS after n_small and after n_big tuples through an endless replay topology."""
+    marks = {}
+
+    class Numbers(Spout):
+        fields = ("n",)
+
+        def open(self, context):
+            self.i = 0
+
+        def next_tuple(self):
+            self.i += 1
+            self.emit((self.i,))
+            if self.i in (n_small, n_big):
+                marks[self.i] = rss_mb()
+                if self.i == n_big:
+                    scheduler.stop()
+
+    def square(n):
+        return n * n
+
+    class Sink(Bolt):
+        def process(self, tup):
+            pass
+
+    folder = tempfile.mkdtemp(prefix="consecution-bench-")
+    try:
+        t = Topology("rss")
+        t.spout("numbers", Numbers())
+        t.bolt("square", square).shuffle_grouping("numbers")
+        t.bolt("sink", Sink()).shuffle_grouping("square")
+        scheduler = Scheduler(t, state_dir=os.path.join(folder, "state"))
+        scheduler.run()
+    finally:
+        shutil.rmtree(folder)
+    return marks[n_small], marks[n_big]
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description="workload W: plain loop, bytewax, consecution")
+    p.add_argument("--lines", type=int, default=200_000)
+    p.add_argument("--skip-rss", action="store_true")
+    args = p.parse_args(argv)
+    configure("json", level="error")
+    lines = make_lines(args.lines)
+    expected = plain(lines)
+    words = args.lines * 10
+    print(f"workload W: {args.lines:,} lines, {words:,} words; M words/s, best of 3; {os.cpu_count()} cores")
+    figures = {"plain loop": best_of_3(lambda: plain(lines), expected, words)}
+    try:
+        figures["bytewax"] = best_of_3(lambda: run_bytewax(lines), expected, words)
+    except ImportError:
+        print("  (bytewax not installed: pip install '.[bench]')")
+    for mode in ("single", "process"):
+        for reliability in ("none", "confirm", "replay"):
+            figures[f"{reliability}, {mode}"] = best_of_3(
+                lambda: run_consecution(lines, reliability, mode), expected, words)
+    for name, value in figures.items():
+        print(f"  {name:<20} {value:6.2f} M words/s")
+    plain_rate = figures["plain loop"]
+    print("ratios:")
+    if "bytewax" in figures:
+        print(f"  replay single / bytewax          {figures['replay, single'] / figures['bytewax']:5.2f}x  (target >= 1.0)")
+    print(f"  none single / plain loop         {figures['none, single'] / plain_rate:5.2f}x  (target >= 0.4)")
+    cost = figures["confirm, single"] / figures["replay, single"] - 1
+    print(f"  replay cost vs in-memory acking  {cost:+6.1%}  (target <= +15%)")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(f"peak RSS: {peak:.0f} MB (this process), {children:.0f} MB (largest worker process)")
+    if not args.skip_rss:
+        small, big = rss_after(1_000_000, 10_000_000)
+        print(f"RSS of an endless replay topology: {small:.1f} MB after 1M tuples, {big:.1f} MB after 10M "
+              f"({big / small - 1:+.1%}, target within 10%)")
+
+
+if __name__ == "__main__":
+    main()
