@@ -130,7 +130,7 @@ class Scheduler:
             if fuse:
                 self.fused = [t if isinstance(t, BoltTask) and t.auto_ack else None for t in self.tasks]
                 for task in self.bolt_tasks_in_order:
-                    task.fused = self.fused
+                    task.plan(self.fused)
         elif mode == "thread":
             self.executor = ThreadExecutor(self, workers or 4)
         else:
