@@ -39,7 +39,7 @@ from .logs import logger
 from .result import RunResult
 from .retry import Backoff, NoRetry
 from .routing import Routing, RoutingError
-from .tasks import BoltTask, SpoutTask, TopologyContext, assign_tasks
+from .tasks import BoltTask, SpoutTask, TopologyContext, assign_tasks, task_class
 
 IDLE_SLEEP = 0.001       # a spout that emitted nothing is asked again after this long
 EXPIRE_EVERY = 0.1       # how often trees are checked against message_timeout
@@ -165,8 +165,8 @@ class Scheduler:
                     self.spout_tasks.append(task)
                 else:
                     sink = self if self.mode == "single" else Outbox()
-                    task = BoltTask(sink, component, task_id, obj, routing, context, self.tracking,
-                                    self.outputs is not None)
+                    task = task_class(obj)(sink, component, task_id, obj, routing, context, self.tracking,
+                                           self.outputs is not None)
                     self.bolt_tasks_in_order.append(task)
                 self.tasks[task_id] = task
         for component in topology.components.values():  # round robin routes start afresh

@@ -32,7 +32,7 @@ from consecution.topology import FAILURE_FIELDS, FAILURES, Component, Topology, 
 from .core import UserCodeError
 from .executors import ACK, COLLECT, DELIVER, FAIL, ROOT, ROOM, Outbox
 from .routing import Routing
-from .tasks import BoltTask, TopologyContext, assign_tasks
+from .tasks import TopologyContext, assign_tasks, task_class
 
 FRAME = 256       # deliveries per frame, at most
 IN_FLIGHT = 2     # frames per worker sent and not yet answered
@@ -283,8 +283,8 @@ def _build(topology, task_ids, settings, outbox):
             routing = Routing(topology, component, tasks_by_component)
             context = TopologyContext(topology.name, name, index, task_id, component.parallelism,
                                       tasks_by_component, settings["state_dir"], "process")
-            tasks[task_id] = BoltTask(outbox, component, task_id, obj, routing, context,
-                                      settings["tracking"], settings["collect"])
+            tasks[task_id] = task_class(obj)(outbox, component, task_id, obj, routing, context,
+                                             settings["tracking"], settings["collect"])
     streams = {name: c.streams for name, c in topology.components.items()}
     streams[FAILURES] = {"default": FAILURE_FIELDS}
     return tasks, streams
