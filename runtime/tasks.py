@@ -263,25 +263,32 @@ def _describe(exc):
 
 class FunctionTask(BoltTask):
     """A task of a plain function: `execute` calls the function itself (one frame less per
-    tuple than going through `FunctionBolt.process`), with the same results."""
+    tuple than going through `FunctionBolt.process`), with the same results.
+
+    In single mode, when everything it emits goes to one other function task (a fused plan),
+    it hands the values straight to that function (`run`): a function gets values, not a
+    Tuple, so none is made; the checks of `emit` (msgpack-safe values, declared arity) still
+    apply, and a failure fails the same trees."""
+
+    chain = None  # the FunctionTask that gets every default-stream emit, directly
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fn = self.obj.fn if self.obj is not None else None
+
+    def plan(self, fused):
+        super().plan(fused)
+        plan = self.plans.get("default")
+        if plan is not None and len(plan[1]) == 1 and isinstance(plan[1][0], FunctionTask) \
+                and len(self.streams) == 1:
+            self.chain = plan
 
     def execute(self, tup):
         self.current = tup
         self.ackval = 0
         self.acked = False
         try:
-            result = self.fn(*tup.values)
-            if result is not None:
-                emit = self.emit
-                if result.__class__ is GeneratorType:
-                    for item in result:
-                        emit(item if item.__class__ is tuple else (item,))
-                else:
-                    emit(result if result.__class__ is tuple else (result,))
+            self._emit_result(self.fn(*tup.values))
         except Exception as exc:
             self.current = None
             self.sink.fail(tup.roots, _describe(exc), tb_module.format_exc(), self.component, self.task_id, tup)
@@ -292,6 +299,51 @@ class FunctionTask(BoltTask):
                 return self.ackval
             self.sink.ack(tup.roots, tup.id ^ self.ackval)
         return 0
+
+    def run(self, values, source):
+        """Called by the function task before it in a chain, with the values it emitted (no
+        Tuple); returns the XOR of the ids of this task's children, like a fused `execute`."""
+        current = source.current
+        self.current = current
+        self.ackval = 0
+        self.acked = False
+        try:
+            self._emit_result(self.fn(*values))
+        except Exception as exc:
+            self.current = None
+            tup = Tuple(values, "default", source.component, source.task_id, None, current.roots,
+                        source.streams["default"])
+            self.sink.fail(current.roots, _describe(exc), tb_module.format_exc(), self.component, self.task_id,
+                           tup)
+            return 0
+        self.current = None
+        return self.ackval if current.roots else 0
+
+    def _emit_result(self, result):
+        if result is None:
+            return
+        chain = self.chain
+        if chain is None:
+            emit = self.emit
+            if result.__class__ is GeneratorType:
+                for item in result:
+                    emit(item if item.__class__ is tuple else (item,))
+            else:
+                emit(result if result.__class__ is tuple else (result,))
+            return
+        fields, (into,) = chain
+        width = None if fields is None else len(fields)
+        items = result if result.__class__ is GeneratorType else (result,)
+        for item in items:
+            values = item if item.__class__ is tuple else (item,)
+            if width is not None and len(values) != width:
+                self.emit(values)  # the general path raises the FieldError
+                continue
+            for value in values:
+                if value.__class__ not in SCALARS:
+                    values = normalize(values, self.component, "default", fields)
+                    break
+            self.ackval ^= into.run(values, self)
 
 
 def task_class(obj):
