@@ -1,7 +1,7 @@
 """Process mode: bolt tasks on worker processes (`multiprocess`, so classes from the topology
 module, closures and lambdas work under fork and spawn).
 
-    supervisor (the core)                              worker k: tasks with index % N == k
+    supervisor (the core)                              worker k: task i of each bolt, i % N == k
     spouts -> log -> acker -> submit(task, tup)
         -> pending[k] --("t", [deliveries])--frame-->  for each: tasks[id].execute(tup)
                                                         emits, acks, fails -> one Outbox
@@ -62,9 +62,11 @@ class ProcessExecutor:
         self.n = workers or os.cpu_count() or 1
         self.ctx = multiprocess.get_context(start_method or "fork")
         self.start_method = start_method or "fork"
-        bolt_ids = [t.task_id for t in core.bolt_tasks_in_order]
-        self.n = max(1, min(self.n, len(bolt_ids)))
-        self.placement = {task_id: i % self.n for i, task_id in enumerate(bolt_ids)}
+        bolts = core.bolt_tasks_in_order
+        self.n = max(1, min(self.n, max(t.context.parallelism for t in bolts)))
+        # task i of every bolt on worker i mod n: tasks of equal index share a worker, so a chain
+        # of components with equal parallelism runs inside one worker, by direct calls
+        self.placement = {t.task_id: t.context.task_index % self.n for t in bolts}
         self.procs = [None] * self.n
         self.conns = [None] * self.n
         self.pending = [[] for _ in range(self.n)]
@@ -285,6 +287,13 @@ def _build(topology, task_ids, settings, outbox):
                                       tasks_by_component, settings["state_dir"], "process")
             tasks[task_id] = task_class(obj)(outbox, component, task_id, obj, routing, context,
                                              settings["tracking"], settings["collect"])
+    # deliveries between tasks of this worker are direct calls, as in single mode
+    fused = [None] * sum(len(ids) for ids in tasks_by_component.values())
+    for task_id, task in tasks.items():
+        if task.auto_ack:
+            fused[task_id] = task
+    for task in tasks.values():
+        task.plan(fused)
     streams = {name: c.streams for name, c in topology.components.items()}
     streams[FAILURES] = {"default": FAILURE_FIELDS}
     return tasks, streams

@@ -52,8 +52,14 @@ def write_orders(path, n, poison=None):
 
 
 def start(args, cwd):
-    return subprocess.Popen([sys.executable, "-m", "consecution", *args], cwd=cwd,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    """Start `consecution ARGS`; its log (stderr) goes to cwd/run.log, appended, so that a run
+    that logs a lot never blocks on a pipe nobody reads while the test waits to kill it."""
+    log = open(os.path.join(cwd, "run.log"), "a")
+    try:
+        return subprocess.Popen([sys.executable, "-m", "consecution", *args], cwd=cwd,
+                                stdout=subprocess.PIPE, stderr=log, text=True)
+    finally:
+        log.close()
 
 
 @pytest.mark.parametrize("mode", ["single", "process"])
@@ -269,7 +275,8 @@ def test_killing_workers_at_random_moments_loses_nothing(tmp_path, run_cli):
         if children:
             os.kill(int(rng.choice(children)), signal.SIGKILL)
             kills += 1
-    out, err = proc.communicate(timeout=120)
+    proc.communicate(timeout=120)
+    err = (tmp_path / "run.log").read_text()
     assert proc.returncode == 3, err[-2000:]
     assert kills >= 2
     assert err.count('"worker.died"') >= 1
