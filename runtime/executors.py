@@ -100,12 +100,27 @@ class SingleExecutor:
         return errors
 
 
-class ThreadExecutor:
+class Concurrent:
+    """What thread and process executors share: `outstanding` deliveries (submitted, not yet
+    handed back) tell whether they are busy and whether the core may ask spouts for more."""
+
+    concurrent = True
+    outstanding = 0
+
+    def busy(self):
+        return self.outstanding > 0
+
+    def queued(self):
+        return self.outstanding
+
+    def has_room(self):
+        return self.outstanding < ROOM
+
+
+class ThreadExecutor(Concurrent):
     """Bolt tasks on `workers` threads. Each task has a mailbox; a task with mail and no
     thread is put on the run queue; a thread runs up to `batch` of its inputs, then hands the
     task's outbox to the core and puts it back on the run queue if more mail came."""
-
-    concurrent = True
 
     def __init__(self, core, workers, batch=64):
         self.core = core
@@ -135,15 +150,6 @@ class ThreadExecutor:
         if task_id not in self.running:
             self.running.add(task_id)
             self.runnable.put(task_id)
-
-    def busy(self):
-        return self.outstanding > 0
-
-    def queued(self):
-        return self.outstanding
-
-    def has_room(self):
-        return self.outstanding < ROOM
 
     def _work(self):
         tasks, mail, batch = self.core.tasks, self.mail, self.batch

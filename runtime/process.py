@@ -30,7 +30,7 @@ from consecution.storage import decode, encode
 from consecution.topology import FAILURE_FIELDS, FAILURES, Component, Topology, Tuple
 
 from .core import UserCodeError
-from .executors import ACK, COLLECT, DELIVER, FAIL, ROOT, ROOM, Outbox
+from .executors import ACK, COLLECT, DELIVER, FAIL, ROOT, Concurrent, Outbox
 from .routing import Routing
 from .tasks import TopologyContext, assign_tasks, task_class
 
@@ -54,8 +54,7 @@ def bolts_only(topology):
     return view
 
 
-class ProcessExecutor:
-    concurrent = True
+class ProcessExecutor(Concurrent):
 
     def __init__(self, core, workers, start_method):
         self.core = core
@@ -128,15 +127,6 @@ class ProcessExecutor:
         self.pending[self.placement[task_id]].append(
             [task_id, list(tup.values), tup.stream, tup.source, tup.task, tup.id, list(tup.roots)])
         self.outstanding += 1
-
-    def busy(self):
-        return self.outstanding > 0
-
-    def queued(self):
-        return self.outstanding
-
-    def has_room(self):
-        return self.outstanding < ROOM
 
     def _send(self):
         for k in range(self.n):
