@@ -105,7 +105,7 @@ def _show(args):
 
 
 def _run(args):
-    configure(args.log_format)
+    log_format = configure(args.log_format)
     log = structlog.get_logger("consecution")
     try:
         topology = load(args.topology)
@@ -128,8 +128,13 @@ def _run(args):
         print(f"consecution: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except UserCodeError as exc:
-        log.error("run.failed", topology=topology.name, component=exc.component, phase=exc.phase,
-                  error=str(exc), traceback=exc.traceback)
+        if log_format == "json":
+            log.error("run.failed", topology=topology.name, component=exc.component, phase=exc.phase,
+                      error=str(exc), traceback=exc.traceback)
+        else:  # on a terminal: the event, then the traceback as Python prints it
+            log.error("run.failed", topology=topology.name, component=exc.component, phase=exc.phase,
+                      error=str(exc))
+            print(exc.traceback, file=sys.stderr, end="")
         return EXIT_ERROR
     except ConsecutionError as exc:
         log.error("run.failed", topology=topology.name, error=str(exc))

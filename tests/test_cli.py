@@ -215,3 +215,23 @@ def test_second_signal_stops_at_once(tmp_path, topology_file):
     assert time.monotonic() - started < 10
     assert proc.returncode == 0, err
     assert '"aborted"' in err
+
+
+def test_console_log_prints_the_traceback_of_a_user_error_as_python_does(run_cli, topology_file):
+    path = topology_file("""
+        from consecution import Bolt, Topology
+
+        class Broken(Bolt):
+            def prepare(self, context):
+                raise OSError("database unreachable")
+            def process(self, tup):
+                pass
+
+        topology = Topology("broken")
+        topology.spout("numbers", range(3))
+        topology.bolt("broken", Broken()).shuffle_grouping("numbers")
+    """)
+    done = run_cli("run", path, "--log-format", "console")
+    assert done.returncode == 1
+    assert "run.failed" in done.stderr and "Traceback (most recent call last):" in done.stderr
+    assert 'line 6, in prepare\n    raise OSError("database unreachable")' in done.stderr
