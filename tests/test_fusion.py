@@ -59,7 +59,16 @@ class AckingSink(Sink):
         self.ack(tup)
 
 
-def build(reliability="replay", sink_class=Sink):
+class Pass(Bolt):
+    """A plain bolt in the middle: fused, so what it hands on comes back as an XOR value."""
+
+    fields = ("m", "pair")
+
+    def process(self, tup):
+        self.emit(tup.values)
+
+
+def build(reliability="replay", sink_class=Sink, middle=False):
     tries = {}
 
     def explode(n):  # a generator function: several tuples per input
@@ -81,16 +90,21 @@ def build(reliability="replay", sink_class=Sink):
     t.spout("numbers", spout)
     t.bolt("explode", explode).shuffle_grouping("numbers")
     t.bolt("flaky", flaky).shuffle_grouping("explode")
-    t.bolt("sink", sink).shuffle_grouping("flaky")
+    if middle:
+        t.bolt("pass", Pass()).shuffle_grouping("flaky")
+        t.bolt("sink", sink).shuffle_grouping("pass")
+    else:
+        t.bolt("sink", sink).shuffle_grouping("flaky")
     return t, spout, sink
 
 
+@pytest.mark.parametrize("middle", [False, True])
 @pytest.mark.parametrize("sink_class", [Sink, AckingSink])
 @pytest.mark.parametrize("reliability", ["replay", "confirm", "none"])
-def test_direct_calls_give_the_results_of_queued_deliveries(reliability, sink_class):
+def test_direct_calls_give_the_results_of_queued_deliveries(reliability, sink_class, middle):
     outcomes = []
     for fuse in (True, False):
-        t, spout, sink = build(reliability, sink_class)
+        t, spout, sink = build(reliability, sink_class, middle)
         result = Scheduler(t, fuse=fuse, message_timeout=5).run()
         outcomes.append((sorted(map(repr, sink.got)), sorted(spout.acked), sorted(spout.failed),
                          result.completed, result.failed, result.replayed, result.given_up, result.errors))
