@@ -118,28 +118,33 @@ class Concurrent:
 
 
 class ThreadExecutor(Concurrent):
-    """Bolt tasks on `workers` threads. Each task has a mailbox; a task with mail and no
-    thread is put on the run queue; a thread runs up to `batch` of its inputs, then hands the
-    task's outbox to the core and puts it back on the run queue if more mail came."""
+    """Bolt tasks on `workers` threads, each task pinned to one of them (task i of the bolts on
+    thread i mod N), so that everything of a task (prepare, process, finish, cleanup) runs on
+    one thread: a database connection opened in `prepare` can be used in `process` (sqlite3
+    insists). Each task has a mailbox; a task with mail is put on its thread's run queue; the
+    thread runs up to `batch` of its inputs, then hands the task's outbox to the core, which
+    puts the task back on the run queue if more mail came."""
 
     def __init__(self, core, workers, batch=64):
         self.core = core
         self.workers = workers
         self.batch = batch
+        self.home = {t.task_id: i % workers for i, t in enumerate(core.bolt_tasks_in_order)}
         self.mail = {}                  # task id -> deque of tuples
-        self.running = set()            # task ids on a thread or on the run queue
-        self.runnable = queue_module.SimpleQueue()
-        self.done = queue_module.SimpleQueue()  # (task id, events, error)
-        self.outstanding = 0            # deliveries submitted and not yet handed back
+        self.running = set()            # task ids on a thread or on a run queue
+        self.runnable = [queue_module.SimpleQueue() for _ in range(workers)]
+        self.done = queue_module.SimpleQueue()     # (task id, n, events, error)
+        self.replies = queue_module.SimpleQueue()  # (result, error) of lifecycle calls
         self.threads = []
 
     def start(self):
-        for task in self.core.bolt_tasks_in_order:
-            self.call(task, "prepare", task.context)
         for i in range(self.workers):
-            thread = threading.Thread(target=self._work, name=f"consecution-worker-{i}", daemon=True)
+            thread = threading.Thread(target=self._work, args=(i,), name=f"consecution-worker-{i}",
+                                      daemon=True)
             thread.start()
             self.threads.append(thread)
+        for task in self.core.bolt_tasks_in_order:
+            self.call(task, "prepare", task.context)
 
     def submit(self, task_id, tup):
         self.outstanding += 1
@@ -149,15 +154,22 @@ class ThreadExecutor(Concurrent):
         box.append(tup)
         if task_id not in self.running:
             self.running.add(task_id)
-            self.runnable.put(task_id)
+            self.runnable[self.home[task_id]].put(task_id)
 
-    def _work(self):
-        tasks, mail, batch = self.core.tasks, self.mail, self.batch
+    def _work(self, k):
+        tasks, mail, batch, runnable = self.core.tasks, self.mail, self.batch, self.runnable[k]
         while True:
-            task_id = self.runnable.get()
-            if task_id is None:
+            item = runnable.get()
+            if item is None:
                 return
-            task, box = tasks[task_id], mail[task_id]
+            if item.__class__ is tuple:  # a lifecycle call: (task, method, args)
+                task, method, args = item
+                try:
+                    self.replies.put((self.core.call_user(task, method, *args), None))
+                except BaseException as exc:  # handed to the core's thread, raised there
+                    self.replies.put((None, exc))
+                continue
+            task, box = tasks[item], mail[item]
             n = 0
             try:
                 while box and n < batch:
@@ -166,7 +178,7 @@ class ThreadExecutor(Concurrent):
                 error = None
             except BaseException as exc:  # execute catches user errors; this is the runtime's
                 error = exc
-            self.done.put((task_id, n, task.sink.take(), error))
+            self.done.put((item, n, task.sink.take(), error))
 
     def run_some(self):
         self._apply(block=False)
@@ -186,7 +198,7 @@ class ThreadExecutor(Concurrent):
             self.outstanding -= n
             self.core.apply(events)
             if self.mail[task_id]:
-                self.runnable.put(task_id)
+                self.runnable[self.home[task_id]].put(task_id)
             else:
                 self.running.discard(task_id)
             try:
@@ -195,22 +207,25 @@ class ThreadExecutor(Concurrent):
                 return
 
     def call(self, task, method, *args):
-        """Run a lifecycle method in the core's thread (the task is idle: the core calls this
-        only when nothing is queued for it) and apply what it emitted."""
-        try:
-            return self.core.call_user(task, method, *args)
-        finally:
-            self.core.apply(task.sink.take())
+        """Run a lifecycle method on the task's own thread (the task is idle: the core calls
+        this only when nothing is queued for it) and apply what it emitted."""
+        self.runnable[self.home[task.task_id]].put((task, method, args))
+        result, error = self.replies.get()
+        self.core.apply(task.sink.take())
+        if error is not None:
+            raise error
+        return result
 
     def close(self):
-        for _ in self.threads:
-            self.runnable.put(None)
+        errors = []
+        if self.threads:
+            for task in self.core.bolt_tasks_in_order:
+                try:
+                    self.call(task, "cleanup")
+                except Exception as exc:  # noqa: BLE001 - every task gets its cleanup first
+                    errors.append(exc)
+        for runnable in self.runnable:
+            runnable.put(None)
         for thread in self.threads:
             thread.join(timeout=5)
-        errors = []
-        for task in self.core.bolt_tasks_in_order:
-            try:
-                self.call(task, "cleanup")
-            except Exception as exc:  # noqa: BLE001
-                errors.append(exc)
         return errors

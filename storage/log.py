@@ -89,9 +89,6 @@ class MemoryLog:
     def release(self, root):
         return self._pending.pop(root, None)
 
-    def get(self, root):
-        return self._pending.get(root)
-
     def pending(self):
         return list(self._pending.values())
 

@@ -498,3 +498,30 @@ def test_a_task_sees_its_inputs_in_the_order_they_were_emitted(mode):
     t.bolt("second", Echo()).shuffle_grouping("first")
     result = run_in(mode)(t)
     assert result.emitted("second") == [(i,) for i in range(300)]
+
+
+def test_every_method_of_a_task_runs_on_one_thread(mode):
+    """sqlite3 refuses a connection used from another thread than the one that opened it."""
+    import sqlite3
+
+    class Store(Bolt):
+        fields = ("n",)
+
+        def prepare(self, context):
+            self.db = sqlite3.connect(":memory:")
+            self.db.execute("CREATE TABLE t (n INTEGER)")
+
+        def process(self, tup):
+            self.db.execute("INSERT INTO t VALUES (?)", (tup[0],))
+
+        def finish(self):
+            self.emit((self.db.execute("SELECT count(*) FROM t").fetchone()[0],))
+
+        def cleanup(self):
+            self.db.close()
+
+    t = Topology("threads", reliability="confirm")
+    t.spout("numbers", range(50))
+    t.bolt("store", Store(), parallelism=3).shuffle_grouping("numbers")
+    result = run_in(mode)(t)
+    assert result.given_up == 0 and sum(n for (n,) in result.emitted("store")) == 50

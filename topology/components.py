@@ -134,11 +134,6 @@ class Bolt:
         return Pipe.of(other) | self
 
 
-def as_values(item):
-    """The values of one emitted item: a tuple gives the values, anything else a 1-tuple."""
-    return item if item.__class__ is tuple else (item,)
-
-
 class IterableSpout(Spout):
     """Any iterable as a spout: one tuple per item (a tuple item gives the values, anything
     else a 1-tuple with field `value`).
