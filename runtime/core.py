@@ -119,6 +119,7 @@ class Scheduler:
         self.outputs = {} if collect else None
         self.result = RunResult(topology.name, self.reliability, mode)
         self.stopping = False
+        self.executor_started = False  # close() the executor only if start() was tried
         self.stop_deadline = None
         self.signals = 0
         self.now = clock()
@@ -496,7 +497,7 @@ class Scheduler:
                 self.call_user(task, "close")
             except UserCodeError as exc:
                 errors.append(exc)
-        if getattr(self, "executor_started", False):
+        if self.executor_started:
             errors += self.executor.close()
         if errors and self.result.status is not None:  # else an error is already on its way
             raise errors[0]
