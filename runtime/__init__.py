@@ -6,7 +6,8 @@
     tree complete: release the log entry, spout.ack     failed: replay after backoff,
                                                          or dead letter + spout.fail
 
-`core.Scheduler` holds the whole path (read its module docstring first); `executors` runs
+`core.Scheduler` holds the whole path (read its module docstring first), with `trees` for
+what happens to a record (started, completed, replayed, given up); `executors` runs
 bolt tasks in single and thread mode and `process` on worker processes (the one thing modes
 change); `tasks` binds components to the run, `routing` turns groupings into task ids,
 `retry` decides replays, `result` is what a run returns, `logs` sets up structlog.

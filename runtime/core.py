@@ -25,13 +25,12 @@ bolt is logged, counted and sent to the failure stream, the input is not replaye
 """
 import collections
 import copy
-import heapq
 import time
 import traceback as tb_module
 
-from consecution.acker import Acker, new_id
+from consecution.acker import Acker
 from consecution.errors import ConsecutionError
-from consecution.storage import DeadLetter, DurableLog, MemoryLog, Record, StateLock
+from consecution.storage import DurableLog, MemoryLog, Record, StateLock
 from consecution.topology import FAILURE_FIELDS, FAILURES, Component, Tuple
 
 from .executors import ACK, COLLECT, DELIVER, FAIL, ROOT, Outbox, SingleExecutor, ThreadExecutor
@@ -40,10 +39,10 @@ from .result import RunResult
 from .retry import Backoff, NoRetry
 from .routing import Routing, RoutingError
 from .tasks import BoltTask, SpoutTask, TopologyContext, assign_tasks, task_class
+from .trees import COMMIT_BATCH, TreeLifecycle
 
 IDLE_SLEEP = 0.001       # a spout that emitted nothing is asked again after this long
 EXPIRE_EVERY = 0.1       # how often trees are checked against message_timeout
-COMMIT_BATCH = 512       # spout records per log commit, at most
 COMMIT_INTERVAL = 0.005  # seconds a spout record may wait for its commit, at most
 
 
@@ -60,7 +59,7 @@ class Aborted(BaseException):
     """A second stop signal: leave at once (the log holds what is pending)."""
 
 
-class Scheduler:
+class Scheduler(TreeLifecycle):
     """Runs one topology to the end (finite spouts) or until stopped.
 
     `overrides` replace the topology's reliability settings (max_retries, message_timeout,
@@ -251,160 +250,6 @@ class Scheduler:
                 self.new_root(*event[1:])
             elif kind == COLLECT:
                 self.collect(*event[1:])
-
-    # -- trees -------------------------------------------------------------------------------
-
-    def _origin(self, record):
-        """The task a record came from (its component's task of the same index)."""
-        try:
-            return self.origins[record.spout, record.task]
-        except KeyError:
-            tasks = self.tasks_by_component[record.spout]
-            task = self.origins[record.spout, record.task] = self.tasks[tasks[record.task % len(tasks)]]
-            return task
-
-    def _commit(self):
-        """Commit the log, then start the trees of the records that commit made durable."""
-        self.log.commit()
-        self.last_commit = self.clock()
-        unlogged, self.unlogged = self.unlogged, []
-        self.held_back.clear()
-        for record in unlogged:
-            self._start(record)
-
-    def _start(self, record):
-        """Route a record's tuple from its origin task and start its tree. A routing error
-        (a route or custom grouping function that raises) fails the record."""
-        task = self._origin(record)
-        try:
-            targets = task.routing.targets(record.stream, record.values, task.task_id)
-        except Exception as exc:
-            self._record_failed(record, f"{type(exc).__name__}: {exc}", tb_module.format_exc(),
-                                task.component, task.task_id)
-            return ()
-        if not targets:
-            self._complete(record)
-            return targets
-        tree, xor = new_id(), 0
-        fields = task.streams[record.stream]
-        roots = (tree,)
-        self.trees[tree] = record  # before any fused processing, which may fail the tree
-        submit, fused = self.executor.submit, self.fused
-        for target in targets:
-            into = fused[target] if fused is not None else None
-            if into is not None:  # single mode: processed right here, depth first
-                xor ^= into.execute(Tuple(record.values, record.stream, record.spout, task.task_id, 0, roots,
-                                          fields))
-                continue
-            i = new_id()
-            xor ^= i
-            submit(target, Tuple(record.values, record.stream, record.spout, task.task_id, i, roots, fields))
-        if tree not in self.trees:
-            return targets  # failed while it was processed
-        if not xor or self.acker.init(tree, xor, task.task_id, self.now):
-            self._complete(self.trees.pop(tree))
-        return targets
-
-    def _complete(self, record):
-        self.log.release(record.root)
-        self.result.completed += 1
-        task = self._origin(record)
-        if isinstance(task, SpoutTask) and task.has_ack:
-            self.call_user(task, "ack", record.msg_id if record.msg_id is not None else record.root)
-
-    def _tree_failed(self, tree, error, traceback, component, task_id):
-        self._record_failed(self.trees.pop(tree), error, traceback, component, task_id)
-
-    def _record_failed(self, record, error, traceback, component, task_id):
-        """Replay the record after a backoff, or give it up."""
-        self.result.failed += 1
-        delay = self.policy.delay(record.attempts)
-        if delay is not None:
-            self.logger.warning("tuple.failed", topology=self.topology.name, component=component, task=task_id,
-                        root=record.root, attempt=record.attempts, retry_in=round(delay, 3), error=error)
-            self._seq += 1
-            heapq.heappush(self.retries, (self.now + delay, self._seq, record))
-            self.waiting[self._origin(record).task_id] += 1
-            return
-        self._give_up(record, error, traceback, component, task_id)
-
-    def _give_up(self, record, error, traceback, component, task_id):
-        letter = DeadLetter(record, component, task_id, error, traceback, self.wall())
-        self.log.dead_letter(letter)
-        self.result.given_up += 1
-        if len(self.result.failures) < 1000:
-            self.result.failures.append(letter)
-        self.logger.error("tuple.given_up", topology=self.topology.name, component=component, task=task_id,
-                  root=record.root, spout=record.spout, attempts=record.attempts, error=error)
-        task = self._origin(record)
-        if isinstance(task, SpoutTask):
-            self.call_user(task, "fail", record.msg_id if record.msg_id is not None else record.root, error)
-        self._emit_failure((record.root, record.spout, list(record.values), component, task_id, error,
-                            traceback, record.attempts))
-
-    def _untracked_error(self, error, traceback, component, task_id, tup):
-        self.result.errors += 1
-        self.logger.error("tuple.error", topology=self.topology.name, component=component, task=task_id,
-                  error=error, tracked=False)
-        if self.tracking:
-            return  # an unanchored tuple: nothing to replay, the error is counted
-        letter = DeadLetter(Record(0, tup.source, tup.task, tup.stream, tup.values, None, 1, self.wall()),
-                            component, task_id, error, traceback, self.wall())
-        if len(self.result.failures) < 1000:
-            self.result.failures.append(letter)
-        self._emit_failure((None, tup.source, list(tup.values), component, task_id, error, traceback, 1))
-
-    def _emit_failure(self, values):
-        for target in self.failure_routing.targets("default", values):
-            self.executor.submit(target, Tuple(values, "default", FAILURES, None, None, (), FAILURE_FIELDS))
-
-    def _replay_due(self, now):
-        retries = self.retries
-        while retries and retries[0][0] <= now:
-            record = heapq.heappop(retries)[2]
-            self.waiting[self._origin(record).task_id] -= 1
-            record.attempts += 1
-            self.result.replayed += 1
-            self.log.append(record)
-            self._start(record)
-
-    def _expire(self, now):
-        for tree in self.acker.expire(now, self.message_timeout):
-            self._tree_failed(tree, f"timed out: the tree was not complete within {self.message_timeout:g} s",
-                              None, None, None)
-
-    def fail_all_pending(self, error):
-        """Fail every pending tree at once (a worker process died): each is replayed."""
-        for tree in list(self.trees):
-            self.acker.fail(tree)
-            self._tree_failed(tree, error, None, None, None)
-
-    def _recover(self):
-        """Start the next pending records of an earlier run (before any new spout tuple).
-        A record counts the interrupted run as an attempt, so a record that keeps crashing
-        the process is given up after max_retries like any other failure."""
-        batch = min(COMMIT_BATCH, self.max_pending or COMMIT_BATCH)
-        for _ in range(batch):
-            record = next(self.recovering, None)
-            if record is None:
-                self.recovering = None
-                self.logger.info("run.recovered", topology=self.topology.name, replayed=self.result.recovered)
-                return
-            if record.spout not in self.tasks_by_component:
-                raise ConsecutionError(f"pending record {record.root} comes from {record.spout!r}, "
-                                       "which this topology does not have")
-            self.result.recovered += 1
-            if self.policy.delay(record.attempts) is None:
-                self._give_up(record, f"given up: attempt {record.attempts} was in flight when an earlier "
-                              "run stopped", None, None, None)
-                continue
-            record.attempts += 1
-            self.log.append(record)
-            self._start(record)
-
-    def pending(self, task_id):
-        """Records of a spout task in flight, waiting for a retry or for their commit."""
-        return self.acker.pending(task_id) + self.waiting[task_id] + self.held_back[task_id]
 
     # -- running -----------------------------------------------------------------------------
 

@@ -27,7 +27,7 @@ import multiprocess
 from multiprocess.connection import wait as wait_for
 
 from consecution.storage import decode, encode
-from consecution.topology import FAILURE_FIELDS, FAILURES, Component, Topology, Tuple
+from consecution.topology import FAILURE_FIELDS, FAILURES, Component, Tuple
 
 from .core import UserCodeError
 from .executors import ACK, COLLECT, DELIVER, FAIL, ROOT, Concurrent, Outbox

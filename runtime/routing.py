@@ -8,7 +8,7 @@ is crc32 of the msgpack encoding of the grouped values: stable across processes 
 import zlib
 
 from consecution.storage import encode
-from consecution.topology import DEFAULT, Tuple, TopologyError
+from consecution.topology import Tuple, TopologyError
 
 
 class RoutingError(TopologyError):

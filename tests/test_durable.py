@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from consecution import Bolt, Topology
+from consecution import Topology
 from consecution.runtime import Scheduler
 from consecution.storage import DurableLog, Record
 from support import EXAMPLES
@@ -143,10 +143,6 @@ def test_restart_refuses_another_topology_and_a_changed_shape_with_pending_recor
     (tmp_path / "other.py").write_text(other)
     done = run_cli("run", "other.py", "--state-dir", ".consecution/endless")
     assert done.returncode == 2 and "belongs to topology 'endless'" in done.stderr
-
-
-class Numbers:
-    """A deterministic source for in-process runs."""
 
 
 def _topology(fail_values=(), name="durable", **settings):
