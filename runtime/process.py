@@ -26,6 +26,7 @@ import traceback as tb_module
 import multiprocess
 from multiprocess.connection import wait as wait_for
 
+from consecution.errors import ConsecutionError
 from consecution.storage import decode, encode
 from consecution.topology import FAILURE_FIELDS, FAILURES, Component, Tuple
 
@@ -38,8 +39,8 @@ FRAME = 256       # deliveries per frame, at most
 IN_FLIGHT = 2     # frames per worker sent and not yet answered
 
 
-class WorkerDied(Exception):
-    pass
+class WorkerDied(ConsecutionError):
+    """A worker process ended while the supervisor waited for its answer."""
 
 
 def bolts_only(topology):
@@ -102,7 +103,7 @@ class ProcessExecutor(Concurrent):
         try:
             return decode(self.conns[k].recv_bytes())
         except (EOFError, OSError):
-            raise WorkerDied(k) from None
+            raise WorkerDied(f"worker process {k} ended (exit code {self.procs[k].exitcode})") from None
 
     def _died(self, k):
         proc = self.procs[k]
