@@ -24,6 +24,21 @@ GOOD = """
 """
 
 
+BROKEN_PREPARE = """
+        from consecution import Bolt, Topology
+
+        class Broken(Bolt):
+            def prepare(self, context):
+                raise OSError("database unreachable")
+            def process(self, tup):
+                pass
+
+        topology = Topology("broken")
+        topology.spout("numbers", range(3))
+        topology.bolt("broken", Broken()).shuffle_grouping("numbers")
+    """
+
+
 def test_run_completes_with_exit_0(run_cli, topology_file):
     done = run_cli("run", topology_file(GOOD))
     assert done.returncode == 0, done.stderr
@@ -122,19 +137,7 @@ def test_error_importing_the_module_exits_1_with_its_traceback(run_cli, topology
 
 
 def test_user_error_in_prepare_exits_1(run_cli, topology_file):
-    path = topology_file("""
-        from consecution import Bolt, Topology
-
-        class Broken(Bolt):
-            def prepare(self, context):
-                raise OSError("database unreachable")
-            def process(self, tup):
-                pass
-
-        topology = Topology("broken")
-        topology.spout("numbers", range(3))
-        topology.bolt("broken", Broken()).shuffle_grouping("numbers")
-    """)
+    path = topology_file(BROKEN_PREPARE)
     done = run_cli("run", path, "--log-format", "json")
     assert done.returncode == 1
     failed = [json.loads(line) for line in done.stderr.splitlines() if '"run.failed"' in line][0]
@@ -218,19 +221,7 @@ def test_second_signal_stops_at_once(tmp_path, topology_file):
 
 
 def test_console_log_prints_the_traceback_of_a_user_error_as_python_does(run_cli, topology_file):
-    path = topology_file("""
-        from consecution import Bolt, Topology
-
-        class Broken(Bolt):
-            def prepare(self, context):
-                raise OSError("database unreachable")
-            def process(self, tup):
-                pass
-
-        topology = Topology("broken")
-        topology.spout("numbers", range(3))
-        topology.bolt("broken", Broken()).shuffle_grouping("numbers")
-    """)
+    path = topology_file(BROKEN_PREPARE)
     done = run_cli("run", path, "--log-format", "console")
     assert done.returncode == 1
     assert "run.failed" in done.stderr and "Traceback (most recent call last):" in done.stderr
