@@ -56,21 +56,16 @@ def main(argv=None):
     args = p.parse_args(argv)
     configure("json", level="error")
     print(f"{os.cpu_count()} cores; process mode with {args.workers} workers, thread mode with 8 threads")
-    single = rate(hash_it, args.tuples, 4, "single", None)
-    thread = rate(hash_it, args.tuples, 4, "thread", 8)
-    process = rate(hash_it, args.tuples, 4, "process", args.workers)
-    print(f"CPU-bound (sha256 x 20,000 per tuple, {args.tuples} tuples)")
-    print(f"  single   {single:8.1f} tuples/s")
-    print(f"  thread   {thread:8.1f} tuples/s   {thread / single:4.2f}x single")
-    print(f"  process  {process:8.1f} tuples/s   {process / single:4.2f}x single   (target >= 1.8x)")
-    single = rate(wait_a_bit, args.tuples, 8, "single", None)
-    thread = rate(wait_a_bit, args.tuples, 8, "thread", 8)
-    process = rate(wait_a_bit, args.tuples, 8, "process", args.workers)
-    print(f"I/O-bound (10 ms sleep per tuple, {args.tuples} tuples)")
-    print(f"  single   {single:8.1f} tuples/s")
-    print(f"  thread   {thread:8.1f} tuples/s   {thread / single:4.2f}x single   (target >= 1.8x)")
-    print(f"  process  {process:8.1f} tuples/s   {process / single:4.2f}x single")
-
+    workloads = [(hash_it, 4, f"CPU-bound (sha256 x 20,000 per tuple, {args.tuples} tuples)", "process"),
+                 (wait_a_bit, 8, f"I/O-bound (10 ms sleep per tuple, {args.tuples} tuples)", "thread")]
+    for fn, parallelism, title, target_mode in workloads:
+        rates = {mode: rate(fn, args.tuples, parallelism, mode, workers)
+                 for mode, workers in (("single", None), ("thread", 8), ("process", args.workers))}
+        print(title)
+        for mode, value in rates.items():
+            ratio = "" if mode == "single" else f"   {value / rates['single']:4.2f}x single"
+            target = "   (target >= 1.8x)" if mode == target_mode else ""
+            print(f"  {mode:<8} {value:8.1f} tuples/s{ratio}{target}")
 
 if __name__ == "__main__":
     main()

@@ -5,6 +5,8 @@ import textwrap
 
 import pytest
 
+from consecution import Spout
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(ROOT, "examples")
 
@@ -33,3 +35,28 @@ def topology_file(tmp_path):
         path.write_text(textwrap.dedent(source))
         return str(path)
     return write
+
+
+class Numbers(Spout):
+    """Emits 0..n-1 on field `n`, with msg ids; records acks and fails."""
+
+    fields = ("n",)
+
+    def __init__(self, n):
+        self.n = n
+
+    def open(self, context):
+        self.i = 0
+        self.acked, self.failed = [], []
+
+    def next_tuple(self):
+        if self.i >= self.n:
+            raise StopIteration
+        self.emit((self.i,), msg_id=self.i)
+        self.i += 1
+
+    def ack(self, msg_id):
+        self.acked.append(msg_id)
+
+    def fail(self, msg_id, error):
+        self.failed.append(msg_id)

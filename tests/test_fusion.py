@@ -5,31 +5,11 @@ These runs do not collect outputs (collecting turns the short paths off); a sink
 what it gets, which single mode lets the test read."""
 import pytest
 
-from consecution import Bolt, Spout, Topology
+from consecution import Bolt, Topology
 from consecution.runtime import Scheduler
+from support import Numbers
 
 
-class Numbers(Spout):
-    fields = ("n",)
-
-    def __init__(self, n):
-        self.n = n
-
-    def open(self, context):
-        self.i = 0
-        self.acked, self.failed = [], []
-
-    def next_tuple(self):
-        if self.i >= self.n:
-            raise StopIteration
-        self.emit((self.i,), msg_id=self.i)
-        self.i += 1
-
-    def ack(self, msg_id):
-        self.acked.append(msg_id)
-
-    def fail(self, msg_id, error):
-        self.failed.append(msg_id)
 
 
 class Sink(Bolt):

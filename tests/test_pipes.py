@@ -3,8 +3,9 @@ it in single mode, where the tuples actually go."""
 import pytest
 
 from consecution.testing import emitted, run_local
+from support import Numbers
 from consecution.topology import (Bolt, ChunkBolt, ComponentError, DuplicateNameError,
-                                  IterableSpout, Spout, Topology, TopologyError, Tuple, broadcast, chunk,
+                                  IterableSpout, Topology, TopologyError, Tuple, broadcast, chunk,
                                   component, merge, route)
 
 
@@ -39,29 +40,6 @@ class WordCount(Bolt):
             self.emit((word, n))
 
 
-class Numbers(Spout):
-    """Emits 0..n-1 on field `n`, with msg ids; records acks and fails."""
-
-    fields = ("n",)
-
-    def __init__(self, n):
-        self.n = n
-
-    def open(self, context):
-        self.i = 0
-        self.acked, self.failed = [], []
-
-    def next_tuple(self):
-        if self.i >= self.n:
-            raise StopIteration
-        self.emit((self.i,), msg_id=self.i)
-        self.i += 1
-
-    def ack(self, msg_id):
-        self.acked.append(msg_id)
-
-    def fail(self, msg_id, error):
-        self.failed.append(msg_id)
 
 
 def split(line):
