@@ -50,6 +50,8 @@ def _parser():
     r.add_argument("--message-timeout", type=_positive_float, default=None, metavar="SECONDS")
     r.add_argument("--max-pending", type=_positive_int, default=None)
     r.add_argument("--retry-backoff", type=_non_negative_float, default=None, metavar="SECONDS")
+    r.add_argument("--checkpoint-interval", type=_positive_float, default=None, metavar="SECONDS",
+                   help="stateful bolts: the most seconds between two checkpoints (default 0.2)")
     r.add_argument("--durability", choices=DURABILITY, default="kill",
                    help="kill: the log survives SIGKILL of the process (default); "
                         "power: also power loss (fsync on every commit, slower)")
@@ -120,7 +122,7 @@ def _run(args):
                           durability=args.durability,
                           reliability=args.reliability, max_retries=args.max_retries,
                           message_timeout=args.message_timeout, max_pending=args.max_pending,
-                          retry_backoff=args.retry_backoff)
+                          retry_backoff=args.retry_backoff, checkpoint_interval=args.checkpoint_interval)
     previous = {sig: signal.signal(sig, lambda *_: scheduler.stop()) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         result = scheduler.run()

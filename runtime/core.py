@@ -38,12 +38,12 @@ from .logs import logger
 from .result import RunResult
 from .retry import Backoff, NoRetry
 from .routing import Routing, RoutingError
+from .state import State, state_where
 from .tasks import BoltTask, SpoutTask, TopologyContext, assign_tasks, task_class
-from .trees import COMMIT_BATCH, TreeLifecycle
+from .trees import COMMIT_BATCH, COMMIT_INTERVAL, TreeLifecycle
 
 IDLE_SLEEP = 0.001       # a spout that emitted nothing is asked again after this long
 EXPIRE_EVERY = 0.1       # how often trees are checked against message_timeout
-COMMIT_INTERVAL = 0.005  # seconds a spout record may wait for its commit, at most
 
 
 class UserCodeError(ConsecutionError):
@@ -85,12 +85,11 @@ class Scheduler(TreeLifecycle):
         self.grace = grace
         self.clock, self.wall = clock, wall
         self.logger = logger()
-        settings = {k: getattr(topology, k) for k in
-                    ("max_retries", "message_timeout", "max_pending", "retry_backoff", "reliability",
-                     "track_last")}
+        names = ("max_retries", "message_timeout", "max_pending", "retry_backoff", "reliability",
+                 "track_last", "checkpoint_interval")
+        settings = {k: getattr(topology, k) for k in names}
         settings.update({k: v for k, v in overrides.items() if v is not None})
-        unknown = set(settings) - {"max_retries", "message_timeout", "max_pending", "retry_backoff",
-                                   "reliability", "track_last"}
+        unknown = set(settings) - set(names)
         if unknown:
             raise TypeError(f"unknown settings: {', '.join(sorted(unknown))}")
         self.settings = settings
@@ -98,6 +97,7 @@ class Scheduler(TreeLifecycle):
         self.tracking = self.reliability != "none"
         self.message_timeout = settings["message_timeout"]
         self.max_pending = settings["max_pending"]
+        self.checkpoint_interval = settings["checkpoint_interval"]
         if self.reliability == "replay":
             self.policy = Backoff(settings["max_retries"], settings["retry_backoff"])
         else:
@@ -124,6 +124,16 @@ class Scheduler(TreeLifecycle):
         self.now = clock()
         self._seq = 0
         self._build_tasks()
+        # stateful bolts: trees complete in epochs, checkpointed or rolled back (trees.py)
+        self.stateful = {t.task_id: t for t in self.bolt_tasks_in_order
+                         if topology.components[t.component].stateful}
+        self.epochs = self.tracking and bool(self.stateful)
+        self.epoch_done = []           # records whose trees completed since the last checkpoint
+        self.epoch_failed = []         # failures since then, handled at the rollback
+        self.epoch_started = self.now
+        self.barrier = None            # None, "checkpoint" or "rollback": no new trees until quiet
+        self.barrier_flushed = False
+        self.initial_state = {}        # process mode: task id -> the state a worker starts from
         self.fused = None
         if mode == "single":
             self.executor = SingleExecutor(self)
@@ -258,6 +268,7 @@ class Scheduler(TreeLifecycle):
         outside tuple processing."""
         started = self.clock()
         self._open_state()
+        self._load_state()
         self.logger.info("run.started", topology=self.topology.name, mode=self.mode, reliability=self.reliability,
                          components=len(self.topology.components), tasks=len(self.tasks),
                          state_dir=self.state_dir, durable=self.durable)
@@ -309,6 +320,15 @@ class Scheduler(TreeLifecycle):
             self.logger.warning("topology.changed", topology=self.topology.name, state_dir=self.state_dir,
                                 fingerprint=self.topology.fingerprint())
 
+    def _load_state(self):
+        """Give each stateful bolt task its checkpointed state (process mode: to the workers)."""
+        for task_id, task in self.stateful.items():
+            data = self.log.load_state(task.component, task.context.task_index)
+            if task.obj is None:
+                self.initial_state[task_id] = data
+            else:
+                task.obj.state = State(data, state_where(task), tracked=self.epochs)
+
     def _close_state(self):
         try:
             self.log.commit()
@@ -334,6 +354,8 @@ class Scheduler(TreeLifecycle):
         for task in self.bolt_tasks_in_order:
             self.executor.call(task, "finish")
             self._loop(pull=False)
+        if self.epochs:
+            self._checkpoint()  # what finish itself put in state
 
     def _close(self, opened):
         errors = []
@@ -411,11 +433,14 @@ class Scheduler(TreeLifecycle):
         concurrent = executor.concurrent
         next_expire = clock() + EXPIRE_EVERY
         flushed = False
+        epochs = self.epochs
         while True:
             now = self.now = clock()
+            if epochs and self._epoch_point(now):
+                continue
             if self.unlogged:
                 self._commit()
-            if self.retries and self.retries[0][0] <= now:
+            if self.retries and self.retries[0][0] <= now and self.barrier is None:
                 self._replay_due(now)
             if now >= next_expire:
                 self._expire(now)
@@ -430,16 +455,19 @@ class Scheduler(TreeLifecycle):
                     continue
             if self.log.buffered and now - self.last_commit >= COMMIT_INTERVAL:
                 self._commit()
-            if self.recovering is not None and not self.stopping:
+            if self.recovering is not None and not self.stopping and self.barrier is None:
                 self._recover()
                 continue
-            asking = pull and not self.stopping and self.active_spouts
+            asking = pull and not self.stopping and self.active_spouts and self.barrier is None
             if asking and self._pull_batch():
                 continue
             if self.unlogged:
                 continue
             if executor.busy():
                 executor.wait(IDLE_SLEEP if asking else 0.05)
+                continue
+            if epochs and (self.epoch_done or self.barrier) and not self.trees:
+                self._end_epoch()
                 continue
             if not self.trees and not self.retries and not asking:
                 return
@@ -449,6 +477,10 @@ class Scheduler(TreeLifecycle):
                 return
             if self.trees and not self.retries and not asking and not self.active_spouts and not flushed:
                 flushed = True
+                if self._flush_holders():
+                    continue
+            if self.barrier is not None and self.trees and not self.barrier_flushed:
+                self.barrier_flushed = True  # only held inputs keep the epoch open: emit them
                 if self._flush_holders():
                     continue
             wake = next_expire

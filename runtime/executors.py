@@ -11,7 +11,9 @@ thread. An executor takes deliveries (`submit(task_id, tup)`) and runs them:
                      msgpack frames
 
 Every executor offers: start(), busy(), has_room(), run_some(), wait(timeout), call(task_id,
-method, *args) for prepare/flush/finish/cleanup, close().
+method, *args) for prepare/flush/finish/cleanup, close(); and, called only when nothing is in
+flight, checkpoint(stateful) -> [(task id, state changes)] and rollback(stateful) for the
+`State` of stateful bolt tasks.
 """
 import collections
 import queue as queue_module
@@ -52,7 +54,19 @@ class Outbox:
         return events
 
 
-class SingleExecutor:
+class LocalState:
+    """Stateful tasks in this process (single and thread mode): their `State` is at hand. The
+    core calls these only when no task runs."""
+
+    def checkpoint(self, stateful):
+        return [(task_id, task.obj.state.changes()) for task_id, task in stateful.items()]
+
+    def rollback(self, stateful):
+        for task in stateful.values():
+            task.obj.state.rollback()
+
+
+class SingleExecutor(LocalState):
     """Runs every delivery in the core's thread, first in, first out."""
 
     concurrent = False
@@ -117,7 +131,7 @@ class Concurrent:
         return self.outstanding < ROOM
 
 
-class ThreadExecutor(Concurrent):
+class ThreadExecutor(LocalState, Concurrent):
     """Bolt tasks on `workers` threads, each task pinned to one of them (task i of the bolts on
     thread i mod N), so that everything of a task (prepare, process, finish, cleanup) runs on
     one thread: a database connection opened in `prepare` can be used in `process` (sqlite3

@@ -7,6 +7,7 @@ module, closures and lambdas work under fork and spawn).
                                                         emits, acks, fails -> one Outbox
         apply(events) <---------("r", n, [events])---   one reply per frame
     lifecycle: ("c", task, method) -> ("k", events, error);  stop: ("s",) -> ("bye", errors)
+    state (only when nothing is in flight): ("p",) -> ("p", [[task, changes]]);  ("u",) -> ("u",)
 
 Frames are msgpack; deliveries are [task, values, stream, source, source task, id, roots].
 At most two frames per worker are in flight, so a slow worker holds back only its own
@@ -15,6 +16,10 @@ directory's lock (closed after fork), ignore SIGINT/SIGTERM (the supervisor stop
 and die with the supervisor (PR_SET_PDEATHSIG, and a check of their parent). A worker that
 dies is started again, its tasks prepared again, and every pending tree is failed at once
 and replayed (at least once: a tree that was not on the dead worker is replayed too).
+
+Stateful bolt tasks keep their `State` in their worker. The supervisor keeps a copy of each one
+as of the last checkpoint (the changes workers hand over at checkpoints), which a worker started
+again begins from; the epoch is rolled back on every worker (see runtime/trees.py).
 """
 import copy
 import ctypes
@@ -33,6 +38,7 @@ from consecution.topology import FAILURE_FIELDS, FAILURES, Component, Tuple
 from .core import UserCodeError
 from .executors import ACK, COLLECT, DELIVER, FAIL, ROOT, Concurrent, Outbox
 from .routing import Routing
+from .state import State, apply_changes, state_where
 from .tasks import TopologyContext, assign_tasks, task_class
 
 FRAME = 256       # deliveries per frame, at most
@@ -74,6 +80,7 @@ class ProcessExecutor(Concurrent):
         self.outstanding = 0
         self.view = bolts_only(core.topology)
         self.restarts = 0
+        self.committed = {}  # stateful task id -> its state at the last checkpoint
 
     # -- workers -----------------------------------------------------------------------------
 
@@ -83,7 +90,8 @@ class ProcessExecutor(Concurrent):
         lock_fd = self.core.lock.fd if self.core.lock is not None else None
         settings = {"tracking": self.core.tracking, "collect": self.core.outputs is not None,
                     "state_dir": self.core.state_dir, "lock_fd": lock_fd, "parent": os.getpid(),
-                    "fork": self.start_method == "fork"}
+                    "fork": self.start_method == "fork", "epochs": self.core.epochs,
+                    "state": {t: self.committed[t] for t in ids if t in self.committed}}
         proc = self.ctx.Process(target=worker_main, args=(child, self.view, ids, settings),
                                 name=f"consecution-worker-{k}", daemon=True)
         proc.start()
@@ -96,8 +104,28 @@ class ProcessExecutor(Concurrent):
             raise UserCodeError(component, phase, RemoteError(message, traceback))
 
     def start(self):
+        self.committed = {t: dict(data) for t, data in self.core.initial_state.items()}
         for k in range(self.n):
             self._spawn(k)
+
+    def _stateful_workers(self, stateful):
+        return sorted({self.placement[t] for t in stateful})
+
+    def checkpoint(self, stateful):
+        out = []
+        for k in self._stateful_workers(stateful):
+            self.conns[k].send_bytes(encode(["p"]))
+            for task_id, rows in self._recv(k)[1]:
+                for row in rows:
+                    row[0] = _as_key(row[0])
+                apply_changes(self.committed[task_id], rows)
+                out.append((task_id, rows))
+        return out
+
+    def rollback(self, stateful):
+        for k in self._stateful_workers(stateful):
+            self.conns[k].send_bytes(encode(["u"]))
+            self._recv(k)
 
     def _recv(self, k):
         try:
@@ -223,6 +251,11 @@ class ProcessExecutor(Concurrent):
         return self._stop_all()
 
 
+def _as_key(key):
+    """A state key back from msgpack: keys are never lists, so a list was a tuple."""
+    return tuple(_as_key(k) for k in key) if key.__class__ is list else key
+
+
 class RemoteError(Exception):
     """An exception raised in a worker process; its traceback travels as text."""
 
@@ -276,8 +309,10 @@ def _build(topology, task_ids, settings, outbox):
             routing = Routing(topology, component, tasks_by_component)
             context = TopologyContext(topology.name, name, index, task_id, component.parallelism,
                                       tasks_by_component, settings["state_dir"], "process")
-            tasks[task_id] = task_class(obj)(outbox, component, task_id, obj, routing, context,
-                                             settings["tracking"], settings["collect"])
+            tasks[task_id] = task = task_class(obj)(outbox, component, task_id, obj, routing, context,
+                                                    settings["tracking"], settings["collect"])
+            if component.stateful:
+                obj.state = State(settings["state"].get(task_id), state_where(task), tracked=settings["epochs"])
     # deliveries between tasks of this worker are direct calls, as in single mode
     fused = [None] * sum(len(ids) for ids in tasks_by_component.values())
     for task_id, task in tasks.items():
@@ -326,6 +361,7 @@ def _serve(conn, topology, task_ids, settings):
             return 1
     conn.send_bytes(encode(["ready"]))
     parent = settings["parent"]
+    stateful = {name for name, c in topology.components.items() if c.stateful}
     while True:
         if not conn.poll(1.0):
             if os.getppid() != parent:
@@ -347,6 +383,14 @@ def _serve(conn, topology, task_ids, settings):
             except Exception as exc:
                 error = _user_error(task, message[2], exc)
             conn.send_bytes(encode(["k", _encode_events(outbox.take()), error]))
+        elif kind == "p":
+            conn.send_bytes(encode(["p", [[t, task.obj.state.changes()] for t, task in tasks.items()
+                                          if task.context.component in stateful]]))
+        elif kind == "u":
+            for task in tasks.values():
+                if task.context.component in stateful:
+                    task.obj.state.rollback()
+            conn.send_bytes(encode(["u"]))
         elif kind == "s":
             errors = []
             for task in tasks.values():

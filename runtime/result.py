@@ -20,6 +20,7 @@ class RunResult:
         self.status = None  # "complete", "stopped" (signal, graceful) or "aborted" (second signal)
         self.roots = self.completed = self.failed = self.replayed = self.given_up = self.errors = 0
         self.recovered = 0  # pending records of an earlier run, replayed (or given up) on start
+        self.rolled_back = 0  # completed trees started again because their epoch was rolled back
         self.pending = 0
         self.dead_letters = 0
         self.failures = []
@@ -47,7 +48,7 @@ class RunResult:
     def summary(self):
         return {"status": self.status, "roots": self.roots, "completed": self.completed,
                 "failed": self.failed, "replayed": self.replayed, "given_up": self.given_up,
-                "errors": self.errors, "recovered": self.recovered, "pending": self.pending,
+                "errors": self.errors, "recovered": self.recovered, "rolled_back": self.rolled_back, "pending": self.pending,
                 "dead_letters": self.dead_letters, "elapsed": round(self.elapsed, 3),
                 "fully_processed": self.fully_processed}
 

@@ -6,6 +6,18 @@ a tree whose XOR returns to 0 is `_complete` (the log entry released, the spout'
 called); a failed or timed-out tree is replayed after a backoff or `_give_up` (a dead letter,
 the spout's `fail`, a tuple on the failure stream). The scheduler core (`core.py`) mixes this
 in; it owns the state these methods use (trees, acker, log, retries, executor, result).
+
+Stateful bolts (exactly-once state): trees complete in *epochs*. A tree that completes is not
+released at once; it joins the epoch. At the end of an epoch, when no tree is in flight, the
+stateful tasks hand over what changed in their state, and one log transaction writes those
+changes and releases every tree of the epoch (with the spout positions and new records that
+are due): a tree's records leave the log exactly when its effects enter the checkpoint. A tree
+that fails ends its epoch with a rollback instead: once nothing is in flight, every stateful
+task returns to the last checkpoint, the failed records are replayed (or given up) as usual and
+the epoch's completed ones are started again at once (their attempt count unchanged). While an
+epoch ends (the "barrier") no new tree starts. An epoch ends as soon as nothing is in flight
+and COMMIT_INTERVAL has passed, or, under constant load, the barrier is raised after
+`checkpoint_interval` seconds and the epoch ends when the trees in flight are done.
 """
 import heapq
 import traceback as tb_module
@@ -18,6 +30,7 @@ from consecution.topology import FAILURE_FIELDS, FAILURES, Tuple
 from .tasks import SpoutTask
 
 COMMIT_BATCH = 512       # spout records per log commit, at most
+COMMIT_INTERVAL = 0.005  # seconds a spout record may wait for its commit, at most
 
 
 class TreeLifecycle:
@@ -75,18 +88,88 @@ class TreeLifecycle:
         return targets
 
     def _complete(self, record):
+        if self.epochs:
+            self.epoch_done.append(record)  # released with the checkpoint that holds its effects
+            return
         self.log.release(record.root)
+        self._acked(record)
+
+    def _acked(self, record):
         self.result.completed += 1
         task = self._origin(record)
         if isinstance(task, SpoutTask) and task.has_ack:
             self.call_user(task, "ack", record.msg_id if record.msg_id is not None else record.root)
 
+    # -- epochs (stateful bolts) -------------------------------------------------------------
+
+    def _epoch_point(self, now):
+        """End the epoch when nothing is in flight and it is due; raise the barrier when it is
+        overdue. True if it ended (the caller loops again)."""
+        if self.barrier is None:
+            if not self.epoch_done or now - self.epoch_started < COMMIT_INTERVAL:
+                return False
+            if self.trees or self.executor.busy():
+                if now - self.epoch_started >= self.checkpoint_interval:
+                    self.barrier, self.barrier_flushed = "checkpoint", False
+                return False
+        elif self.trees or self.executor.busy():
+            return False
+        self._end_epoch()
+        return True
+
+    def _end_epoch(self):
+        if self.barrier == "rollback":
+            self._rollback()
+        else:
+            self._checkpoint()
+
+    def _checkpoint(self):
+        """Nothing in flight: write the stateful tasks' changes and release the epoch's trees
+        in one transaction, then tell their spouts."""
+        done, self.epoch_done = self.epoch_done, []
+        self.barrier = None
+        for task_id, rows in self.executor.checkpoint(self.stateful):
+            task = self.tasks[task_id]
+            self.log.put_state(task.component, task.context.task_index, rows)
+        release = self.log.release
+        for record in done:
+            release(record.root)
+        self._commit()
+        self.epoch_started = self.now
+        for record in done:
+            self._acked(record)
+
+    def _rollback(self):
+        """Nothing in flight and a tree of this epoch failed: every stateful task returns to the
+        last checkpoint; the failed records are replayed or given up, the completed ones start
+        again."""
+        self.barrier = None
+        self.executor.rollback(self.stateful)
+        done, self.epoch_done = self.epoch_done, []
+        failed, self.epoch_failed = self.epoch_failed, []
+        self.result.rolled_back += len(done)
+        self.logger.warning("state.rolled_back", topology=self.topology.name, failed=len(failed),
+                            restarted=len(done))
+        self.epoch_started = self.now
+        for args in failed:
+            self._retry_or_give_up(*args)
+        for record in done:
+            self._start(record)
+
     def _tree_failed(self, tree, error, traceback, component, task_id):
         self._record_failed(self.trees.pop(tree), error, traceback, component, task_id)
 
     def _record_failed(self, record, error, traceback, component, task_id):
-        """Replay the record after a backoff, or give it up."""
+        """Replay the record after a backoff, or give it up (at the epoch's rollback, when
+        there are stateful bolts)."""
         self.result.failed += 1
+        if self.epochs:
+            self.epoch_failed.append((record, error, traceback, component, task_id))
+            self.barrier, self.barrier_flushed = "rollback", False
+            return
+        self._retry_or_give_up(record, error, traceback, component, task_id)
+
+    def _retry_or_give_up(self, record, error, traceback, component, task_id):
         delay = self.policy.delay(record.attempts)
         if delay is not None:
             self.logger.warning("tuple.failed", topology=self.topology.name, component=component, task=task_id,
@@ -143,7 +226,11 @@ class TreeLifecycle:
                               None, None, None)
 
     def fail_all_pending(self, error):
-        """Fail every pending tree at once (a worker process died): each is replayed."""
+        """Fail every pending tree at once (a worker process died): each is replayed. With
+        stateful bolts the epoch is rolled back too (the worker's state since the last
+        checkpoint is gone)."""
+        if self.epochs:
+            self.barrier, self.barrier_flushed = "rollback", False
         for tree in list(self.trees):
             self.acker.fail(tree)
             self._tree_failed(tree, error, None, None, None)

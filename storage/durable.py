@@ -3,6 +3,7 @@
     pending      root (8 bytes, big-endian) -> [spout, task, stream, values, msg_id, attempts, first_seen]
     dead         root -> the same record + [component, task, error, traceback, time]
     positions    "spout/task" -> the spout task's position
+    state        msgpack(component) + msgpack(task index) + msgpack(key) -> value (stateful bolts)
     meta         name, fingerprint, shape, format, next_root
 
 Roots are sequential, so the oldest pending record is the first key. Writes are buffered and
@@ -84,11 +85,13 @@ class DurableLog:
         self._dead = self.env.open_db(b"dead", create=create)
         self._positions = self.env.open_db(b"positions", create=create)
         self._meta = self.env.open_db(b"meta", create=create)
+        self._state = self.env.open_db(b"state", create=create)
         self._pack = msgpack.Packer(use_bin_type=True).pack  # reused: cheaper than packb per record
         self._puts = {}       # root -> encoded record (appends and attempt updates)
         self._releases = set()
         self._letters = {}    # root -> encoded dead letter
         self._moved = {}      # spout key -> encoded position
+        self._states = []     # (component, task index, [key, present, value] rows)
         self.next_root = self.get_meta("next_root") or 1
 
     # -- metadata ----------------------------------------------------------------------------
@@ -116,11 +119,14 @@ class DurableLog:
         if self.get_meta("fingerprint") == fingerprint:
             return None
         old = self.get_meta("shape") or {}
-        pending = self.pending_count()
-        if pending:
+        pending, kept = self.pending_count(), self.state_count()
+        if pending or kept:
+            held = " and ".join(part for part in (
+                f"{pending} records are pending" if pending else "",
+                f"stateful bolts keep {kept} state entries" if kept else "") if part)
             raise TopologyMismatch(
                 f"topology {name!r} changed since its state directory {self.path} was written, "
-                f"and {pending} records are pending there; the change: {describe_change(old, shape)}. "
+                f"and {held} there; the change: {describe_change(old, shape)}. "
                 "Run the previous version until nothing is pending (consecution status), or start "
                 "this one on a new --state-dir")
         self._write_meta(fingerprint=fingerprint, shape=shape)
@@ -172,15 +178,22 @@ class DurableLog:
                                  f"({exc})") from None
         self._moved[spout, task] = position
 
+    def put_state(self, component, task, rows):
+        """A stateful task's changes since its last checkpoint (`State.changes()` rows),
+        written at the next commit, with the releases of the trees that made them."""
+        if rows:
+            self._states.append((component, task, rows))
+
     @property
     def buffered(self):
-        return len(self._puts) + len(self._releases) + len(self._letters) + len(self._moved)
+        return len(self._puts) + len(self._releases) + len(self._letters) + len(self._moved) + len(self._states)
 
     def commit(self):
         """Write everything buffered in one transaction."""
         if not self.buffered:
             return
         puts, releases, letters, moved = self._puts, self._releases, self._letters, self._moved
+        states = self._states
 
         def write(txn):
             pending, dead = self._pending, self._dead
@@ -192,6 +205,14 @@ class DurableLog:
                 txn.put(_key(root), value, db=dead)
             for (spout, task), position in moved.items():
                 txn.put(f"{spout}/{task}".encode(), encode(position), db=self._positions)
+            for component, task, rows in states:
+                prefix = _state_prefix(component, task)
+                for key, present, value in rows:
+                    k = prefix + _state_key(component, key)
+                    if present:
+                        txn.put(k, _state_value(component, key, value), db=self._state)
+                    else:
+                        txn.delete(k, db=self._state)
             txn.put(b"next_root", encode(self.next_root), db=self._meta)
             if letters and self.keep_dead is not None:
                 extra = txn.stat(dead)["entries"] - self.keep_dead
@@ -201,7 +222,7 @@ class DurableLog:
                     extra -= 1
 
         self._transact(write)
-        self._puts, self._releases, self._letters, self._moved = {}, set(), {}, {}
+        self._puts, self._releases, self._letters, self._moved, self._states = {}, set(), {}, {}, []
 
     flush = commit
 
@@ -253,6 +274,34 @@ class DurableLog:
             if not cursor.first():
                 return None
             return _record(_KEY.unpack(cursor.key())[0], decode(cursor.value()))
+
+    def state_count(self):
+        with self.env.begin() as txn:
+            return txn.stat(self._state)["entries"]
+
+    def load_state(self, component, task):
+        """The checkpointed state of one task of a stateful bolt, as a dict."""
+        prefix = _state_prefix(component, task)
+        out = {}
+        with self.env.begin() as txn:
+            cursor = txn.cursor(db=self._state)
+            found = cursor.set_range(prefix)
+            while found and cursor.key().startswith(prefix):
+                key = msgpack.unpackb(cursor.key()[len(prefix):], use_list=False, raw=False)
+                out[key] = decode(cursor.value())
+                found = cursor.next()
+        return out
+
+    def states(self):
+        """{(component, task index): entries} for every task that keeps state."""
+        counts = {}
+        with self.env.begin() as txn:
+            for k in txn.cursor(db=self._state).iternext(values=False):
+                unpacker = msgpack.Unpacker(raw=False)
+                unpacker.feed(k)
+                where = (next(unpacker), next(unpacker))
+                counts[where] = counts.get(where, 0) + 1
+        return counts
 
     def positions(self):
         with self.env.begin() as txn:
@@ -310,6 +359,25 @@ class DurableLog:
         if not self.readonly:
             self.commit()
         self.env.close()
+
+
+def _state_prefix(component, task):
+    # msgpack values carry their own length, so no component's prefix is a prefix of another's
+    return encode(component) + encode(task)
+
+
+def _state_key(component, key):
+    try:
+        return encode(key)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise CodecError(f"stateful bolt {component!r}: state key {key!r} cannot be stored ({exc})") from None
+
+
+def _state_value(component, key, value):
+    try:
+        return encode(value)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise CodecError(f"stateful bolt {component!r}: state[{key!r}] cannot be stored ({exc})") from None
 
 
 def describe_change(old, new):

@@ -141,11 +141,14 @@ class Topology:
     "replay" (see the README, "Guarantees"); `max_retries` counts the replays after the first
     attempt, `retry_backoff` is the first backoff in seconds (doubled on every attempt, with
     jitter), `message_timeout` the seconds a tree may take, `max_pending` the most trees
-    pending per spout task (None: no limit), `track_last` the failures kept by "track".
+    pending per spout task (None: no limit), `track_last` the failures kept by "track",
+    `checkpoint_interval` the most seconds between two checkpoints of stateful bolts (see the
+    README, "Exactly-once state").
     """
 
     def __init__(self, name, pipe=None, *, max_retries=3, message_timeout=30,
-                 max_pending=None, reliability="replay", retry_backoff=0.5, track_last=100):
+                 max_pending=None, reliability="replay", retry_backoff=0.5, track_last=100,
+                 checkpoint_interval=0.2):
         if not isinstance(name, str) or not _NAME.match(name):
             raise TopologyError(
                 f"topology name {name!r} must start with a letter or '_' and hold only "
@@ -157,6 +160,7 @@ class Topology:
         self.max_pending = None if max_pending is None else _count("max_pending", max_pending, 1)
         self.retry_backoff = _seconds("retry_backoff", retry_backoff, allow_zero=True)
         self.track_last = _count("track_last", track_last, minimum=0)
+        self.checkpoint_interval = _seconds("checkpoint_interval", checkpoint_interval)
         if reliability not in RELIABILITY_LEVELS:
             raise TopologyError(
                 f"topology {name!r}: reliability must be one of {', '.join(RELIABILITY_LEVELS)}, "

@@ -1,0 +1,139 @@
+"""`self.state` of a stateful bolt: a mapping that can return to its last checkpoint.
+
+A bolt class with `stateful = True` gets a `State` before `prepare`, one per task, holding what
+the last checkpoint stored for that task. The runtime checkpoints and rolls back in *epochs*
+(see `runtime/trees.py`): between two checkpoints every change is undoable. The first time a
+key is changed in an epoch, its old value is kept (`_undo`); a checkpoint hands over the
+current values of those keys and forgets the old ones; a rollback puts the old ones back.
+
+A container value (list, dict) can be changed in place (`self.state["seen"].append(x)`): the
+first read of such a value in an epoch keeps a copy of it, so that change is checkpointed and
+undone like an assignment. Keys are str, int, float, bool, None, bytes or tuples of those;
+values are what msgpack stores, and they read back as msgpack gives them: a tuple becomes a
+list at once (not only after a restart), so every mode and every run sees the same values.
+"""
+from collections.abc import MutableMapping
+
+from consecution.storage import CodecError
+
+MISSING = object()
+_SCALARS = (str, int, float, bool, type(None), bytes)
+_CONTAINERS = (list, dict)
+
+
+def plain(value, where):
+    """`value` as msgpack gives it back (tuples as lists), or a CodecError naming `where`."""
+    cls = value.__class__
+    if cls in _SCALARS:
+        return value
+    if cls is list or cls is tuple:
+        return [plain(v, where) for v in value]
+    if cls is dict:
+        return {_key(k, where): plain(v, where) for k, v in value.items()}
+    if isinstance(value, _SCALARS) and not isinstance(value, bool):
+        return value  # a subclass of str/int/float (an IntEnum, say) is stored as its base
+    raise CodecError(f"{where}: a {type(value).__name__} cannot be kept in state (msgpack stores "
+                     f"None, bool, int, float, str, bytes, lists and dicts): {value!r}")
+
+
+def _key(key, where):
+    cls = key.__class__
+    if cls in _SCALARS:
+        return key
+    if cls is tuple:
+        return tuple(_key(k, where) for k in key)
+    raise CodecError(f"{where}: a state key must be str, int, float, bool, None, bytes or a tuple of "
+                     f"those, not {type(key).__name__}: {key!r}")
+
+
+def _copy(value):
+    if value.__class__ is list:
+        return [_copy(v) for v in value]
+    if value.__class__ is dict:
+        return {k: _copy(v) for k, v in value.items()}
+    return value
+
+
+class State(MutableMapping):
+    """A dict-like mapping of msgpack-serializable values, undoable back to its last checkpoint.
+
+    `tracked=False` (reliability "none": nothing is replayed, nothing checkpointed) keeps no
+    undo information.
+    """
+
+    __slots__ = ("_data", "_undo", "_where", "_tracked")
+
+    def __init__(self, data=None, where="state", tracked=True):
+        self._data = dict(data or {})
+        self._undo = {}
+        self._where = where
+        self._tracked = tracked
+
+    def __getitem__(self, key):
+        value = self._data[key]
+        if value.__class__ in _CONTAINERS and self._tracked and key not in self._undo:
+            self._undo[key] = _copy(value)  # it may be changed in place
+        return value
+
+    def __setitem__(self, key, value):
+        where = self._where
+        key = _key(key, where)
+        value = plain(value, f"{where}[{key!r}]")
+        if self._tracked and key not in self._undo:
+            self._undo[key] = self._data.get(key, MISSING)
+        self._data[key] = value
+
+    def __delitem__(self, key):
+        old = self._data.pop(key)
+        if self._tracked and key not in self._undo:
+            self._undo[key] = old
+
+    def __contains__(self, key):
+        return key in self._data
+
+    def __iter__(self):
+        return iter(self._data)
+
+    def __len__(self):
+        return len(self._data)
+
+    def __repr__(self):
+        return f"State({self._data!r})"
+
+    def to_dict(self):
+        """A plain copy of the current contents."""
+        return _copy(self._data)
+
+    # -- the runtime's side ------------------------------------------------------------------
+
+    def changes(self):
+        """What changed since the last checkpoint, as [key, present, value] rows, and forget
+        it: the current contents become the checkpoint."""
+        data = self._data
+        rows = [[key, key in data, data.get(key)] for key in self._undo]
+        self._undo = {}
+        return rows
+
+    def rollback(self):
+        """Return to the last checkpoint."""
+        data = self._data
+        for key, old in self._undo.items():
+            if old is MISSING:
+                data.pop(key, None)
+            else:
+                data[key] = old
+        self._undo = {}
+
+
+def state_where(task):
+    """How errors name a task's state."""
+    return f"state of {task.component!r} (task {task.context.task_index})"
+
+
+def apply_changes(data, rows):
+    """Apply `State.changes()` rows to a plain dict (the supervisor's copy in process mode)."""
+    for key, present, value in rows:
+        if present:
+            data[key] = value
+        else:
+            data.pop(key, None)
