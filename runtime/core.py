@@ -134,6 +134,8 @@ class Scheduler(TreeLifecycle):
         self.barrier = None            # None, "checkpoint" or "rollback": no new trees until quiet
         self.barrier_flushed = False
         self.initial_state = {}        # process mode: task id -> the state a worker starts from
+        self.finished = set()          # "component/index" of bolt tasks whose finish ran, in an
+                                       # interrupted finish phase
         self.fused = None
         if mode == "single":
             self.executor = SingleExecutor(self)
@@ -212,6 +214,8 @@ class Scheduler(TreeLifecycle):
         self.log.append(record)
         self.unlogged.append(record)
         self.held_back[task.task_id] += 1
+        if self.finished:  # new input: every finish has to run again
+            self._set_finished(set())
 
     def emit_root(self, task, stream, values, direct):
         """A bolt emitted with no input to anchor to (from finish, flush or prepare): the tuple
@@ -269,6 +273,7 @@ class Scheduler(TreeLifecycle):
         started = self.clock()
         self._open_state()
         self._load_state()
+        self.finished = set(self.log.get_meta("finished") or ())
         self.logger.info("run.started", topology=self.topology.name, mode=self.mode, reliability=self.reliability,
                          components=len(self.topology.components), tasks=len(self.tasks),
                          state_dir=self.state_dir, durable=self.durable)
@@ -351,11 +356,29 @@ class Scheduler(TreeLifecycle):
         self.logger.info("run.stopping", topology=self.topology.name, grace=self.grace, pending=len(self.trees))
 
     def _finish(self):
+        """Each bolt's finish, in topological order, each followed by the processing of what it
+        emitted. A bolt whose finish returned is marked in the log, in the commit that holds
+        what it emitted (and, with stateful bolts, what it put in state); after a crash in the
+        finish phase only the bolts not marked run their finish again. The marks are cleared
+        when the phase ends, or when new spout input arrives."""
         for task in self.bolt_tasks_in_order:
+            mark = f"{task.component}/{task.context.task_index}"
+            if mark in self.finished:
+                self.logger.info("finish.skipped", topology=self.topology.name, component=task.component,
+                                 task=task.task_id, reason="it ran before a crash")
+                continue
             self.executor.call(task, "finish")
+            self._set_finished(self.finished | {mark})
+            if self.epochs:
+                self._checkpoint()  # nothing in flight: finish's state, its mark and its tuples together
             self._loop(pull=False)
-        if self.epochs:
-            self._checkpoint()  # what finish itself put in state
+        if not self.stopping:
+            self._set_finished(set())
+
+    def _set_finished(self, components):
+        self.finished = components
+        if self.durable and self.reliability == "replay":
+            self.log.put_meta("finished", sorted(components))
 
     def _close(self, opened):
         errors = []

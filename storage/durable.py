@@ -92,6 +92,7 @@ class DurableLog:
         self._letters = {}    # root -> encoded dead letter
         self._moved = {}      # spout key -> encoded position
         self._states = []     # (component, task index, [key, present, value] rows)
+        self._metas = {}      # meta name -> value
         self.next_root = self.get_meta("next_root") or 1
 
     # -- metadata ----------------------------------------------------------------------------
@@ -178,6 +179,10 @@ class DurableLog:
                                  f"({exc})") from None
         self._moved[spout, task] = position
 
+    def put_meta(self, name, value):
+        """Set a run metadata entry at the next commit."""
+        self._metas[name] = value
+
     def put_state(self, component, task, rows):
         """A stateful task's changes since its last checkpoint (`State.changes()` rows),
         written at the next commit, with the releases of the trees that made them."""
@@ -186,14 +191,14 @@ class DurableLog:
 
     @property
     def buffered(self):
-        return len(self._puts) + len(self._releases) + len(self._letters) + len(self._moved) + len(self._states)
+        return len(self._puts) + len(self._releases) + len(self._letters) + len(self._moved) + len(self._states) + len(self._metas)
 
     def commit(self):
         """Write everything buffered in one transaction."""
         if not self.buffered:
             return
         puts, releases, letters, moved = self._puts, self._releases, self._letters, self._moved
-        states = self._states
+        states, metas = self._states, self._metas
 
         def write(txn):
             pending, dead = self._pending, self._dead
@@ -213,6 +218,8 @@ class DurableLog:
                         txn.put(k, _state_value(component, key, value), db=self._state)
                     else:
                         txn.delete(k, db=self._state)
+            for name, value in metas.items():
+                txn.put(name.encode(), encode(value), db=self._meta)
             txn.put(b"next_root", encode(self.next_root), db=self._meta)
             if letters and self.keep_dead is not None:
                 extra = txn.stat(dead)["entries"] - self.keep_dead
@@ -223,6 +230,7 @@ class DurableLog:
 
         self._transact(write)
         self._puts, self._releases, self._letters, self._moved, self._states = {}, set(), {}, {}, []
+        self._metas = {}
 
     flush = commit
 

@@ -63,6 +63,12 @@ class MemoryLog:
         self.dead_letters = collections.deque(maxlen=keep)
         self.next_root = 1
 
+    def get_meta(self, name):
+        return None
+
+    def put_meta(self, name, value):
+        pass
+
     def put_state(self, component, task, rows):
         pass  # a stateful task's checkpoints live in its own State while the run lasts
 
