@@ -89,6 +89,11 @@ class Bolt:
 
     Optional: `prepare(context)`, `finish()` (a finite input has ended: emit final results;
     it may run again after a crash, so make it idempotent), `cleanup()`.
+
+    `stateful = True`: the task gets `self.state` before `prepare`, a dict-like mapping of
+    msgpack-serializable values that survives crashes exactly once: it is checkpointed with the
+    log and rolled back with the trees that fail (see `runtime/trees.py` and the README,
+    "Exactly-once state").
     """
 
     fields = None
