@@ -17,8 +17,9 @@ from collections.abc import MutableMapping
 from consecution.storage import CodecError
 
 MISSING = object()
-_SCALARS = (str, int, float, bool, type(None), bytes)
-_CONTAINERS = (list, dict)
+_SCALARS = frozenset((str, int, float, bool, type(None), bytes))
+_BASES = (str, int, float, bytes)
+_CONTAINERS = frozenset((list, dict))
 
 
 def plain(value, where):
@@ -30,7 +31,7 @@ def plain(value, where):
         return [plain(v, where) for v in value]
     if cls is dict:
         return {_key(k, where): plain(v, where) for k, v in value.items()}
-    if isinstance(value, _SCALARS) and not isinstance(value, bool):
+    if isinstance(value, _BASES):
         return value  # a subclass of str/int/float (an IntEnum, say) is stored as its base
     raise CodecError(f"{where}: a {type(value).__name__} cannot be kept in state (msgpack stores "
                      f"None, bool, int, float, str, bytes, lists and dicts): {value!r}")
@@ -75,10 +76,20 @@ class State(MutableMapping):
             self._undo[key] = _copy(value)  # it may be changed in place
         return value
 
+    def get(self, key, default=None):
+        try:
+            value = self._data[key]
+        except KeyError:
+            return default
+        if value.__class__ in _CONTAINERS and self._tracked and key not in self._undo:
+            self._undo[key] = _copy(value)
+        return value
+
     def __setitem__(self, key, value):
-        where = self._where
-        key = _key(key, where)
-        value = plain(value, f"{where}[{key!r}]")
+        if key.__class__ not in _SCALARS:
+            key = _key(key, self._where)
+        if value.__class__ not in _SCALARS:
+            value = plain(value, f"{self._where}[{key!r}]")
         if self._tracked and key not in self._undo:
             self._undo[key] = self._data.get(key, MISSING)
         self._data[key] = value

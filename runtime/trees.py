@@ -16,8 +16,9 @@ that fails ends its epoch with a rollback instead: once nothing is in flight, ev
 task returns to the last checkpoint, the failed records are replayed (or given up) as usual and
 the epoch's completed ones are started again at once (their attempt count unchanged). While an
 epoch ends (the "barrier") no new tree starts. An epoch ends as soon as nothing is in flight
-and COMMIT_INTERVAL has passed, or, under constant load, the barrier is raised after
-`checkpoint_interval` seconds and the epoch ends when the trees in flight are done.
+and EPOCH_MIN has passed (fewer checkpoints: a key changed a thousand times in an epoch is
+written once), or, under constant load, the barrier is raised after `checkpoint_interval`
+seconds and the epoch ends when the trees in flight are done.
 """
 import heapq
 import traceback as tb_module
@@ -31,6 +32,7 @@ from .tasks import SpoutTask
 
 COMMIT_BATCH = 512       # spout records per log commit, at most
 COMMIT_INTERVAL = 0.005  # seconds a spout record may wait for its commit, at most
+EPOCH_MIN = 0.05         # seconds an epoch lasts at least (stateful bolts), unless the input ends
 
 
 class TreeLifecycle:
@@ -106,7 +108,7 @@ class TreeLifecycle:
         """End the epoch when nothing is in flight and it is due; raise the barrier when it is
         overdue. True if it ended (the caller loops again)."""
         if self.barrier is None:
-            if not self.epoch_done or now - self.epoch_started < COMMIT_INTERVAL:
+            if not self.epoch_done or now - self.epoch_started < min(EPOCH_MIN, self.checkpoint_interval):
                 return False
             if self.trees or self.executor.busy():
                 if now - self.epoch_started >= self.checkpoint_interval:
