@@ -1,13 +1,16 @@
-"""The money pieces the scenario examples share: integer cents, one rounding rule, stateful
-totals and a report.
+"""The money pieces the scenario examples share: integer cents, explicit rounding rules,
+stateful totals and a report.
 
-Money is an int of cents everywhere; no float ever holds an amount. Percentages are integer
-basis points (1% = 100 bp), and a share of an amount is rounded *down* to the cent
-(`share`); whoever splits money gives the remainder of that rounding to a named account, so
-that the parts always add up to the whole. A share of a stream of amounts is taken on the
-running total (`running_share`): each amount gets the difference of the rounded-down shares
-of the totals before and after it, so the shares of the stream add up to exactly the
-rounded-down share of its total, in whatever order the amounts come.
+Money is an int of cents everywhere; no float ever holds an amount. The rounding rules:
+- Percentages are integer basis points (1% = 100 bp), and a share of an amount is rounded
+  *down* to the cent (`share`); whoever splits money gives the remainder of that rounding to
+  a named account, so that the parts always add up to the whole.
+- A share of a stream of amounts is taken on the running total (`running_share`): each amount
+  gets the difference of the rounded-down shares of the totals before and after it, so the
+  shares of the stream add up to exactly the rounded-down share of its total, in whatever
+  order the amounts come.
+- Interest is a balance times a rate held as an exact `Fraction`, rounded to the nearest
+  cent, halves up (`rounded`).
 
 `Totals` is a stateful aggregator (its sums live in `self.state`, so they are exactly-once
 under crashes and replays) that emits one row per key in `finish`; `Report` gathers those rows,
@@ -17,7 +20,9 @@ run again: `finish` only reads the state, and the report keeps the last row per 
     from ledger import Totals, Report, share
 """
 import json
+import math
 import os
+from fractions import Fraction
 
 from consecution import Bolt
 
@@ -33,6 +38,31 @@ def running_share(before, cents, basis_points):
     """The share of `cents` that comes after a running total of `before`: summed over a
     stream, exactly `share(total, basis_points)`."""
     return share(before + cents, basis_points) - share(before, basis_points)
+
+
+def rounded(cents):
+    """A `Fraction` of cents (interest: a balance times a rate) rounded to the nearest cent,
+    halves up."""
+    return math.floor(cents + Fraction(1, 2))
+
+
+def in_order(state, key, number, item):
+    """The items of the sequence `key` (numbered 1, 2, 3...) that are due now, in order: `item`
+    and any held ones that follow it, or nothing if `item` came early. An early item is held
+    in `state` (a stateful bolt's `self.state`) until the ones before it have come, so a
+    calculation that must see a sequence in order (a balance, compound interest) gets it in
+    order however the tuples arrive (replays after a failure may come late)."""
+    expected = state.get(("next", key), 1)
+    if number != expected:
+        state[("held", key, number)] = item
+        return []
+    due = [item]
+    expected += 1
+    while ("held", key, expected) in state:
+        due.append(state.pop(("held", key, expected)))
+        expected += 1
+    state[("next", key)] = expected
+    return due
 
 
 def dollars(cents):
@@ -106,11 +136,11 @@ class Report(Bolt):
     def finish(self):
         names = sorted(self.rows, key=self._rank)
         report = {name: dict(sorted(self.rows[name].items(), key=_derived_last)) for name in names}
-        lines = [self.title, f"  {'aggregator':<20} {'key':<18} {'amount':>16} {'tuples':>7}"]
+        lines = [self.title, f"  {'aggregator':<21} {'key':<22} {'amount':>16} {'tuples':>7}"]
         for name, rows in report.items():
             for key, row in rows.items():
                 count = "" if row["count"] is None else f"{row['count']:,}"
-                lines.append(f"  {name:<20} {key:<18} {dollars(row['cents']):>16} {count:>7}")
+                lines.append(f"  {name:<21} {key:<22} {dollars(row['cents']):>16} {count:>7}")
         print("\n".join(lines), flush=True)
         if self.path:
             tmp = f"{self.path}.tmp{os.getpid()}"
