@@ -140,7 +140,7 @@ class Report(Bolt):
         for name, rows in report.items():
             for key, row in rows.items():
                 count = "" if row["count"] is None else f"{row['count']:,}"
-                lines.append(f"  {name:<21} {key:<22} {dollars(row['cents']):>16} {count:>7}")
+                lines.append(f"  {name:<21} {key:<22} {dollars(row['cents']):>16} {count:>7}".rstrip())
         print("\n".join(lines), flush=True)
         if self.path:
             tmp = f"{self.path}.tmp{os.getpid()}"

@@ -102,18 +102,18 @@ class Company(Totals):
 
 
 def build(n=2000, delay=0.0, report_path=None):
-    partners = [component(Partner(name, bp), name=f"partner_{name}") for name, bp in PARTNERS.items()]
-    profit = component(Book("profit", delay), name="profit_distribution")
-    for partner in partners:
-        profit = profit | partner
     return Topology(
         "revenue",
         component(IterableSpout(payments(n), fields=("payment", "month", "cents", "revenue")), name="payments")
-        | [by_budget, component(Book("operating", delay), name="operating_budget"), profit]
-        | [component(Company(), name="company"),
-           [by_account, *(component(Totals(), name=name) for name in PARTNERS),
-            component(Totals(into="revenue"), name="revenue")]]
-        | component(Report(f"revenue: {n:,} payments", report_path, ["revenue", "company", *PARTNERS]),
+        | [by_budget,                                                     # route: budget or profit
+           component(Book("operating", delay), name="operating_budget"),
+           component(Book("profit", delay), name="profit_distribution")
+           | component(Partner("alice", PARTNERS["alice"]), name="partner_alice")
+           | component(Partner("bob", PARTNERS["bob"]), name="partner_bob")]
+        | [component(Company(), name="company"),                          # broadcast: the company sees all,
+           [by_account, component(Totals(), name="alice"),                # and a route splits the takes
+            component(Totals(), name="bob"), component(Totals(into="revenue"), name="revenue")]]
+        | component(Report(f"revenue: {n:,} payments", report_path, ["revenue", "company", "alice", "bob"]),
                     name="report"),
     )
 

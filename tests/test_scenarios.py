@@ -128,9 +128,14 @@ def test_revenue_delay_slows_each_payment_for_crash_tests(run_cli, tmp_path):
     assert json.loads(path.read_text())["totals"]["revenue"]["revenue"]["count"] == 40
 
 
-def test_readme_revenue_output_is_what_the_example_prints(run_cli, tmp_path):
+def test_readme_revenue_excerpt_and_output_are_the_example_s(run_cli, tmp_path):
     with open(os.path.join(ROOT, "README.md")) as f:
         readme = f.read()
+    with open(os.path.join(EXAMPLES, "revenue.py")) as f:
+        source = f.read()
+    code = re.search(r"## Scenarios.*?```python\n(.*?)```", readme, re.S).group(1)
+    for piece in code.split("\n\n"):
+        assert piece.strip() in source
     shown = re.search(r"\$ consecution run examples/revenue.py\n(.*?)```", readme, re.S).group(1)
     done = run_cli("run", os.path.join(EXAMPLES, "revenue.py"), "--state-dir", str(tmp_path / "state"))
     assert done.returncode == 0, done.stderr
