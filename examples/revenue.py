@@ -26,6 +26,10 @@ Money flow, in integer cents:
 Environment (read at import): REVENUE_PAYMENTS (number of payments, default 2000),
 REVENUE_DELAY (seconds to sleep per payment in the budget nodes, default 0: a slow run to kill
 in crash tests), REVENUE_REPORT (a path: the report is also written there as JSON).
+
+At most 100 payments are in flight (`max_pending`): a checkpoint of the aggregators' state
+waits for the trees in flight, so without a bound the whole input, read at once, would be one
+epoch and a crash would replay all of it (correctly, but a crash test would learn less).
 """
 import os
 import random
@@ -103,7 +107,7 @@ class Company(Totals):
 
 def build(n=2000, delay=0.0, report_path=None):
     return Topology(
-        "revenue",
+        "revenue",  # max_pending: at most 100 payments in flight, so that checkpoints come often
         component(IterableSpout(payments(n), fields=("payment", "month", "cents", "revenue")), name="payments")
         | [by_budget,                                                     # route: budget or profit
            component(Book("operating", delay), name="operating_budget"),
@@ -115,6 +119,7 @@ def build(n=2000, delay=0.0, report_path=None):
             component(Totals(), name="bob"), component(Totals(into="revenue"), name="revenue")]]
         | component(Report(f"revenue: {n:,} payments", report_path, ["revenue", "company", "alice", "bob"]),
                     name="report"),
+        max_pending=100,
     )
 
 
