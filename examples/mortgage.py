@@ -126,7 +126,8 @@ class Master(Totals):
 
 def build(report_path=None):
     t = Topology("mortgage")
-    t.spout("payments", IterableSpout([(month, PAYMENT) for month in range(1, MONTHS + 1)], fields=("month", "cents")))
+    payments = [(month, PAYMENT) for month in range(1, MONTHS + 1)]
+    t.spout("payments", IterableSpout(payments, fields=("month", "cents")))
     t.bolt("escrow", Escrow()).shuffle_grouping("payments")
     t.bolt("property_tax", Totals()).shuffle_grouping("escrow", stream="tax")
     t.bolt("insurance", Totals()).shuffle_grouping("escrow", stream="insurance")
@@ -137,8 +138,8 @@ def build(report_path=None):
     master.shuffle_grouping("principal_calculator", stream="interest")
     master.shuffle_grouping("principal_calculator", stream="principal")
     master.shuffle_grouping("tax_refund")
-    report = t.bolt("report", Report(f"mortgage: {MONTHS} payments of $1,000.00, principal {dollars(PRINCIPAL)}",
-                                     report_path, ["master", "principal_calculator"]))
+    title = f"mortgage: {MONTHS} payments of {dollars(PAYMENT)}, principal {dollars(PRINCIPAL)}"
+    report = t.bolt("report", Report(title, report_path, ["master", "principal_calculator"]))
     for aggregator in ("master", "property_tax", "insurance", "principal_calculator"):
         report.global_grouping(aggregator)
     return t
