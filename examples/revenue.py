@@ -13,6 +13,9 @@ its operating budget first and shares the profit between its two partners.
 
 Money flow, in integer cents:
 - Payments come in 100 a month, each tagged with the month's revenue up to and including it.
+  The tag comes with the input (the spout), not from a running total in a bolt: every later
+  step is then a function of its tuple alone, so the split is the same whatever order the
+  tuples take, replays included.
 - A payment that arrives while the month's operating budget (MONTHLY_BUDGET) is not yet
   covered goes to the operating budget whole; every later payment of the month is profit.
 - Each partner node passes every ledger entry on and, for each profit entry, adds a tagged
