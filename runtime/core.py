@@ -42,6 +42,7 @@ from .state import State, state_where
 from .tasks import BoltTask, SpoutTask, TopologyContext, assign_tasks, task_class
 from .trees import COMMIT_BATCH, COMMIT_INTERVAL, TreeLifecycle
 
+STATEFUL_MAX_PENDING = 1000  # max_pending when stateful bolts need the trees in flight to end
 IDLE_SLEEP = 0.001       # a spout that emitted nothing is asked again after this long
 EXPIRE_EVERY = 0.1       # how often trees are checked against message_timeout
 
@@ -128,6 +129,8 @@ class Scheduler(TreeLifecycle):
         self.stateful = {t.task_id: t for t in self.bolt_tasks_in_order
                          if topology.components[t.component].stateful}
         self.epochs = self.tracking and bool(self.stateful)
+        if self.epochs and self.max_pending is None:
+            self.max_pending = STATEFUL_MAX_PENDING
         self.epoch_done = []           # records whose trees completed since the last checkpoint
         self.epoch_failed = []         # failures since then, handled at the rollback
         self.epoch_started = self.now

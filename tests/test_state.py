@@ -14,6 +14,12 @@ from consecution import Bolt, CodecError, IterableSpout, Topology
 from consecution.runtime import Scheduler
 from consecution.runtime.state import State
 from consecution.storage import DurableLog, TopologyMismatch
+from support import EXAMPLES
+from test_scenarios import example, expected_revenue
+
+
+def revenue_payments(n):
+    return example("revenue").payments(n)
 
 MODES = ["single", "thread", "process"]
 
@@ -197,73 +203,6 @@ def test_a_worker_that_dies_takes_its_epoch_with_it_and_the_sum_stays_exact(tmp_
 
 # -- SIGKILL at random moments -------------------------------------------------------------------
 
-REVENUE = """
-import json, os, time
-from consecution import Bolt, Topology, component
-
-N = int(os.environ.get("PAYMENTS", "3000"))
-
-def payments():
-    for i in range(N):
-        yield (i, 1000 + (i * 7919) % 90000)  # (payment id, cents)
-
-def tag(payment, cents):
-    time.sleep(0.001)
-    return (payment, cents, "profit" if payment % 3 == 0 else "operating")
-
-tag.fields = ("payment", "cents", "leg")
-
-class Split(Bolt):
-    \"\"\"Profit goes to the partners, 60/40 by integer division (the remainder to alice).\"\"\"
-    fields = ("payment", "who", "cents")
-    def process(self, tup):
-        payment, cents, leg = tup.values
-        if leg == "operating":
-            self.emit((payment, "operating", cents))
-            return
-        bob = cents * 40 // 100
-        self.emit((payment, "alice", cents - bob))
-        self.emit((payment, "bob", bob))
-
-class Aggregate(Bolt):
-    stateful = True
-    fields = ("who", "cents", "count")
-    def process(self, tup):
-        who, cents = tup["who"], tup["cents"]
-        self.state[who] = self.state.get(who, 0) + cents
-        self.state["n:" + who] = self.state.get("n:" + who, 0) + 1
-    def finish(self):
-        report = {k: self.state[k] for k in self.state}
-        path = "report-%d.json" % self.context.task_index
-        with open(path + ".tmp", "w") as f:
-            json.dump(report, f)
-        os.replace(path + ".tmp", path)
-    def prepare(self, context):
-        self.context = context
-
-topology = Topology("revenue", max_retries=50, retry_backoff=0)
-topology.spout("payments", payments())
-topology.bolt("tag", tag, parallelism=2).shuffle_grouping("payments")
-topology.bolt("split", Split(), parallelism=2).shuffle_grouping("tag")
-topology.bolt("aggregate", Aggregate(), parallelism=2).fields_grouping("split", "who")
-"""
-
-
-def revenue_expected(n):
-    totals = {}
-    for i in range(n):
-        cents = 1000 + (i * 7919) % 90000
-        if i % 3:
-            parts = {"operating": cents}
-        else:
-            bob = cents * 40 // 100
-            parts = {"alice": cents - bob, "bob": bob}
-        for who, c in parts.items():
-            totals[who] = totals.get(who, 0) + c
-            totals["n:" + who] = totals.get("n:" + who, 0) + 1
-    return totals
-
-
 def start(args, cwd, env=None):
     log = open(os.path.join(cwd, "run.log"), "a")
     try:
@@ -274,33 +213,38 @@ def start(args, cwd, env=None):
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_revenue_killed_at_random_moments_ends_with_exact_totals(tmp_path, run_cli, mode):
-    """A restart seeks the spout past what the log holds, replays the pending records and
-    restores the state of the last checkpoint: the totals are those of a run without crashes."""
+def test_revenue_killed_at_random_moments_ends_with_exact_totals_and_counts(tmp_path, run_cli, mode):
+    """examples/revenue.py, slowed down, is killed with SIGKILL at random moments, then run to
+    the end: its aggregators' totals and counts are those of a run without crashes. A restart
+    seeks the spout past what the log holds, replays the pending records and restores the
+    state of the last checkpoint."""
     kills = int(os.environ.get("CONSECUTION_KILLS", "6"))
-    n = max(3000, 500 * kills)
-    env = dict(os.environ, PAYMENTS=str(n))
-    (tmp_path / "revenue.py").write_text(REVENUE)
+    n = max(1500, 250 * kills)
+    report = tmp_path / "report.json"
+    env = {"REVENUE_PAYMENTS": str(n), "REVENUE_DELAY": "0.002", "REVENUE_REPORT": str(report)}
+    args = ["run", os.path.join(EXAMPLES, "revenue.py"), "--mode", mode, "--workers", "2",
+            "--log-format", "json"]
     rng = random.Random()
     killed = 0
-    args = ["run", "revenue.py", "--mode", mode, "--workers", "2", "--log-format", "json"]
     while killed < kills:
-        proc = start(args, tmp_path, env)
-        time.sleep(rng.uniform(0.25, 0.8))
+        proc = start(args, tmp_path, dict(os.environ, **env))
+        time.sleep(rng.uniform(0.3, 0.9))
         if proc.poll() is not None:
             break  # it got to the end before the kill
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
         killed += 1
-    final = run_cli(*args, env={"PAYMENTS": str(n)}, timeout=180)
+    final = run_cli(*args, env=env, timeout=180)
     assert final.returncode == 0, final.stderr[-3000:]
     assert killed >= 2
-    report = {}
-    for task in (0, 1):
-        path = tmp_path / f"report-{task}.json"
-        if path.exists():
-            report.update(json.loads(path.read_text()))
-    assert report == revenue_expected(n)
+    totals = json.loads(report.read_text())["totals"]
+    figures = {name: {key: row["cents"] for key, row in rows.items()} for name, rows in totals.items()}
+    items = revenue_payments(n)
+    assert figures == expected_revenue(items)
+    assert totals["revenue"]["revenue"]["count"] == n  # every payment counted once
+    company = totals["company"]
+    assert company["operating"]["count"] + company["profit"]["count"] == n
+    assert company["alice"]["count"] == company["bob"]["count"] == company["profit"]["count"]
 
 
 FINISH_CRASH = """
@@ -350,3 +294,34 @@ def test_a_crash_in_the_finish_phase_runs_only_the_unfinished_finish_again(tmp_p
     assert json.loads((tmp_path / "grand.json").read_text()) == {"sum": sum(range(1000)), "parts": 8}
     again = run_cli(*args, timeout=120)  # a completed run: every finish runs again
     assert again.returncode == 0 and '"finish.skipped"' not in again.stderr
+
+
+class SumBatches(Bolt):
+    stateful = True
+    fields = ("total", "batches")
+
+    def process(self, tup):
+        self.state["total"] = self.state.get("total", 0) + sum(values[0] for values in tup["batch"])
+        self.state["batches"] = self.state.get("batches", 0) + 1
+
+    def finish(self):
+        self.emit((self.state["total"], self.state["batches"]))
+
+
+class SlowNumbers(IterableSpout):
+    def next_tuple(self):
+        time.sleep(0.001)
+        super().next_tuple()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_checkpoint_barrier_flushes_inputs_held_by_a_chunk_instead_of_waiting_for_a_timeout(mode):
+    from consecution import chunk
+    t = Topology("held", SlowNumbers(range(300)) | chunk(50) | SumBatches(), checkpoint_interval=0.02,
+                 message_timeout=20)
+    started = time.monotonic()
+    result = Scheduler(t, mode=mode, workers=2, collect=True).run()
+    assert result.failed == 0 and result.fully_processed
+    total, batches = result.emitted("sum_batches")[0]
+    assert total == sum(range(300)) and batches > 300 // 50  # partial batches at the barriers
+    assert time.monotonic() - started < 10
