@@ -5,6 +5,8 @@ import time
 
 from consecution.topology import ComponentError, Spout
 
+from .files import SourceError
+
 __all__ = ["Query"]
 
 # "?"-style placeholders for each DB-API paramstyle, numbered from 1
@@ -95,7 +97,11 @@ class Query(Spout):
         cursor = self.connection.cursor()
         try:
             sql, params = self._page_query()
-            cursor.execute(sql, params)
+            try:
+                cursor.execute(sql, params)
+            except Exception as exc:
+                raise SourceError(f"Query with key {', '.join(self.keys)}: {type(exc).__name__}: {exc} "
+                                  f"(in {sql})") from exc
             columns = [d[0] for d in cursor.description]
             try:
                 at = [columns.index(k) for k in self.keys]
