@@ -63,7 +63,7 @@ class Inbox:
         """Up to `n` queued items, oldest first (never blocks)."""
         queue = self.queue
         with self.cond:
-            return [queue.popleft() for _ in range(min(n, len(queue)))]
+            return [queue.popleft() for _ in range(max(0, min(n, len(queue))))]
 
     def release(self, n=1):
         """`n` owned records were acked or given up: room for more."""
@@ -116,7 +116,8 @@ class InboxSpout(Spout):
 
     def next_tuple(self):
         emit, ids, owned_ids, on_logged = self._emit, self.ids, self.owned_ids, self.on_logged
-        for values, callback in self.inbox.take(BATCH):
+        room = self.inbox.limit - len(owned_ids)  # a forced offer (Tcp) may hold more than the limit
+        for values, callback in self.inbox.take(min(BATCH, room)):
             msg_id = next(ids)
             owned_ids.add(msg_id)
             if callback is not None:

@@ -190,12 +190,13 @@ class LineServer:
             return
         parts = (conn.buffer + data).split(b"\n")
         conn.buffer = parts.pop()
+        self._lines(conn, parts)
         if len(conn.buffer) > self.max_line:
             conn.lines += 1
             conn.owe()[0] = f"error: line {conn.lines}: longer than {self.max_line} bytes\n".encode()
+            conn.buffer = b""
             conn.closing = True
-            parts = []
-        self._lines(conn, parts)
+            self._update(conn)
 
     def _lines(self, conn, parts):
         items = []
