@@ -179,18 +179,16 @@ def test_http_answers_503_while_max_pending_records_are_in_flight(mode):
     assert [v[0] for v in result.emitted("sink")] == [1, 2, 4]
 
 
-def test_http_answers_503_to_a_request_the_run_stopped_before_logging(tmp_path):
+def test_http_answers_503_to_a_request_the_run_stopped_before_logging(mode):
     spout = Http()
-    with running(through(spout, slow, max_pending=1), "single") as run:
+    with running(through(spout, slow, max_pending=5), mode) as run:
         address = wait_listening(spout)
-        first = threading.Thread(target=post, args=(address, b"[1]"))
-        first.start()
-        first.join()
-        run.scheduler.stop()  # no more next_tuple: what is queued now is never logged
-        # a request right at the limit is refused; one that gets in waits for a log that never comes
-        status, body, _ = post(address, b"[2]")
-        assert status == 503
-        run.join()
+        assert post(address, b"[1]")[0] == 202
+        run.scheduler.stop()  # no more tuples from the spouts: what is queued now is never logged
+        status, body, _ = post(address, b"[2, 3]")
+        assert status == 503 and body["error"].startswith("the run stopped before this request was logged")
+        result = run.join()
+    assert result.emitted("sink") == [(1,)]
 
 
 # -- killed while clients send -------------------------------------------------------------------
