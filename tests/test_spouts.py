@@ -11,10 +11,9 @@ import uuid
 import pytest
 
 from consecution import Spout, Topology, UserCodeError
-from consecution.runtime import Scheduler
 from consecution.spouts import Closed, Cron, File, Full, Interval, Push, Query, Stdin
 from consecution.testing import run_local
-from spout_support import MODES, running, wait_for
+from spout_support import MODES, running
 
 
 @pytest.fixture(params=MODES)
