@@ -174,7 +174,8 @@ class Scheduler(TreeLifecycle):
                 routing = Routing(topology, component, tasks_by_component)
                 routing_proto = routing_proto or routing
                 context = TopologyContext(topology.name, name, index, task_id, component.parallelism,
-                                          tasks_by_component, self.state_dir, self.mode)
+                                          tasks_by_component, self.state_dir, self.mode, self.max_pending,
+                                          self.reliability)
                 if component.kind == "spout":
                     task = SpoutTask(self, component, task_id, obj, routing, context)
                     self.spout_tasks.append(task)

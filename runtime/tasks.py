@@ -37,7 +37,7 @@ class TopologyContext:
     """What `open`/`prepare` get: where this task stands in the topology."""
 
     def __init__(self, topology_name, component, task_index, task_id, parallelism, tasks_by_component,
-                 state_dir=None, mode="single"):
+                 state_dir=None, mode="single", max_pending=None, reliability="replay"):
         self.topology = topology_name
         self.component = component
         self.task_index = task_index
@@ -45,6 +45,8 @@ class TopologyContext:
         self.parallelism = parallelism
         self.state_dir = state_dir
         self.mode = mode
+        self.max_pending = max_pending  # the run's max_pending per spout task (None: no limit)
+        self.reliability = reliability
         self._tasks = tasks_by_component
 
     def tasks_of(self, component):
@@ -84,11 +86,16 @@ class SpoutTask:
         self.exhausted = False
         self.has_position = type(obj).position is not Spout.position
         self.has_ack = type(obj).ack is not Spout.ack  # the default ack does nothing: skip the call
+        self.has_logged = type(obj).logged is not Spout.logged  # likewise; see Spout.logged
+        self.logged_at_emit = self.has_logged and not sink.tracking  # no log, no commit to wait for
         obj._emit = self.emit
 
     def emit(self, values, stream="default", msg_id=None):
         values = checked(values, self.component, stream, self.streams)
-        return self.sink.spout_emit(self, stream, values, msg_id)
+        targets = self.sink.spout_emit(self, stream, values, msg_id)
+        if self.logged_at_emit:
+            self.obj.logged([msg_id])
+        return targets
 
 
 class BoltTask:

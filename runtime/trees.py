@@ -53,8 +53,20 @@ class TreeLifecycle:
         self.last_commit = self.clock()
         unlogged, self.unlogged = self.unlogged, []
         self.held_back.clear()
+        if any(task.has_logged for task in self.spout_tasks):
+            self._tell_logged(unlogged)
         for record in unlogged:
             self._start(record)
+
+    def _tell_logged(self, records):
+        """Call `logged(msg_ids)` on each spout task that defines it, with its records of this commit."""
+        msg_ids = {}
+        for record in records:
+            task = self._origin(record)
+            if isinstance(task, SpoutTask) and task.has_logged:
+                msg_ids.setdefault(task, []).append(record.msg_id if record.msg_id is not None else record.root)
+        for task, ids in msg_ids.items():
+            self.call_user(task, "logged", ids)
 
     def _start(self, record):
         """Route a record's tuple from its origin task and start its tree. A routing error

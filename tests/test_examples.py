@@ -75,3 +75,48 @@ def test_readme_wordcount_example_prints_what_the_readme_shows(run_cli, tmp_path
     done = run_cli("run", "wordcount.py")
     assert done.returncode == 0, done.stderr
     assert done.stdout == shown
+
+
+def test_ingest_accepts_posted_orders_stores_them_and_stops_on_sigterm(tmp_path):
+    import http.client
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+    from spout_support import free_port, wait_for
+
+    port = free_port()
+    env = dict(os.environ, INGEST_PORT=str(port))
+    log = open(tmp_path / "run.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "consecution", "run", os.path.join(EXAMPLES, "ingest.py"),
+                             "--mode", "thread"], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=log)
+    try:
+        orders = [{"id": 1, "customer": " Ada ", "amount": 12.5, "currency": "EUR"},
+                  {"id": 2, "customer": "Bob", "amount": 3, "currency": "USD"}]
+
+        def post():
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            try:
+                conn.request("POST", "/orders", json.dumps(orders), {"Content-Type": "application/json"})
+                response = conn.getresponse()
+                return response.status, json.loads(response.read())
+            except OSError:
+                time.sleep(0.05)
+                return None
+            finally:
+                conn.close()
+
+        answer = []
+        wait_for(lambda: answer.append(post()) or answer[-1] is not None, timeout=20, what="the service")
+        assert answer[-1] == (202, {"accepted": 2})
+        db = sqlite3.connect(tmp_path / "orders.sqlite")
+        wait_for(lambda: db.execute("SELECT count(*) FROM orders").fetchone() == (2,), what="the rows")
+        assert db.execute("SELECT * FROM orders ORDER BY id").fetchall() == [(1, "ada", 1250, "EUR"),
+                                                                            (2, "bob", 300, "USD")]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        log.close()

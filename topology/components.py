@@ -31,6 +31,13 @@ class Spout:
     read after every `next_tuple` and stored with the tuples it emitted), `ack(msg_id)` when
     a tuple's tree completed and `fail(msg_id, error)` when it was given up.
 
+    Optional `logged(msg_ids)`: called with the msg_ids (root ids where none was given) of
+    this task's tuples right after the log commit that made them durable, before any bolt
+    sees them, so a source may confirm to its sender only what a restart would replay (see
+    `consecution.spouts.Tcp`). It is durable only with reliability "replay" and a state
+    directory; with "confirm" or "track" the commit is in memory, and with "none" (no log)
+    it is called at emit time, with the msg_ids as given, and nothing is durable.
+
     Output fields: `fields = ("a", "b")` for the default stream, or
     `streams = {"default": ("a",), "other": ("b", "c")}`.
     """
@@ -57,6 +64,9 @@ class Spout:
         pass
 
     def fail(self, msg_id, error):
+        pass
+
+    def logged(self, msg_ids):
         pass
 
     def emit(self, values, stream=DEFAULT, msg_id=None):

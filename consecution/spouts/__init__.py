@@ -1,0 +1,26 @@
+"""Spouts for common sources, each with the durable-log guarantee as strong as its source allows.
+
+    from consecution.spouts import Stdin, File, Tcp, Http, Interval, Cron, Query, Push
+
+| spout | what can be lost at most |
+|---|---|
+| `Stdin()` | lines read from the pipe and not yet committed when the process dies (a pipe cannot be read twice) |
+| `File(path, follow=False)` | nothing: the byte offset is the position |
+| `Tcp(host, port)` | nothing the client got `ok` for; a client resends what was not confirmed |
+| `Http(host, port, path)` | nothing that got `202 Accepted`; a client resends what did not |
+| `Interval(every, fn)`, `Cron(expr, fn)` | a tick's output not yet committed; the tick is not run again |
+| `Query(factory, sql, key)` | nothing: the last key is the position |
+| `Push()` | what `push()` queued and the spout had not yet emitted and committed |
+
+Every spout logs what it emits before any bolt sees it (reliability "replay"), and runs in the
+supervising process in every mode. See each class for the details, and the README's table.
+"""
+from .files import File, SourceError, Stdin
+from .inbox import Closed, Full
+from .net import Http, Tcp
+from .push import Push
+from .query import Query
+from .timers import Cron, Interval
+
+__all__ = ["Closed", "Cron", "File", "Full", "Http", "Interval", "Push", "Query", "SourceError", "Stdin",
+           "Tcp"]
