@@ -165,6 +165,7 @@ def _status(args):
             "oldest_pending_age": round(time.time() - oldest.first_seen, 3) if oldest else None,
             "dead_letters": log.dead_count(),
             "positions": log.positions(),
+            "state_entries": {f"{c}/{t}": n for (c, t), n in sorted(log.states().items())},
             "running_pid": holder(args.state_dir),
         }
     finally:

@@ -138,7 +138,7 @@ class State(MutableMapping):
 
 def state_where(task):
     """How errors name a task's state."""
-    return f"state of {task.component!r} (task {task.context.task_index})"
+    return f"state of {task.component!r} (task {task.task_id})"
 
 
 def apply_changes(data, rows):

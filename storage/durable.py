@@ -85,7 +85,10 @@ class DurableLog:
         self._dead = self.env.open_db(b"dead", create=create)
         self._positions = self.env.open_db(b"positions", create=create)
         self._meta = self.env.open_db(b"meta", create=create)
-        self._state = self.env.open_db(b"state", create=create)
+        try:
+            self._state = self.env.open_db(b"state", create=create)
+        except lmdb.NotFoundError:  # read-only, written before stateful bolts existed
+            self._state = None
         self._pack = msgpack.Packer(use_bin_type=True).pack  # reused: cheaper than packb per record
         self._puts = {}       # root -> encoded record (appends and attempt updates)
         self._releases = set()
@@ -284,6 +287,8 @@ class DurableLog:
             return _record(_KEY.unpack(cursor.key())[0], decode(cursor.value()))
 
     def state_count(self):
+        if self._state is None:
+            return 0
         with self.env.begin() as txn:
             return txn.stat(self._state)["entries"]
 
@@ -291,6 +296,8 @@ class DurableLog:
         """The checkpointed state of one task of a stateful bolt, as a dict."""
         prefix = _state_prefix(component, task)
         out = {}
+        if self._state is None:
+            return out
         with self.env.begin() as txn:
             cursor = txn.cursor(db=self._state)
             found = cursor.set_range(prefix)
@@ -303,6 +310,8 @@ class DurableLog:
     def states(self):
         """{(component, task index): entries} for every task that keeps state."""
         counts = {}
+        if self._state is None:
+            return counts
         with self.env.begin() as txn:
             for k in txn.cursor(db=self._state).iternext(values=False):
                 unpacker = msgpack.Unpacker(raw=False)

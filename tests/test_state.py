@@ -199,6 +199,8 @@ def test_a_worker_that_dies_takes_its_epoch_with_it_and_the_sum_stays_exact(tmp_
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "died").exists() and '"worker.died"' in done.stderr
     assert json.loads((tmp_path / "sum.json").read_text()) == {"sum": sum(range(2000)), "count": 2000}
+    status = json.loads(run_cli("status", "--state-dir", ".consecution/sum", "--json").stdout)
+    assert status["state_entries"] == {"sum/0": 2} and status["pending"] == 0
 
 
 # -- SIGKILL at random moments -------------------------------------------------------------------
