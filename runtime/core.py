@@ -38,7 +38,7 @@ from .logs import logger
 from .result import RunResult
 from .retry import Backoff, NoRetry
 from .routing import Routing, RoutingError
-from .state import State, state_where
+from .state import state_for, state_where
 from .tasks import BoltTask, SpoutTask, TopologyContext, assign_tasks, task_class
 from .trees import COMMIT_BATCH, COMMIT_INTERVAL, TreeLifecycle
 
@@ -129,6 +129,9 @@ class Scheduler(TreeLifecycle):
         self.stateful = {t.task_id: t for t in self.bolt_tasks_in_order
                          if topology.components[t.component].stateful}
         self.epochs = self.tracking and bool(self.stateful)
+        self.outboxes = {t.task_id: topology.components[t.component].obj.name for t in self.stateful.values()
+                         if getattr(topology.components[t.component].obj, "writes_output", False)}
+        self.last_trim = 0.0
         if self.epochs and self.max_pending is None:
             self.max_pending = STATEFUL_MAX_PENDING
         self.epoch_done = []           # records whose trees completed since the last checkpoint
@@ -137,6 +140,7 @@ class Scheduler(TreeLifecycle):
         self.barrier = None            # None, "checkpoint" or "rollback": no new trees until quiet
         self.barrier_flushed = False
         self.initial_state = {}        # process mode: task id -> the state a worker starts from
+        self.outputs_closed = False    # a declared output was closed by a completed run
         self.finished = set()          # "component/index" of bolt tasks whose finish ran, in an
                                        # interrupted finish phase
         self.fused = None
@@ -218,8 +222,10 @@ class Scheduler(TreeLifecycle):
         self.log.append(record)
         self.unlogged.append(record)
         self.held_back[task.task_id] += 1
-        if self.finished:  # new input: every finish has to run again
-            self._set_finished(set())
+        if self.finished or self.outputs_closed:  # new input: every finish has to run again, and
+            self._set_finished(set())              # the outputs are open for what it brings
+            self.outputs_closed = False
+            self.log.close_outputs(False)
 
     def emit_root(self, task, stream, values, direct):
         """A bolt emitted with no input to anchor to (from finish, flush or prepare): the tuple
@@ -278,6 +284,8 @@ class Scheduler(TreeLifecycle):
         self._open_state()
         self._load_state()
         self.finished = set(self.log.get_meta("finished") or ())
+        self.outputs_closed = any((self.log.get_meta(f"output:{name}") or {}).get("closed")
+                                  for name in self.topology.outputs)
         self.logger.info("run.started", topology=self.topology.name, mode=self.mode, reliability=self.reliability,
                          components=len(self.topology.components), tasks=len(self.tasks),
                          state_dir=self.state_dir, durable=self.durable)
@@ -295,6 +303,8 @@ class Scheduler(TreeLifecycle):
             self._loop(pull=True)
             if not self.stopping:
                 self._finish()
+            if not self.stopping and self.topology.outputs:
+                self.log.close_outputs(True)  # consumers that reach the end are done
             self.result.status = "stopped" if self.stopping else "complete"
         except Aborted:
             self.result.status = "aborted"
@@ -322,6 +332,7 @@ class Scheduler(TreeLifecycle):
                 self.log = DurableLog(self.state_dir, durability=self.durability)
             changed = self.log.check_topology(self.topology.name, self.topology.fingerprint(),
                                               self.topology.shape())
+            self.log.declare_outputs({name: self.topology.output_fields(name) for name in self.topology.outputs})
         except BaseException:
             self._close_state()
             raise
@@ -333,10 +344,16 @@ class Scheduler(TreeLifecycle):
         """Give each stateful bolt task its checkpointed state (process mode: to the workers)."""
         for task_id, task in self.stateful.items():
             data = self.log.load_state(task.component, task.context.task_index)
+            if task_id in self.outboxes:
+                continue  # an output's writer starts with an empty outbox
             if task.obj is None:
                 self.initial_state[task_id] = data
             else:
-                task.obj.state = State(data, state_where(task), tracked=self.epochs)
+                task.obj.state = state_for(task.obj, data, state_where(task), self.epochs)
+        for task_id, name in self.outboxes.items():
+            task = self.tasks[task_id]
+            if task.obj is not None:
+                task.obj.state = state_for(task.obj, None, state_where(task), self.epochs)
 
     def _close_state(self):
         try:

@@ -38,7 +38,7 @@ from consecution.topology import FAILURE_FIELDS, FAILURES, Component, Tuple
 from .core import UserCodeError
 from .executors import ACK, COLLECT, DELIVER, FAIL, ROOT, Concurrent, Outbox
 from .routing import Routing
-from .state import State, apply_changes, state_where
+from .state import apply_changes, state_for, state_where
 from .tasks import TopologyContext, assign_tasks, task_class
 
 FRAME = 256       # deliveries per frame, at most
@@ -116,6 +116,9 @@ class ProcessExecutor(Concurrent):
         for k in self._stateful_workers(stateful):
             self.conns[k].send_bytes(encode(["p"]))
             for task_id, rows in self._recv(k)[1]:
+                if task_id in self.core.outboxes:
+                    out.append((task_id, rows))  # an output's values, not state changes
+                    continue
                 for row in rows:
                     row[0] = _as_key(row[0])
                 apply_changes(self.committed[task_id], rows)
@@ -312,7 +315,7 @@ def _build(topology, task_ids, settings, outbox):
             tasks[task_id] = task = task_class(obj)(outbox, component, task_id, obj, routing, context,
                                                     settings["tracking"], settings["collect"])
             if component.stateful:
-                obj.state = State(settings["state"].get(task_id), state_where(task), tracked=settings["epochs"])
+                obj.state = state_for(obj, settings["state"].get(task_id), state_where(task), settings["epochs"])
     # deliveries between tasks of this worker are direct calls, as in single mode
     fused = [None] * sum(len(ids) for ids in tasks_by_component.values())
     for task_id, task in tasks.items():

@@ -136,6 +136,36 @@ class State(MutableMapping):
         self._undo = {}
 
 
+class OutboxBuffer:
+    """The state of a named output's writer (`OutputBolt`): values appended in the current
+    epoch; a checkpoint hands them to the log's outbox, a rollback drops them. `tracked=False`
+    (reliability "none": no epochs) keeps nothing."""
+
+    __slots__ = ("_rows", "_tracked")
+
+    def __init__(self, tracked=True):
+        self._rows = []
+        self._tracked = tracked
+
+    def append(self, values):
+        if self._tracked:
+            self._rows.append(values)
+
+    def changes(self):
+        rows, self._rows = self._rows, []
+        return rows
+
+    def rollback(self):
+        self._rows = []
+
+
+def state_for(obj, data, where, tracked):
+    """What a stateful bolt gets as `self.state`: an outbox for an output's writer, else State."""
+    if getattr(obj, "writes_output", False):
+        return OutboxBuffer(tracked)
+    return State(data, where, tracked)
+
+
 def state_where(task):
     """How errors name a task's state."""
     return f"state of {task.component!r} (task {task.task_id})"

@@ -32,6 +32,7 @@ from .tasks import SpoutTask
 
 COMMIT_BATCH = 512       # spout records per log commit, at most
 COMMIT_INTERVAL = 0.005  # seconds a spout record may wait for its commit, at most
+TRIM_EVERY = 1.0         # seconds between two looks at the consumers of named outputs
 EPOCH_MIN = 0.05         # seconds an epoch lasts at least (stateful bolts), unless the input ends
 
 
@@ -143,8 +144,14 @@ class TreeLifecycle:
         done, self.epoch_done = self.epoch_done, []
         self.barrier = None
         for task_id, rows in self.executor.checkpoint(self.stateful):
+            output = self.outboxes.get(task_id)
+            if output is not None:
+                self.log.put_outbox(output, rows)
+                continue
             task = self.tasks[task_id]
             self.log.put_state(task.component, task.context.task_index, rows)
+        if self.outboxes and self.log.durable and self.now - self.last_trim >= TRIM_EVERY:
+            self._trim_outputs()
         release = self.log.release
         for record in done:
             release(record.root)
@@ -152,6 +159,15 @@ class TreeLifecycle:
         self.epoch_started = self.now
         for record in done:
             self._acked(record)
+
+    def _trim_outputs(self):
+        """Trim each output up to what every registered consumer has committed (with no consumer
+        registered, everything is kept)."""
+        self.last_trim = self.now
+        for output in self.outboxes.values():
+            positions = self.log.consumers(output)
+            if positions:
+                self.log.trim_outbox(output, min(positions.values()))
 
     def _rollback(self):
         """Nothing in flight and a tree of this epoch failed: every stateful task returns to the

@@ -2,10 +2,11 @@
 source positions, run metadata and the state directory's lock. Imports nothing of the other
 parts; all LMDB code lives here."""
 from .codec import CodecError, decode, encode, normalize
-from .durable import DURABILITY, DurableLog, StorageError, TopologyMismatch, describe_change
+from .durable import (DURABILITY, DurableLog, StorageError, TopologyMismatch, consumer_positions,
+                      describe_change, register_consumer)
 from .lock import StateDirInUse, StateLock, holder
 from .log import DeadLetter, MemoryLog, Record
 
 __all__ = ["CodecError", "DURABILITY", "DeadLetter", "DurableLog", "MemoryLog", "Record",
-           "StateDirInUse", "StateLock", "StorageError", "TopologyMismatch", "decode",
-           "describe_change", "encode", "holder", "normalize"]
+           "StateDirInUse", "StateLock", "StorageError", "TopologyMismatch", "consumer_positions", "decode",
+           "describe_change", "encode", "holder", "normalize", "register_consumer"]

@@ -4,7 +4,13 @@
     dead         root -> the same record + [component, task, error, traceback, time]
     positions    "spout/task" -> the spout task's position
     state        msgpack(component) + msgpack(task index) + msgpack(key) -> value (stateful bolts)
-    meta         name, fingerprint, shape, format, next_root
+    outbox       msgpack(output name) + seq (8 bytes, big-endian) -> values (named outputs)
+    meta         name, fingerprint, shape, format, next_root, finished,
+                 "output:<name>" -> {fields, next, closed, trimmed}
+
+Consumers of a named output register in `<state dir>/consumers/<output>/<consumer>.json`
+(the position they have committed in their own log); entries every consumer has passed are
+trimmed.
 
 Roots are sequential, so the oldest pending record is the first key. Writes are buffered and
 committed together by `commit()` (the runtime decides when: by count and by time); a record
@@ -85,10 +91,8 @@ class DurableLog:
         self._dead = self.env.open_db(b"dead", create=create)
         self._positions = self.env.open_db(b"positions", create=create)
         self._meta = self.env.open_db(b"meta", create=create)
-        try:
-            self._state = self.env.open_db(b"state", create=create)
-        except lmdb.NotFoundError:  # read-only, written before stateful bolts existed
-            self._state = None
+        self._state = self._open_db(b"state", create)
+        self._outbox = self._open_db(b"outbox", create)
         self._pack = msgpack.Packer(use_bin_type=True).pack  # reused: cheaper than packb per record
         self._puts = {}       # root -> encoded record (appends and attempt updates)
         self._releases = set()
@@ -96,7 +100,16 @@ class DurableLog:
         self._moved = {}      # spout key -> encoded position
         self._states = []     # (component, task index, [key, present, value] rows)
         self._metas = {}      # meta name -> value
+        self._appends = {}    # output name -> [values] to append
+        self._trims = {}      # output name -> the last seq to trim
+        self._outputs = {}    # output name -> its meta entry (declared outputs)
         self.next_root = self.get_meta("next_root") or 1
+
+    def _open_db(self, name, create):
+        try:
+            return self.env.open_db(name, create=create)
+        except lmdb.NotFoundError:  # read-only, written by a version without this database
+            return None
 
     # -- metadata ----------------------------------------------------------------------------
 
@@ -186,6 +199,70 @@ class DurableLog:
         """Set a run metadata entry at the next commit."""
         self._metas[name] = value
 
+    # -- named outputs -----------------------------------------------------------------------
+
+    def declare_outputs(self, fields_by_name):
+        """The producing topology's outputs: {name: fields or None}. Their entries are kept."""
+        for name, fields in fields_by_name.items():
+            info = self.get_meta(f"output:{name}") or {"next": 1, "closed": False, "trimmed": 0}
+            info["fields"] = list(fields) if fields is not None else None
+            self._outputs[name] = info
+            self._metas[f"output:{name}"] = info
+
+    def put_outbox(self, name, rows):
+        """Values to append to output `name` at the next commit (with the trees that made them)."""
+        if rows:
+            self._appends.setdefault(name, []).extend(rows)
+
+    def close_outputs(self, closed=True):
+        """Mark every declared output closed (a finite run completed) or open again."""
+        for name, info in self._outputs.items():
+            if info["closed"] != closed:
+                info["closed"] = closed
+                self._metas[f"output:{name}"] = info
+
+    def trim_outbox(self, name, upto):
+        """Delete the entries of output `name` up to seq `upto` at the next commit."""
+        info = self._outputs[name]
+        if upto > info["trimmed"]:
+            self._trims[name] = min(upto, info["next"] - 1)
+
+    def output_info(self, name):
+        """{fields, next, closed, trimmed} of output `name`, or None if it was never declared."""
+        return self.get_meta(f"output:{name}")
+
+    def read_outbox(self, name, after, limit):
+        """Up to `limit` (seq, values) of output `name` after seq `after`, oldest first."""
+        if self._outbox is None:
+            return []
+        prefix = encode(name)
+        out = []
+        with self.env.begin() as txn:
+            cursor = txn.cursor(db=self._outbox)
+            found = cursor.set_range(prefix + _KEY.pack(after + 1))
+            while found and len(out) < limit:
+                key = cursor.key()
+                if not key.startswith(prefix) or len(key) != len(prefix) + 8:
+                    break
+                out.append((_KEY.unpack(key[len(prefix):])[0], tuple(decode(cursor.value()))))
+                found = cursor.next()
+        return out
+
+    def consumers(self, name):
+        """{consumer: position} of the consumers registered for output `name`."""
+        return consumer_positions(self.path, name)
+
+    def outputs(self):
+        """{name: {fields, next, closed, trimmed, length}} of every output this log holds."""
+        out = {}
+        with self.env.begin() as txn:
+            for key, value in txn.cursor(db=self._meta):
+                if key.startswith(b"output:"):
+                    info = decode(value)
+                    info["length"] = info["next"] - 1 - info["trimmed"]
+                    out[key[7:].decode()] = info
+        return out
+
     def put_state(self, component, task, rows):
         """A stateful task's changes since its last checkpoint (`State.changes()` rows),
         written at the next commit, with the releases of the trees that made them."""
@@ -194,14 +271,26 @@ class DurableLog:
 
     @property
     def buffered(self):
-        return len(self._puts) + len(self._releases) + len(self._letters) + len(self._moved) + len(self._states) + len(self._metas)
+        return (len(self._puts) + len(self._releases) + len(self._letters) + len(self._moved) + len(self._states)
+                + len(self._metas) + len(self._appends) + len(self._trims))
 
     def commit(self):
         """Write everything buffered in one transaction."""
         if not self.buffered:
             return
         puts, releases, letters, moved = self._puts, self._releases, self._letters, self._moved
-        states, metas = self._states, self._metas
+        states, metas, appends, trims = self._states, self._metas, self._appends, self._trims
+        for name, rows in appends.items():  # sequence numbers, and the output's meta entry
+            info = self._outputs[name]
+            first = info["next"]
+            info["next"] = first + len(rows)
+            metas[f"output:{name}"] = info
+            appends[name] = (first, rows)
+        for name, upto in trims.items():
+            info = self._outputs[name]
+            trims[name] = range(info["trimmed"] + 1, upto + 1)
+            info["trimmed"] = upto
+            metas[f"output:{name}"] = info
 
         def write(txn):
             pending, dead = self._pending, self._dead
@@ -221,6 +310,14 @@ class DurableLog:
                         txn.put(k, _state_value(component, key, value), db=self._state)
                     else:
                         txn.delete(k, db=self._state)
+            for name, (first, rows) in appends.items():
+                prefix = encode(name)
+                txn.cursor(db=self._outbox).putmulti(
+                    [(prefix + _KEY.pack(first + i), encode(list(values))) for i, values in enumerate(rows)])
+            for name, seqs in trims.items():
+                prefix = encode(name)
+                for seq in seqs:
+                    txn.delete(prefix + _KEY.pack(seq), db=self._outbox)
             for name, value in metas.items():
                 txn.put(name.encode(), encode(value), db=self._meta)
             txn.put(b"next_root", encode(self.next_root), db=self._meta)
@@ -233,7 +330,7 @@ class DurableLog:
 
         self._transact(write)
         self._puts, self._releases, self._letters, self._moved, self._states = {}, set(), {}, {}, []
-        self._metas = {}
+        self._metas, self._appends, self._trims = {}, {}, {}
 
     flush = commit
 
@@ -376,6 +473,39 @@ class DurableLog:
         if not self.readonly:
             self.commit()
         self.env.close()
+
+
+def _consumer_dir(state_dir, output):
+    return os.path.join(state_dir, "consumers", output)
+
+
+def register_consumer(state_dir, output, consumer, position):
+    """Record (atomically) that `consumer` has committed output `output` up to `position`: the
+    producer may trim what every registered consumer has passed."""
+    folder = _consumer_dir(state_dir, output)
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, f"{consumer}.json")
+    with open(path + ".tmp", "w") as f:
+        json.dump({"position": position}, f)
+    os.replace(path + ".tmp", path)
+
+
+def consumer_positions(state_dir, output):
+    """{consumer: position} of the consumers registered for `output` in `state_dir`."""
+    folder = _consumer_dir(state_dir, output)
+    out = {}
+    try:
+        names = os.listdir(folder)
+    except FileNotFoundError:
+        return out
+    for filename in names:
+        if filename.endswith(".json"):
+            try:
+                with open(os.path.join(folder, filename)) as f:
+                    out[filename[:-5]] = json.load(f)["position"]
+            except (OSError, ValueError, KeyError):
+                continue  # being replaced right now: read again at the next trim
+    return out
 
 
 def _state_prefix(component, task):

@@ -69,6 +69,15 @@ class MemoryLog:
     def put_meta(self, name, value):
         pass
 
+    def declare_outputs(self, fields_by_name):
+        pass
+
+    def put_outbox(self, name, rows):
+        pass  # outputs are durable only with a state directory
+
+    def close_outputs(self, closed=True):
+        pass
+
     def put_state(self, component, task, rows):
         pass  # a stateful task's checkpoints live in its own State while the run lasts
 

@@ -559,15 +559,19 @@ def test_a_batch_tree_is_complete_only_when_the_batch_is_processed():
 
 # -- errors --------------------------------------------------------------------------------
 
-def test_a_bolt_at_the_head_of_a_pipe_is_refused_naming_it():
+def test_a_topology_that_starts_with_a_bolt_runs_only_once_fed_naming_its_entry():
+    open_topology = Topology("p", Echo() | double)  # a reusable sub-graph (see test_compose.py)
     with pytest.raises(TopologyError) as info:
-        Topology("p", Echo() | double)
+        open_topology.validate()
+    assert "'echo'" in str(info.value) and "producer | topology" in str(info.value)
+    with pytest.raises(TopologyError, match="'double'.*producer \\| topology"):
+        run_local(Topology("p", component(double) | Echo()))
+
+
+def test_a_bolt_at_the_head_of_a_pipe_fed_to_a_topology_is_refused_naming_it():
+    with pytest.raises(TopologyError) as info:
+        (Echo() | double).compile_into(Topology("p"))
     assert "'echo'" in str(info.value) and "no input" in str(info.value)
-
-
-def test_a_function_at_the_head_of_a_pipe_is_refused():
-    with pytest.raises(TopologyError, match="'double'"):
-        Topology("p", component(double) | Echo())
 
 
 def test_a_spout_in_the_middle_is_refused_naming_it_and_its_source():

@@ -1,7 +1,8 @@
 """The description of a topology: spouts, bolts, tuples, groupings, the builder, the pipe
 syntax, validation and the fingerprint. Imports nothing of the other parts."""
-from .builder import FAILURES, FAILURE_FIELDS, RELIABILITY_LEVELS, BoltDeclarer, Component, Grouping, Topology
-from .components import (DEFAULT, Bolt, ChunkBolt, FunctionBolt, IterableSpout, Spout)
+from .builder import (FAILURES, FAILURE_FIELDS, OUTPUT_PREFIX, RELIABILITY_LEVELS, BoltDeclarer, Component,
+                      Grouping, Topology)
+from .components import (DEFAULT, Bolt, ChunkBolt, FunctionBolt, IterableSpout, OutputBolt, Spout)
 from .errors import (ComponentError, CycleError, DuplicateNameError, FieldError, TopologyError,
                      UnknownSourceError)
 from .pipes import Pipe, Router, broadcast, chunk, component, merge, route
@@ -10,7 +11,7 @@ from .tuples import Fields, Tuple
 __all__ = [
     "Bolt", "BoltDeclarer", "ChunkBolt", "Component", "ComponentError", "CycleError", "DEFAULT",
     "DuplicateNameError", "FAILURES", "FAILURE_FIELDS", "FieldError", "Fields", "FunctionBolt",
-    "Grouping", "IterableSpout", "Pipe", "RELIABILITY_LEVELS", "Router", "Spout", "Topology",
+    "Grouping", "IterableSpout", "OUTPUT_PREFIX", "OutputBolt", "Pipe", "RELIABILITY_LEVELS", "Router", "Spout", "Topology",
     "TopologyError", "Tuple", "UnknownSourceError", "broadcast", "chunk",
     "component", "merge", "route",
 ]

@@ -18,6 +18,7 @@ from .tuples import Fields
 
 RELIABILITY_LEVELS = ("none", "confirm", "track", "replay")
 FAILURES = "__failures"  # the pseudo-source of the failure stream
+OUTPUT_PREFIX = "__output."  # components that write a named output (see Topology.output)
 FAILURE_FIELDS = Fields(("root", "spout", "values", "component", "task", "error",
                          "traceback", "attempts"))
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
@@ -166,9 +167,75 @@ class Topology:
                 f"topology {name!r}: reliability must be one of {', '.join(RELIABILITY_LEVELS)}, "
                 f"got {reliability!r}")
         self.reliability = reliability
+        self.entries = []  # (component, routes, group_by): where `producer | topology` feeds in
+        self.outputs = {}  # output name -> (component, stream)
         if pipe is not None:
             from .pipes import Pipe
-            Pipe.of(pipe).compile_into(self)
+            self.entries = Pipe.of(pipe).compile_into(self, open_start=True)
+
+    # -- composing ---------------------------------------------------------------------------
+
+    def __ror__(self, producer):
+        """`producer | topology`: a copy of this topology (built from a pipe that starts with
+        bolts) with `producer` (a spout, an iterable, or `component(spout, name=...)`) feeding
+        its entry components, as `producer | pipe` would."""
+        from .pipes import Pipe
+        if not self.entries:
+            raise TopologyError(
+                f"topology {self.name!r} has no entry to feed: `producer | topology` needs a topology "
+                "built from a pipe that starts with a bolt, e.g. Topology(name, Parse() | Store())")
+        fed = Topology.__new__(Topology)
+        fed.__dict__.update(self.__dict__)
+        fed.components = {}
+        for name, c in self.components.items():
+            clone = Component(c.name, c.kind, c.obj, c.parallelism, c.streams)
+            clone.inputs = list(c.inputs)
+            fed.components[name] = clone
+        fed.outputs = dict(self.outputs)
+        fed.entries = []
+        spouts = Pipe.of(producer).compile_into(fed, open_start=False, spouts_only=True)
+        for spout in spouts:
+            for name, routes, group_by in self.entries:
+                declarer = BoltDeclarer(fed, fed.components[name])
+                if routes:
+                    declarer._add("route", spout, fn=routes)
+                elif group_by:
+                    declarer.fields_grouping(spout, *group_by)
+                else:
+                    declarer.shuffle_grouping(spout)
+        return fed
+
+    def output(self, name, component, stream=DEFAULT):
+        """Declare a named output: the tuples `component` emits on `stream` leave the topology as
+        output `name` (with the stream's fields). Each is appended to a durable outbox in the
+        state directory in the transaction that completes the trees that made it, exactly once;
+        another topology reads it with `consecution.spouts.Output(state_dir, name)`."""
+        if not isinstance(name, str) or not _NAME.match(name) or name.startswith("__"):
+            raise ComponentError(
+                f"topology {self.name!r}: output name {name!r} must start with a letter and hold only "
+                "letters, digits, '_', '-' and '.'")
+        if name in self.outputs:
+            raise DuplicateNameError(f"topology {self.name!r}: an output named {name!r} is already declared")
+        source = self.components.get(component)
+        if source is None:
+            known = ", ".join(sorted(self.components)) or "none"
+            raise UnknownSourceError(
+                f"topology {self.name!r}: output {name!r} reads unknown component {component!r} "
+                f"(declared: {known})")
+        if stream not in source.streams:
+            raise UnknownSourceError(
+                f"topology {self.name!r}: output {name!r} reads stream {stream!r} of {component!r}, which "
+                f"declares only {', '.join(sorted(source.streams))}")
+        from .components import OutputBolt
+        fields = source.streams[stream]
+        writer = Component(OUTPUT_PREFIX + name, "bolt", OutputBolt(name, fields), 1, {DEFAULT: fields})
+        writer.inputs.append(Grouping("global", component, stream))
+        self.components[writer.name] = writer
+        self.outputs[name] = (component, stream)
+        return self
+
+    def output_fields(self, name):
+        return self.components[OUTPUT_PREFIX + name].streams[DEFAULT]
 
     # -- declaring ---------------------------------------------------------------------------
 
@@ -245,6 +312,10 @@ class Topology:
     def validate(self):
         """Raise a `TopologyError` naming the place if the topology cannot run; return self."""
         if not self.spouts:
+            if self.entries:
+                raise TopologyError(
+                    f"topology {self.name!r} has no spout: it starts with "
+                    f"{', '.join(repr(e[0]) for e in self.entries)}; feed it with `producer | topology`")
             raise TopologyError(f"topology {self.name!r} has no spout: nothing would ever flow")
         for c in self.bolts:
             if not c.inputs:

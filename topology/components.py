@@ -330,3 +330,21 @@ class ChunkBolt(Bolt):
 
     def finish(self):
         self.flush()
+
+
+class OutputBolt(Bolt):
+    """Writes a named output (`Topology.output`): the runtime gives it an outbox as its state,
+    which is committed with the trees that made its tuples, like any stateful bolt's state."""
+
+    stateful = True
+    writes_output = True
+
+    def __init__(self, name, fields):
+        self.name = name
+        self.fields = fields
+
+    def process(self, tup):
+        self.state.append(tup.values)
+
+    def __repr__(self):
+        return f"OutputBolt({self.name!r})"

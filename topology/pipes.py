@@ -116,8 +116,11 @@ class Pipe:
     def __ror__(self, other):
         return Pipe.of(other) | self
 
-    def compile_into(self, topology):
-        """Declare every node of this pipe in `topology`, with its subscriptions."""
+    def compile_into(self, topology, open_start=False, spouts_only=False):
+        """Declare every node of this pipe in `topology`, with its subscriptions. With
+        `open_start`, bolts at the start of the pipe are left without inputs and returned as
+        [(name, routes, group_by)] (the entries of `producer | topology`); with `spouts_only`
+        every node must be a spout, and their names are returned."""
         names, used = {}, set(topology.components)
         incoming = {id(n): [] for n in self.nodes}
         for src, dst, routes in self.edges:
@@ -128,10 +131,20 @@ class Pipe:
         for node in self.nodes:
             if not node.name:
                 names[id(node)] = _unique(default_name(node.obj), used, explicit=False)
+        entries, heads = [], {id(n): routes for n, routes in self.heads}
         for node in self.nodes:
             name = names[id(node)]
+            is_bolt = isinstance(node.obj, Bolt) or (callable(node.obj) and not isinstance(node.obj, Spout))
+            if spouts_only and (is_bolt or incoming[id(node)]):
+                raise TopologyError(
+                    f"`producer | topology`: {name!r} is not a spout; the producer is one spout or iterable")
             if not incoming[id(node)]:
-                if isinstance(node.obj, Bolt) or (callable(node.obj) and not isinstance(node.obj, Spout)):
+                if is_bolt and open_start and id(node) in heads:
+                    topology.bolt(name, as_bolt(name, node.obj, node.fields), node.parallelism,
+                                  fields=node.fields, streams=node.streams)
+                    entries.append((name, heads[id(node)], node.group_by))
+                    continue
+                if is_bolt:
                     raise TopologyError(
                         f"pipe component {name!r} has no input: a pipe starts with a spout or an iterable")
                 topology.spout(name, as_spout(name, node.obj, node.fields), node.parallelism,
@@ -152,7 +165,9 @@ class Pipe:
                     declarer.fields_grouping(source, *node.group_by)
                 else:
                     declarer.shuffle_grouping(source)
-        return topology
+        if spouts_only:
+            return [names[id(n)] for n in self.nodes]
+        return entries
 
 
 def _unique(base, used, explicit):

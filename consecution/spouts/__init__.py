@@ -11,6 +11,7 @@
 | `Interval(every, fn)`, `Cron(expr, fn)` | a tick's output not yet committed; the tick is not run again |
 | `Query(factory, sql, key)` | nothing: the last key is the position |
 | `Push()` | what `push()` queued and the spout had not yet emitted and committed |
+| `Output(state_dir, name)` | nothing: the producer's outbox keeps each entry until every registered consumer has committed it |
 
 Every spout logs what it emits before any bolt sees it (reliability "replay"), and runs in the
 supervising process in every mode. See each class for the details, and the README's table.
@@ -18,9 +19,10 @@ supervising process in every mode. See each class for the details, and the READM
 from .files import File, SourceError, Stdin
 from .inbox import Closed, Full
 from .net import Http, Tcp
+from .output import Output
 from .push import Push
 from .query import Query
 from .timers import Cron, Interval
 
-__all__ = ["Closed", "Cron", "File", "Full", "Http", "Interval", "Push", "Query", "SourceError", "Stdin",
+__all__ = ["Closed", "Cron", "File", "Full", "Http", "Interval", "Output", "Push", "Query", "SourceError", "Stdin",
            "Tcp"]

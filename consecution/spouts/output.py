@@ -1,0 +1,131 @@
+"""Output: read a named output of another topology (`Topology.output`), exactly once.
+
+The producing topology appends each output tuple to an outbox in its state directory, in the
+transaction that completes the trees that made it, under a sequence number (1, 2, 3...). This
+spout reads the outbox in order and emits each entry once; its position is the sequence number
+of the last entry it emitted, stored in this topology's own log with the records it emitted.
+A restart seeks there: each entry enters the consuming topology's log exactly once, across
+crashes of either side (reliability "replay" with a state directory, as under `consecution
+run`). After each commit of its own log the spout registers how far it got in
+`<producer state dir>/consumers/<output>/<topology>.<spout>.json`; the producer trims what
+every registered consumer has passed.
+
+When the producer is a finite run that completed, its outputs are *closed*: the spout is
+exhausted once it has emitted the last entry (the consuming run can finish). Until then it
+waits for more, polling every `poll` seconds; it may start before the producer has ever run.
+
+The producer and the consumer must run in separate processes (as two `consecution run`
+commands do): LMDB allows one open environment per file per process.
+"""
+import os
+import time
+
+from consecution.storage import DurableLog, StorageError, register_consumer
+from consecution.topology import ComponentError, Spout
+
+__all__ = ["Output"]
+
+REGISTER_EVERY = 0.5  # seconds between two updates of the consumer's registration
+
+
+class Output(Spout):
+    """The entries of output `name` of the topology whose state directory is `state_dir`.
+
+    `fields`: the output's fields; by default read from the producer's state directory, so give
+    them when the consumer is built before the producer has ever run. `batch`: entries read per
+    call at most.
+    """
+
+    def __init__(self, state_dir, name, fields=None, poll=0.05, batch=512):
+        self.state_dir = os.path.abspath(state_dir)
+        self.name = name
+        self.poll = poll
+        self.batch = batch
+        stored = self._stored_fields()
+        if fields is None and stored is False:
+            raise ComponentError(
+                f"Output({state_dir!r}, {name!r}): the producer has not run there yet, so the output's "
+                "fields are unknown; give them: Output(state_dir, name, fields=(...))")
+        if fields is not None and stored not in (False, None) and tuple(fields) != tuple(stored):
+            raise ComponentError(
+                f"Output({state_dir!r}, {name!r}): fields {tuple(fields)!r} differ from the output's "
+                f"{tuple(stored)!r}")
+        self.fields = tuple(fields) if fields is not None else (tuple(stored) if stored else None)
+
+    def _stored_fields(self):
+        """The output's fields as the producer stored them; False if it never ran there."""
+        if not os.path.exists(os.path.join(self.state_dir, "log", "data.mdb")):
+            return False
+        log = DurableLog(self.state_dir, readonly=True)
+        try:
+            info = log.output_info(self.name)
+        finally:
+            log.close()
+        if info is None:
+            return False
+        return info["fields"]
+
+    def open(self, context):
+        self.consumer = f"{context.topology}.{context.component}"
+        self.log = None
+        self.last = self.reported = 0
+        self.registered = None
+        self.next_look = 0.0
+        self.next_register = 0.0
+
+    def seek(self, position):
+        if isinstance(position, int):
+            self.last = self.reported = position
+
+    def position(self):
+        if self.last == self.reported:
+            return None  # unchanged: nothing to store
+        self.reported = self.last
+        return self.last
+
+    def _open_log(self):
+        if self.log is None:
+            if not os.path.exists(os.path.join(self.state_dir, "log", "data.mdb")):
+                return None
+            try:
+                self.log = DurableLog(self.state_dir, readonly=True)
+            except StorageError:
+                return None
+        return self.log
+
+    def next_tuple(self):
+        now = time.monotonic()
+        if now < self.next_look:
+            return
+        if self.registered is None:  # register at once, so the producer keeps what we have not read
+            self._register(self.last)
+        log = self._open_log()
+        entries = log.read_outbox(self.name, self.last, self.batch) if log is not None else []
+        if not entries:
+            info = log.output_info(self.name) if log is not None else None
+            if info is not None and info["closed"] and self.last >= info["next"] - 1:
+                raise StopIteration
+            self.next_look = now + self.poll
+            return
+        for seq, values in entries:
+            self.emit(values, msg_id=seq)
+            self.last = seq
+
+    def logged(self, msg_ids):
+        """Our log committed these entries: tell the producer, now and then."""
+        now = time.monotonic()
+        if now >= self.next_register:
+            self._register(max(max(msg_ids), self.registered or 0))
+
+    def _register(self, position):
+        register_consumer(self.state_dir, self.name, self.consumer, position)
+        self.registered = position
+        self.next_register = time.monotonic() + REGISTER_EVERY
+
+    def close(self):
+        log, self.log = getattr(self, "log", None), None
+        if log is not None:
+            log.close()
+
+    def __repr__(self):
+        return f"Output({self.state_dir!r}, {self.name!r})"
