@@ -284,6 +284,10 @@ class Scheduler(TreeLifecycle):
         self._open_state()
         self._load_state()
         self.finished = set(self.log.get_meta("finished") or ())
+        if self.topology.outputs and not self.durable:
+            self.logger.warning("outputs.not_kept", topology=self.topology.name, outputs=sorted(self.topology.outputs),
+                                reason="named outputs are kept only with a state directory and reliability "
+                                       "'replay' or 'track'")
         self.outputs_closed = any((self.log.get_meta(f"output:{name}") or {}).get("closed")
                                   for name in self.topology.outputs)
         self.logger.info("run.started", topology=self.topology.name, mode=self.mode, reliability=self.reliability,

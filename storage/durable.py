@@ -114,9 +114,18 @@ class DurableLog:
     # -- metadata ----------------------------------------------------------------------------
 
     def get_meta(self, name):
-        with self.env.begin() as txn:
+        with self._reading() as txn:
             value = txn.get(name.encode(), db=self._meta)
         return None if value is None else decode(value)
+
+    def _reading(self):
+        """A read transaction. A reader in another process (the `Output` spout reads the
+        producer's log) sees the map grow when the writer resizes it: adopt the new size."""
+        try:
+            return self.env.begin()
+        except lmdb.MapResizedError:
+            self.env.set_mapsize(0)
+            return self.env.begin()
 
     def check_topology(self, name, fingerprint, shape):
         """Refuse another topology, or a changed shape while records are pending; record the
@@ -237,7 +246,7 @@ class DurableLog:
             return []
         prefix = encode(name)
         out = []
-        with self.env.begin() as txn:
+        with self._reading() as txn:
             cursor = txn.cursor(db=self._outbox)
             found = cursor.set_range(prefix + _KEY.pack(after + 1))
             while found and len(out) < limit:
@@ -255,7 +264,7 @@ class DurableLog:
     def outputs(self):
         """{name: {fields, next, closed, trimmed, length}} of every output this log holds."""
         out = {}
-        with self.env.begin() as txn:
+        with self._reading() as txn:
             for key, value in txn.cursor(db=self._meta):
                 if key.startswith(b"output:"):
                     info = decode(value)

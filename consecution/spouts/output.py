@@ -20,8 +20,11 @@ commands do): LMDB allows one open environment per file per process.
 import os
 import time
 
+from consecution.runtime.logs import logger
 from consecution.storage import DurableLog, StorageError, register_consumer
 from consecution.topology import ComponentError, Spout
+
+from .files import SourceError
 
 __all__ = ["Output"]
 
@@ -34,13 +37,23 @@ class Output(Spout):
     `fields`: the output's fields; by default read from the producer's state directory, so give
     them when the consumer is built before the producer has ever run. `batch`: entries read per
     call at most.
+
+    Entries trimmed before this consumer ever registered (a new consumer of an output whose
+    other consumers have moved on, or one whose registration file was deleted) cannot be read:
+    the spout raises `SourceError` naming them, unless `skip_trimmed=True`, which logs a
+    warning (`output.skipped`) and starts after them.
+
+    The hand-off is exactly once when this topology runs with reliability "replay" (the
+    default) and a state directory. With "track", entries in flight at a crash are not read
+    again; with "none", no position is kept and a restart reads the outbox from its start.
     """
 
-    def __init__(self, state_dir, name, fields=None, poll=0.05, batch=512):
+    def __init__(self, state_dir, name, fields=None, poll=0.05, batch=512, skip_trimmed=False):
         self.state_dir = os.path.abspath(state_dir)
         self.name = name
         self.poll = poll
         self.batch = batch
+        self.skip_trimmed = skip_trimmed
         stored = self._stored_fields()
         if fields is None and stored is False:
             raise ComponentError(
@@ -68,14 +81,14 @@ class Output(Spout):
     def open(self, context):
         self.consumer = f"{context.topology}.{context.component}"
         self.log = None
-        self.last = self.reported = 0
+        self.last = self.reported = self.committed = 0
         self.registered = None
         self.next_look = 0.0
         self.next_register = 0.0
 
     def seek(self, position):
         if isinstance(position, int):
-            self.last = self.reported = position
+            self.last = self.reported = self.committed = position
 
     def position(self):
         if self.last == self.reported:
@@ -101,8 +114,11 @@ class Output(Spout):
             self._register(self.last)
         log = self._open_log()
         entries = log.read_outbox(self.name, self.last, self.batch) if log is not None else []
-        if not entries:
+        if not entries or entries[0][0] != self.last + 1:
             info = log.output_info(self.name) if log is not None else None
+            if info is not None and info["trimmed"] > self.last:
+                self._trimmed(info["trimmed"])
+                return
             if info is not None and info["closed"] and self.last >= info["next"] - 1:
                 raise StopIteration
             self.next_look = now + self.poll
@@ -111,11 +127,21 @@ class Output(Spout):
             self.emit(values, msg_id=seq)
             self.last = seq
 
+    def _trimmed(self, upto):
+        """Entries after our position up to `upto` are gone from the outbox."""
+        where = (f"Output({self.state_dir!r}, {self.name!r}): entries {self.last + 1} to {upto} were trimmed "
+                 f"before consumer {self.consumer!r} registered")
+        if not self.skip_trimmed:
+            raise SourceError(f"{where}; they cannot be read. Pass skip_trimmed=True to start after them")
+        logger().warning("output.skipped", output=self.name, consumer=self.consumer, first=self.last + 1,
+                         last=upto, state_dir=self.state_dir)
+        self.last = upto
+
     def logged(self, msg_ids):
         """Our log committed these entries: tell the producer, now and then."""
-        now = time.monotonic()
-        if now >= self.next_register:
-            self._register(max(max(msg_ids), self.registered or 0))
+        self.committed = max(self.committed, max(msg_ids))
+        if time.monotonic() >= self.next_register:
+            self._register(self.committed)
 
     def _register(self, position):
         register_consumer(self.state_dir, self.name, self.consumer, position)
@@ -126,6 +152,8 @@ class Output(Spout):
         log, self.log = getattr(self, "log", None), None
         if log is not None:
             log.close()
+        if getattr(self, "registered", None) is not None and self.committed != self.registered:
+            self._register(self.committed)  # what the last commits of the run passed
 
     def __repr__(self):
         return f"Output({self.state_dir!r}, {self.name!r})"
