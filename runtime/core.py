@@ -288,6 +288,8 @@ class Scheduler(TreeLifecycle):
             self.logger.warning("outputs.not_kept", topology=self.topology.name, outputs=sorted(self.topology.outputs),
                                 reason="named outputs are kept only with a state directory and reliability "
                                        "'replay' or 'track'")
+        if self.outboxes and self.durable:
+            self._trim_outputs()  # what consumers read since the last run (also every TRIM_EVERY)
         self.outputs_closed = any((self.log.get_meta(f"output:{name}") or {}).get("closed")
                                   for name in self.topology.outputs)
         self.logger.info("run.started", topology=self.topology.name, mode=self.mode, reliability=self.reliability,

@@ -98,11 +98,19 @@ class Pipe:
             raise TopologyError(
                 f"a tuple {obj!r} in a pipe is ambiguous: use a list for branches "
                 "or wrap an iterable in IterableSpout(...)")
+        from .builder import Topology
+        if isinstance(obj, Topology):
+            raise TopologyError(
+                f"{obj!r} cannot be part of a pipe: only `producer | topology` feeds one; to reuse "
+                "steps in several topologies, reuse the pipe expression they were built from")
         if isinstance(obj, (Spout, Bolt)) or callable(obj) or is_spout_like(obj):
             return cls.single(Node(obj))
         raise ComponentError(f"{obj!r} cannot be part of a pipe: it is no spout, bolt, function or iterable")
 
     def __or__(self, other):
+        from .builder import Topology
+        if isinstance(other, Topology):
+            return other.__ror__(self)  # `producer | topology`: a fed copy of the topology
         right = Pipe.of(other)
         mine = {id(n) for n in self.nodes}
         if any(id(n) in mine for n in right.nodes):

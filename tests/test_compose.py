@@ -1,0 +1,275 @@
+"""Composing topologies: reusable sub-graphs, `producer | topology`, named outputs written to a
+durable outbox exactly once, and the `Output` spout that reads them from another topology."""
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from consecution import Bolt, IterableSpout, Spout, Topology, component
+from consecution.runtime import Scheduler, UserCodeError
+from consecution.spouts import Output
+from consecution.storage import DurableLog, consumer_positions, register_consumer
+from consecution.testing import emitted, run_local
+from consecution.topology import ComponentError, DuplicateNameError, TopologyError, UnknownSourceError
+from support import Numbers
+
+MODES = ["single", "thread", "process"]
+
+
+def parse(x):
+    return int(x)
+
+
+def positive(x):
+    return x if x > 0 else None
+
+
+class Store(Bolt):
+    fields = ("stored",)
+
+    def process(self, tup):
+        self.emit((tup[0] * 10,))
+
+
+# -- reusable sub-graphs --------------------------------------------------------------------------
+
+def test_a_sub_graph_is_a_value_used_in_several_topologies_and_twice_in_one_with_unique_names():
+    clean = component(parse) | positive
+    first = Topology("first", IterableSpout(["3", "-1", "4"], fields=("raw",)) | clean | Store())
+    second = Topology("second", IterableSpout(["7"], fields=("raw",)) | [clean, clean | Store()])
+    assert [n for n in first.topological_order()] == ["list", "parse", "positive", "store"]
+    assert sorted(second.components) == ["list", "parse", "parse_2", "positive", "positive_2", "store"]
+    assert emitted(first, "store") == [(30,), (40,)]
+    assert emitted(second, "positive") == emitted(second, "positive_2") == [(7,)]
+    assert emitted(second, "store") == [(70,)]
+    assert len(clean.nodes) == 2 and not clean.edges[1:]  # composing never changed it
+
+
+def test_a_sub_graph_nests_in_another_sub_graph():
+    clean = component(parse) | positive
+    enrich = clean | [Store(), component(lambda x: x + 1, name="plus_one")]
+    t = Topology("nested", IterableSpout(["1", "0", "2"], fields=("raw",)) | enrich)
+    assert emitted(t, "store") == [(10,), (20,)]
+    assert emitted(t, "plus_one") == [(2,), (3,)]
+
+
+# -- producer | topology --------------------------------------------------------------------------
+
+def test_a_topology_without_spout_is_fed_by_a_producer_and_stays_reusable():
+    steps = Topology("steps", component(parse) | positive | Store(), max_retries=7)
+    with pytest.raises(TopologyError, match="no spout.*'parse'.*producer \\| topology"):
+        steps.validate()
+    fed = IterableSpout(["5", "-5", "6"], fields=("raw",)) | steps
+    assert isinstance(fed, Topology) and fed.name == "steps" and fed.max_retries == 7
+    assert emitted(fed, "store") == [(50,), (60,)]
+    other = Numbers(3) | steps  # the same steps, another producer
+    assert emitted(other, "store") == [(10,), (20,)]
+    assert not steps.spouts and "numbers" not in steps.components  # unchanged
+
+
+def test_an_iterable_producer_feeds_every_entry_of_a_broadcast():
+    steps = Topology("fan", [component(lambda x: x * 2, name="double"), component(lambda x: -x, name="negate")])
+    fed = range(3) | steps
+    assert emitted(fed, "double") == [(0,), (2,), (4,)]
+    assert emitted(fed, "negate") == [(0,), (-1,), (-2,)]
+
+
+def test_entries_keep_their_route_and_their_fields_grouping():
+    def even_odd(tup):
+        return tup[0] % 2
+
+    routed = Topology("routed", [even_odd, component(lambda x: x, name="even"), component(lambda x: x, name="odd")])
+    fed = range(6) | routed
+    assert emitted(fed, "even") == [(0,), (2,), (4,)] and emitted(fed, "odd") == [(1,), (3,), (5,)]
+
+    class Seen(Bolt):
+        fields = ("task", "n")
+
+        def prepare(self, context):
+            self.task = context.task_index
+
+        def process(self, tup):
+            self.emit((self.task, tup[0]))
+
+    grouped = Topology("grouped", component(Seen(), parallelism=3, group_by="n"))
+    fed = Numbers(30) | grouped
+    tasks_of = {}
+    for task, n in emitted(fed, "seen", mode="thread"):
+        tasks_of.setdefault(n % 30, set()).add(task)
+    assert fed.components["seen"].inputs[0].kind == "fields"
+    assert all(len(tasks) == 1 for tasks in tasks_of.values()) and len(tasks_of) == 30
+
+
+def test_only_a_spout_or_an_iterable_can_feed_a_topology_and_only_an_open_one():
+    steps = Topology("steps", component(parse) | Store())
+    with pytest.raises(TopologyError, match="'double' is not a spout"):
+        component(lambda x: x, name="double") | steps
+    with pytest.raises(TopologyError, match="only `producer \\| topology` feeds one"):
+        Numbers(2) | steps | Store()
+    closed = Topology("closed", Numbers(2) | Store())
+    with pytest.raises(TopologyError, match="'closed' has no entry to feed"):
+        Numbers(2) | closed
+
+
+# -- declaring outputs ----------------------------------------------------------------------------
+
+class Split(Bolt):
+    """Even numbers on stream "even" (field n), odd ones on "default" (field odd)."""
+
+    streams = {"default": ("odd",), "even": ("n", "half")}
+
+    def process(self, tup):
+        if tup[0] % 2:
+            self.emit((tup[0],))
+        else:
+            self.emit((tup[0], tup[0] // 2), stream="even")
+
+
+def test_outputs_are_declared_with_a_component_and_a_stream_and_errors_name_the_place():
+    t = Topology("t", Numbers(4) | Split())
+    t.output("evens", "split", stream="even")
+    assert t.outputs == {"evens": ("split", "even")} and tuple(t.output_fields("evens")) == ("n", "half")
+    with pytest.raises(UnknownSourceError, match="output 'x' reads unknown component 'splat'"):
+        t.output("x", "splat")
+    with pytest.raises(UnknownSourceError, match="stream 'odd' of 'split'"):
+        t.output("x", "split", stream="odd")
+    with pytest.raises(DuplicateNameError, match="'evens' is already declared"):
+        t.output("evens", "split")
+    with pytest.raises(ComponentError, match="output name '__x'"):
+        t.output("__x", "split")
+
+
+def outbox(state_dir, name):
+    log = DurableLog(str(state_dir), readonly=True)
+    try:
+        info = log.output_info(name)
+        return log.read_outbox(name, 0, 10**9), info
+    finally:
+        log.close()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_an_output_gets_each_tuple_of_its_stream_once_and_is_closed_when_the_run_completes(mode, tmp_path):
+    t = Topology("t", Numbers(200) | Split())
+    t.output("evens", "split", stream="even")
+    result = Scheduler(t, mode=mode, state_dir=str(tmp_path / "p"), workers=2).run()
+    assert result.fully_processed
+    entries, info = outbox(tmp_path / "p", "evens")
+    assert [seq for seq, _ in entries] == list(range(1, 101))
+    assert sorted(values for _, values in entries) == [(n, n // 2) for n in range(0, 200, 2)]
+    assert info["closed"] and info["fields"] == ["n", "half"] and info["next"] == 101
+
+
+class Flaky(Bolt):
+    """Fails the first attempt of every 7th number, and always fails 13 (dead letter)."""
+
+    fields = ("n",)
+
+    def prepare(self, context):
+        self.failed = set()
+
+    def process(self, tup):
+        n = tup[0]
+        if n == 13 or (n % 7 == 0 and n not in self.failed):
+            self.failed.add(n)
+            raise ValueError(f"flaky {n}")
+        self.emit((n,))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_an_output_keeps_nothing_of_a_rolled_back_epoch_nor_of_a_dead_letter(mode, tmp_path):
+    """Failed trees roll their epoch back: the outbox gets what the replays make, once."""
+    t = Topology("t", Numbers(300) | Flaky() | component(lambda n: n + 1000, name="shift"), retry_backoff=0)
+    t.output("shifted", "shift")
+    result = Scheduler(t, mode=mode, state_dir=str(tmp_path / "p"), workers=2).run()
+    assert result.rolled_back > 0 and result.given_up == 1
+    entries, _ = outbox(tmp_path / "p", "shifted")
+    assert sorted(v[0] for _, v in entries) == [n + 1000 for n in range(300) if n != 13]
+    assert [seq for seq, _ in entries] == list(range(1, 300))
+
+
+def test_a_run_without_a_durable_log_warns_that_its_outputs_are_not_kept(capfd):
+    t = Topology("t", Numbers(3) | Split())
+    t.output("evens", "split", stream="even")
+    assert run_local(t).fully_processed
+    assert "outputs.not_kept" in capfd.readouterr().err
+
+
+# -- the Output spout -----------------------------------------------------------------------------
+
+class Sum(Bolt):
+    """Sums field 0 and counts, exactly once; writes {sum, count, seen} to `path` at finish."""
+
+    stateful = True
+
+    def __init__(self, path):
+        self.path = path
+
+    def process(self, tup):
+        self.state["sum"] = self.state.get("sum", 0) + tup[0]
+        self.state["count"] = self.state.get("count", 0) + 1
+
+    def finish(self):
+        with open(self.path, "w") as f:
+            json.dump({"sum": self.state.get("sum", 0), "count": self.state.get("count", 0)}, f)
+
+
+def produce(state_dir, n, name="producer"):
+    t = Topology(name, IterableSpout(range(n), fields=("n",)) | component(lambda n: n * 2, name="double", fields=("value",)))
+    t.output("doubled", "double")
+    return Scheduler(t, state_dir=str(state_dir)).run()
+
+
+def consume(producer_dir, state_dir, report, mode="single", name="consumer", **spout):
+    t = Topology(name, component(Output(str(producer_dir), "doubled", **spout), name="doubled") | Sum(str(report)))
+    return Scheduler(t, mode=mode, state_dir=str(state_dir), workers=2).run()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_consumer_reads_a_closed_output_to_its_end_and_registers_its_position(mode, tmp_path):
+    produce(tmp_path / "p", 500)
+    result = consume(tmp_path / "p", tmp_path / "c", tmp_path / "sum.json", mode)
+    assert result.status == "complete" and result.fully_processed
+    assert json.loads((tmp_path / "sum.json").read_text()) == {"sum": 2 * sum(range(500)), "count": 500}
+    assert consumer_positions(str(tmp_path / "p"), "doubled") == {"consumer.doubled": 500}
+    again = consume(tmp_path / "p", tmp_path / "c", tmp_path / "sum.json", mode)  # nothing new
+    assert again.status == "complete" and again.roots == 0
+    assert json.loads((tmp_path / "sum.json").read_text())["count"] == 500
+
+
+def test_an_output_spout_needs_fields_before_the_producer_ran_and_checks_them_after(tmp_path):
+    with pytest.raises(ComponentError, match="has not run there yet.*fields="):
+        Output(str(tmp_path / "p"), "doubled")
+    produce(tmp_path / "p", 3)
+    assert Output(str(tmp_path / "p"), "doubled").fields == ("value",)
+    with pytest.raises(ComponentError, match="differ from the output's"):
+        Output(str(tmp_path / "p"), "doubled", fields=("a", "b"))
+
+
+def test_the_producer_trims_what_every_registered_consumer_has_passed(tmp_path):
+    produce(tmp_path / "p", 100)
+    register_consumer(str(tmp_path / "p"), "doubled", "slow.doubled", 40)
+    consume(tmp_path / "p", tmp_path / "c", tmp_path / "sum.json")  # reads all 100
+    produce(tmp_path / "p", 100)  # a new run trims at its start: up to the slowest consumer
+    entries, info = outbox(tmp_path / "p", "doubled")
+    assert info["trimmed"] == 40 and [seq for seq, _ in entries] == list(range(41, 101))
+    register_consumer(str(tmp_path / "p"), "doubled", "slow.doubled", 100)
+    produce(tmp_path / "p", 100)
+    entries, info = outbox(tmp_path / "p", "doubled")
+    assert info["trimmed"] == 100 and entries == []
+
+
+def test_a_new_consumer_is_told_which_entries_were_trimmed_before_it_registered(tmp_path, capfd):
+    produce(tmp_path / "p", 50)
+    consume(tmp_path / "p", tmp_path / "c", tmp_path / "sum.json")
+    produce(tmp_path / "p", 50)  # trims all 50
+    with pytest.raises(UserCodeError, match="SourceError: .*entries 1 to 50 were trimmed before consumer 'late.doubled'"):
+        consume(tmp_path / "p", tmp_path / "late", tmp_path / "late.json", name="late")
+    result = consume(tmp_path / "p", tmp_path / "late2", tmp_path / "late.json", name="late2", skip_trimmed=True)
+    assert result.status == "complete" and "output.skipped" in capfd.readouterr().err
+    assert json.loads((tmp_path / "late.json").read_text()) == {"sum": 0, "count": 0}
