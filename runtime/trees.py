@@ -164,6 +164,7 @@ class TreeLifecycle:
         """Trim each output up to what every registered consumer has committed (with no consumer
         registered, everything is kept)."""
         self.last_trim = self.now
+        self.log.clear_stale_readers()
         for output in self.outboxes.values():
             positions = self.log.consumers(output)
             if positions:

@@ -257,6 +257,11 @@ class DurableLog:
                 found = cursor.next()
         return out
 
+    def clear_stale_readers(self):
+        """Free the reader slots of processes that died (a killed consumer's `Output` spout):
+        a stale slot would keep old pages from being reused and the file would grow."""
+        self.env.reader_check()
+
     def consumers(self, name):
         """{consumer: position} of the consumers registered for output `name`."""
         return consumer_positions(self.path, name)

@@ -19,6 +19,16 @@ def cli(*args, cwd, env=None, timeout=60, input=None):
                           capture_output=True, text=True, timeout=timeout, input=input)
 
 
+def start(args, cwd, env=None, log="run.log"):
+    """Start `consecution ARGS` in the background (to kill it); its stderr goes to cwd/log."""
+    out = open(os.path.join(cwd, log), "a")
+    try:
+        return subprocess.Popen([sys.executable, "-m", "consecution", *args], cwd=cwd, env=env,
+                                stdout=subprocess.DEVNULL, stderr=out)
+    finally:
+        out.close()
+
+
 @pytest.fixture
 def run_cli(tmp_path):
     def run(*args, **kwargs):

@@ -10,13 +10,13 @@ import time
 
 import pytest
 
-from consecution import Bolt, IterableSpout, Spout, Topology, component
+from consecution import Bolt, IterableSpout, Topology, component
 from consecution.runtime import Scheduler, UserCodeError
 from consecution.spouts import Output
 from consecution.storage import DurableLog, consumer_positions, register_consumer
 from consecution.testing import emitted, run_local
 from consecution.topology import ComponentError, DuplicateNameError, TopologyError, UnknownSourceError
-from support import Numbers
+from support import Numbers, start
 
 MODES = ["single", "thread", "process"]
 
@@ -273,3 +273,153 @@ def test_a_new_consumer_is_told_which_entries_were_trimmed_before_it_registered(
     result = consume(tmp_path / "p", tmp_path / "late2", tmp_path / "late.json", name="late2", skip_trimmed=True)
     assert result.status == "complete" and "output.skipped" in capfd.readouterr().err
     assert json.loads((tmp_path / "late.json").read_text()) == {"sum": 0, "count": 0}
+
+
+def test_a_reader_follows_a_log_that_another_process_grew(tmp_path):
+    """The producer resizes its LMDB map as the outbox grows; a consumer's open reader adopts
+    the new size instead of failing (a writer in a child process, as under `consecution run`)."""
+    writer = DurableLog(str(tmp_path), map_size=1 << 20)
+    writer.declare_outputs({"big": ["blob"]})
+    writer.commit()
+    writer.close()
+    reader = DurableLog(str(tmp_path), readonly=True, map_size=1 << 20)
+    assert reader.read_outbox("big", 0, 10) == []
+    script = (f"from consecution.storage import DurableLog\n"
+              f"log = DurableLog({str(tmp_path)!r}, map_size=1 << 20)\n"
+              f"log.declare_outputs({{'big': ['blob']}})\n"
+              f"for i in range(8):\n"
+              f"    log.put_outbox('big', [[bytes(500_000)] for _ in range(2)])\n"
+              f"    log.commit()\n"
+              f"log.close()\n")
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
+    entries = reader.read_outbox("big", 0, 100)
+    reader.close()
+    assert [seq for seq, _ in entries] == list(range(1, 17)) and len(entries[-1][1][0]) == 500_000
+
+
+# -- two `consecution run` processes --------------------------------------------------------------
+
+PRODUCER = """
+import os, time
+from consecution import IterableSpout, Topology, component
+
+DELAY = float(os.environ.get("PRODUCER_DELAY", "0"))
+
+def double(n):
+    if DELAY:
+        time.sleep(DELAY)
+    return n * 2
+
+topology = Topology("producer", IterableSpout(range(int(os.environ["N"])), fields=("n",))
+                    | component(double, fields=("value",)), max_pending=50)
+topology.output("doubled", "double")
+"""
+
+CONSUMER = """
+import json, os, time
+from consecution import Bolt, Topology, component
+from consecution.spouts import Output
+
+DELAY = float(os.environ.get("CONSUMER_DELAY", "0"))
+
+class Sum(Bolt):
+    stateful = True
+
+    def process(self, tup):
+        if DELAY:
+            time.sleep(DELAY)
+        self.state["sum"] = self.state.get("sum", 0) + tup["value"]
+        self.state["count"] = self.state.get("count", 0) + 1
+
+    def finish(self):
+        with open(os.environ["REPORT"], "w") as f:
+            json.dump({"sum": self.state.get("sum", 0), "count": self.state.get("count", 0)}, f)
+
+topology = Topology("consumer", component(Output(os.environ["PRODUCER_STATE"], "doubled", fields=("value",)),
+                                          name="doubled") | Sum(), max_pending=50)
+"""
+
+
+@pytest.fixture
+def pair(tmp_path):
+    """Topology files of a producer and a consumer, the commands that run them and their env."""
+    (tmp_path / "producer.py").write_text(PRODUCER)
+    (tmp_path / "consumer.py").write_text(CONSUMER)
+    env = dict(os.environ, N="1500", PRODUCER_STATE=str(tmp_path / "p"), REPORT=str(tmp_path / "sum.json"))
+
+    def command(which, mode="single"):
+        return ["run", f"{which}.py", "--state-dir", "p" if which == "producer" else "c", "--mode", mode,
+                "--workers", "2", "--log-format", "json"]
+    return command, env
+
+
+def logs(tmp_path):
+    return "".join((tmp_path / name).read_text()[-3000:] for name in ("producer.log", "consumer.log")
+                   if (tmp_path / name).exists())
+
+
+def test_a_consumer_started_first_waits_for_the_producer_and_for_its_output_to_close(tmp_path, pair):
+    command, env = pair
+    env.update(PRODUCER_DELAY="0.002")
+    consumer = start(command("consumer"), tmp_path, env, "consumer.log")
+    time.sleep(1.0)
+    assert consumer.poll() is None  # the producer has never run: it waits
+    producer = start(command("producer"), tmp_path, env, "producer.log")
+    time.sleep(1.0)
+    producer.send_signal(signal.SIGTERM)  # stopped, not complete: the output stays open
+    assert producer.wait(timeout=30) == 0, logs(tmp_path)
+    time.sleep(1.0)
+    assert consumer.poll() is None, logs(tmp_path)
+    log = DurableLog(str(tmp_path / "p"), readonly=True)
+    info = log.output_info("doubled")
+    log.close()
+    assert not info["closed"] and 1 < info["next"] < 1501
+    producer = start(command("producer"), tmp_path, env, "producer.log")
+    assert producer.wait(timeout=60) == 0, logs(tmp_path)
+    assert consumer.wait(timeout=60) == 0, logs(tmp_path)
+    assert json.loads((tmp_path / "sum.json").read_text()) == {"sum": 2 * sum(range(1500)), "count": 1500}
+
+
+@pytest.mark.parametrize("modes", [("single", "single"), ("process", "thread")])
+def test_producer_and_consumer_killed_at_random_moments_hand_off_each_entry_exactly_once(tmp_path, pair, modes):
+    """Both `consecution run` processes are SIGKILLed at random moments, independently, and
+    restarted with the same command until both complete: the consumer's sum and count are
+    exact and the producer's outbox holds each value once, under consecutive sequence numbers."""
+    command, env = pair
+    env.update(PRODUCER_DELAY="0.002", CONSUMER_DELAY="0.001")
+    kills = int(os.environ.get("CONSECUTION_KILLS", "4"))
+    n = max(1500, 400 * kills)
+    env["N"] = str(n)
+    commands = {"producer": command("producer", modes[0]), "consumer": command("consumer", modes[1])}
+    procs = {name: start(args, tmp_path, env, f"{name}.log") for name, args in commands.items()}
+    started = dict.fromkeys(procs, time.monotonic())
+    killed = {"producer": 0, "consumer": 0}
+    rng = random.Random()
+    while any(killed[name] < kills and procs[name].poll() is None for name in procs):
+        time.sleep(rng.uniform(0.1, 0.5))
+        # a record in flight at a crash counts as an attempt (a crash loop dead-letters it):
+        # each run gets past its recovery before it can be killed again
+        ready = [name for name in procs if killed[name] < kills and procs[name].poll() is None
+                 and time.monotonic() - started[name] > 0.8]
+        if not ready:
+            continue
+        name = rng.choice(ready)
+        procs[name].send_signal(signal.SIGKILL)
+        procs[name].wait(timeout=30)
+        killed[name] += 1
+        procs[name] = start(commands[name], tmp_path, env, f"{name}.log")
+        started[name] = time.monotonic()
+    for name, proc in procs.items():
+        assert proc.wait(timeout=120) == 0, logs(tmp_path)
+    assert killed["producer"] >= 1 and killed["consumer"] >= 1, killed
+    print("kills", killed)
+    assert json.loads((tmp_path / "sum.json").read_text()) == {"sum": 2 * sum(range(n)), "count": n}
+    log = DurableLog(str(tmp_path / "p"), readonly=True)
+    try:
+        info = log.output_info("doubled")
+        entries = log.read_outbox("doubled", info["trimmed"], 10**9)
+    finally:
+        log.close()
+    assert info["closed"] and info["next"] == n + 1  # n entries were ever appended
+    assert [seq for seq, _ in entries] == list(range(info["trimmed"] + 1, n + 1))
+    assert consumer_positions(str(tmp_path / "p"), "doubled") == {"consumer.doubled": n}
