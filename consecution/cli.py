@@ -1,4 +1,4 @@
-"""The command line: `consecution run | validate | show`.
+"""The command line: `consecution run | status | dead-letters | validate | show`.
 
 Exit status: 0 complete (or stopped by a signal), 1 an error in the runtime or in user code
 outside tuple processing, 2 bad usage or an invalid topology, 3 completed with tuples given up.
@@ -101,7 +101,7 @@ def _validate(args):
 
 
 def _show(args):
-    topology = load(args.topology).validate()
+    topology = load(args.topology).validate(allow_open=True)  # an open topology is drawn, not run
     print(show_module.dot(topology) if args.format == "dot" else show_module.text(topology))
     return EXIT_OK
 
@@ -166,6 +166,7 @@ def _status(args):
             "dead_letters": log.dead_count(),
             "positions": log.positions(),
             "state_entries": {f"{c}/{t}": n for (c, t), n in sorted(log.states().items())},
+            "outputs": _outputs(log),
             "running_pid": holder(args.state_dir),
         }
     finally:
@@ -174,8 +175,26 @@ def _status(args):
         print(json.dumps(info))
         return EXIT_OK
     for key, value in info.items():
+        if key == "outputs" and value:  # one line per output: each carries its consumers
+            print("outputs:")
+            for name, output in value.items():
+                print(f"  {name + ':':<18}{json.dumps(output)}")
+            continue
         print(f"{key + ':':<20}{json.dumps(value) if isinstance(value, dict) else value}")
     return EXIT_OK
+
+
+def _outputs(log):
+    """Each named output the log holds, with its registered consumers and how far each lags
+    behind the output's last entry. {} for a log written before outputs existed."""
+    out = {}
+    for name, info in sorted(log.outputs().items()):
+        last = info["next"] - 1
+        consumers = {consumer: {"position": position, "lag": last - position}
+                     for consumer, position in sorted(log.consumers(name).items())}
+        out[name] = {"fields": info["fields"], "length": info["length"], "last": last,
+                     "trimmed": info["trimmed"], "closed": info["closed"], "consumers": consumers}
+    return out
 
 
 def _dead_letters(args):

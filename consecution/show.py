@@ -1,5 +1,12 @@
-"""`consecution show`: a topology as text or as Graphviz DOT."""
-from consecution.topology import FAILURES
+"""`consecution show`: a topology as text or as Graphviz DOT.
+
+Named outputs (`Topology.output`) are drawn as outputs, not as their hidden writer bolts; the
+entries of an open topology (one that `producer | topology` feeds) are marked as such.
+"""
+from consecution.spouts.output import Output
+from consecution.topology import DEFAULT, FAILURES, OUTPUT_PREFIX, Grouping
+
+INPUT = "__input"  # the DOT node that stands for the producer of an open topology
 
 
 def _grouping(g):
@@ -12,36 +19,73 @@ def _grouping(g):
     return g.kind
 
 
+def _entry_grouping(routes, group_by):
+    """How `producer | topology` will subscribe an entry to the producer."""
+    if routes:
+        return _grouping(Grouping("route", "", fn=routes))
+    if group_by:
+        return _grouping(Grouping("fields", "", fields=group_by))
+    return "shuffle"
+
+
+def _fields(fields):
+    return ", ".join(fields) if fields is not None else "undeclared"
+
+
 def text(topology):
     t = topology
     lines = [f"topology {t.name}  fingerprint {t.fingerprint()}",
              f"  reliability={t.reliability} max_retries={t.max_retries} "
              f"message_timeout={t.message_timeout:g}s max_pending={t.max_pending}"]
+    entries = {name: _entry_grouping(routes, group_by) for name, routes, group_by in t.entries}
     for name in t.topological_order():
         c = t.components[name]
-        lines.append(f"  {c.kind:<5} {name}  x{c.parallelism}  ({type(c.obj).__name__})")
+        if name.startswith(OUTPUT_PREFIX):
+            output = name[len(OUTPUT_PREFIX):]
+            source, stream = t.outputs[output]
+            lines.append(f"  output {output}  <- {source}:{stream}  ({_fields(c.streams[DEFAULT])})")
+            continue
+        what = type(c.obj).__name__
+        if isinstance(c.obj, Output):
+            what = f"Output {c.obj.state_dir} {c.obj.name!r}"
+        lines.append(f"  {c.kind:<5} {name}  x{c.parallelism}  ({what})")
+        if name in entries:
+            lines.append(f"          <- (entry: fed by producer | topology)  {entries[name]}")
         for g in c.inputs:
             source = "<failures>" if g.source == FAILURES else f"{g.source}:{g.stream}"
             lines.append(f"          <- {source}  {_grouping(g)}")
         for stream, fields in c.streams.items():
-            shown = ", ".join(fields) if fields is not None else "undeclared"
-            lines.append(f"          -> {stream} ({shown})")
+            lines.append(f"          -> {stream} ({_fields(fields)})")
     return "\n".join(lines)
 
 
 def dot(topology):
     t = topology
     lines = [f'digraph "{t.name}" {{', "  rankdir=LR;"]
+    if t.entries:
+        lines.append(f'  "{INPUT}" [shape=point, xlabel="input"];')
     for name in t.topological_order():
         c = t.components[name]
+        if name.startswith(OUTPUT_PREFIX):
+            lines.append(f'  "{name}" [shape=cds, label="output {name[len(OUTPUT_PREFIX):]}"];')
+            continue
         shape = "box" if c.kind == "spout" else "ellipse"
         label = name if c.parallelism == 1 else f"{name} x{c.parallelism}"
+        if isinstance(c.obj, Output):
+            label += f"\\nOutput {c.obj.name!r}"
         lines.append(f'  "{name}" [shape={shape}, label="{label}"];')
     if any(g.source == FAILURES for c in t.bolts for g in c.inputs):
         lines.append(f'  "{FAILURES}" [shape=octagon, label="failures"];')
+    for name, routes, group_by in t.entries:
+        lines.append(f'  "{INPUT}" -> "{name}" [label="{_entry_grouping(routes, group_by)}", style=dashed];')
     for c in t.bolts:
         for g in c.inputs:
-            label = _grouping(g) + ("" if g.stream == "default" else f" [{g.stream}]")
-            lines.append(f'  "{g.source}" -> "{c.name}" [label="{label}"];')
+            stream = "" if g.stream == DEFAULT else g.stream
+            if c.name.startswith(OUTPUT_PREFIX):  # one global grouping, always: only the stream tells
+                label = stream
+            else:
+                label = _grouping(g) + (f" [{stream}]" if stream else "")
+            attrs = f' [label="{label}"]' if label else ""
+            lines.append(f'  "{g.source}" -> "{c.name}"{attrs};')
     lines.append("}")
     return "\n".join(lines)

@@ -226,3 +226,153 @@ def test_console_log_prints_the_traceback_of_a_user_error_as_python_does(run_cli
     assert done.returncode == 1
     assert "run.failed" in done.stderr and "Traceback (most recent call last):" in done.stderr
     assert 'line 6, in prepare\n    raise OSError("database unreachable")' in done.stderr
+
+
+PRODUCER = """
+    from consecution import Topology, component
+
+    def double(n):
+        return n * 2
+
+    topology = Topology("producer", range(10) | component(double, fields=("x",)))
+    topology.output("doubled", "double")
+"""
+
+CONSUMER = """
+    from consecution import Topology, component
+    from consecution.spouts import Output
+
+    def show(x):
+        print("got", x, flush=True)
+
+    topology = Topology("consumer", component(Output("pstate", "doubled"), name="doubled") | show)
+"""
+
+OPEN = """
+    from consecution import Topology, component
+
+    def parse(n):
+        return f"line {n}"
+
+    def check(line):
+        return line
+
+    topology = Topology("lines", component(parse, group_by="value") | check)
+    topology.output("checked", "check")
+    fed = range(2) | topology
+"""
+
+
+def test_status_shows_each_output_with_its_consumers_and_their_lag(run_cli, topology_file, tmp_path):
+    from consecution.storage import register_consumer
+    assert run_cli("run", topology_file(PRODUCER, "producer.py"), "--state-dir", "pstate").returncode == 0
+    status = json.loads(run_cli("status", "--state-dir", "pstate", "--json").stdout)
+    assert status["outputs"] == {"doubled": {"fields": ["x"], "length": 10, "last": 10, "trimmed": 0,
+                                             "closed": True, "consumers": {}}}
+    consumed = run_cli("run", topology_file(CONSUMER, "consumer.py"), "--state-dir", "cstate")
+    assert consumed.returncode == 0 and consumed.stdout.count("got") == 10, consumed.stderr
+    register_consumer(str(tmp_path / "pstate"), "doubled", "other.doubled", 4)  # one that stopped part-way
+    status = json.loads(run_cli("status", "--state-dir", "pstate", "--json").stdout)
+    assert status["outputs"]["doubled"]["consumers"] == {"consumer.doubled": {"position": 10, "lag": 0},
+                                                         "other.doubled": {"position": 4, "lag": 6}}
+    text = run_cli("status", "--state-dir", "pstate").stdout
+    assert "\noutputs:\n  doubled:" in text and '"other.doubled": {"position": 4, "lag": 6}' in text
+    consumer = json.loads(run_cli("status", "--state-dir", "cstate", "--json").stdout)
+    assert consumer["outputs"] == {} and consumer["positions"] == {"doubled/0": 10}
+
+
+def test_status_of_a_topology_without_outputs_shows_none(run_cli, topology_file):
+    assert run_cli("run", topology_file(GOOD), "--state-dir", "good").returncode == 0
+    assert json.loads(run_cli("status", "--state-dir", "good", "--json").stdout)["outputs"] == {}
+    assert "\noutputs:            {}\n" in run_cli("status", "--state-dir", "good").stdout
+
+
+def test_status_reads_a_state_dir_written_before_outputs_existed(run_cli, tmp_path):
+    import lmdb
+    from consecution.storage import encode
+    (tmp_path / "old" / "log").mkdir(parents=True)
+    env = lmdb.open(str(tmp_path / "old" / "log"), max_dbs=8)  # the databases of that version
+    for name in (b"pending", b"dead", b"positions"):
+        env.open_db(name)
+    meta = env.open_db(b"meta")
+    with env.begin(write=True) as txn:
+        txn.put(b"name", encode("old"), db=meta)
+    env.close()
+    done = run_cli("status", "--state-dir", "old", "--json")
+    assert done.returncode == 0, done.stderr
+    status = json.loads(done.stdout)
+    assert status["topology"] == "old" and status["outputs"] == {} and status["state_entries"] == {}
+
+
+def test_status_shows_the_output_of_a_running_producer(run_cli, topology_file, tmp_path):
+    path = topology_file("""
+        import itertools
+        from consecution import Topology, component
+
+        def double(n):
+            return n * 2
+
+        topology = Topology("endless", itertools.count() | component(double))
+        topology.output("doubled", "double")
+    """)
+    proc = subprocess.Popen([sys.executable, "-m", "consecution", "run", path, "--state-dir", "pstate",
+                             "--log-format", "json"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            done = run_cli("status", "--state-dir", "pstate", "--json")
+            status = json.loads(done.stdout) if done.returncode == 0 else {}
+            if status.get("outputs", {}).get("doubled", {}).get("length"):
+                break
+            assert time.monotonic() < deadline and proc.poll() is None, (done.stderr, proc.poll())
+            time.sleep(0.1)
+        doubled = status["outputs"]["doubled"]
+        assert status["running_pid"] == proc.pid and doubled["closed"] is False
+        assert doubled["last"] == doubled["length"] + doubled["trimmed"] and doubled["fields"] is None
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    assert proc.returncode == 0
+
+
+def test_show_draws_a_named_output_as_an_output(run_cli, topology_file):
+    path = topology_file(PRODUCER)
+    text = run_cli("show", path).stdout
+    assert "  output doubled  <- double:default  (x)" in text and "__output" not in text
+    dot = run_cli("show", path, "--format", "dot").stdout
+    assert '"__output.doubled" [shape=cds, label="output doubled"];' in dot
+    assert '"double" -> "__output.doubled";' in dot
+
+
+def test_show_draws_an_open_topology_with_its_entries_and_run_refuses_it(run_cli, topology_file):
+    path = topology_file(OPEN)
+    done = run_cli("show", path)
+    assert done.returncode == 0, done.stderr
+    assert "  bolt  parse  x1  (FunctionBolt)\n          <- (entry: fed by producer | topology)  fields(value)\n" \
+        in done.stdout
+    assert "  output checked  <- check:default  (undeclared)" in done.stdout
+    dot = run_cli("show", path, "--format", "dot").stdout
+    assert '"__input" [shape=point, xlabel="input"];' in dot
+    assert '"__input" -> "parse" [label="fields(value)", style=dashed];' in dot
+    refused = run_cli("run", path)
+    assert refused.returncode == 2 and "feed it with `producer | topology`" in refused.stderr
+
+
+def test_show_draws_a_composed_topology_with_its_producer(run_cli, topology_file):
+    path = topology_file(OPEN) + ":fed"
+    text = run_cli("show", path).stdout
+    assert "  spout range  x1  (IterableSpout)" in text and "<- range:default  fields(value)" in text
+    assert "entry" not in text and "  output checked  <- check:default" in text
+    dot = run_cli("show", path, "--format", "dot").stdout
+    assert '"range" -> "parse" [label="fields(value)"];' in dot and "__input" not in dot
+    assert run_cli("run", path).returncode == 0
+
+
+def test_show_says_which_output_an_output_spout_reads(run_cli, topology_file, tmp_path):
+    path = topology_file(CONSUMER.replace('Output("pstate", "doubled")',
+                                          'Output("pstate", "doubled", fields=("x",))'))
+    text = run_cli("show", path).stdout
+    assert f"  spout doubled  x1  (Output {tmp_path / 'pstate'} 'doubled')" in text
+    dot = run_cli("show", path, "--format", "dot").stdout
+    assert '"doubled" [shape=box, label="doubled\\nOutput \'doubled\'"];' in dot

@@ -568,6 +568,14 @@ def test_a_topology_that_starts_with_a_bolt_runs_only_once_fed_naming_its_entry(
         run_local(Topology("p", component(double) | Echo()))
 
 
+def test_an_open_topology_can_be_validated_for_show_but_a_bolt_without_input_still_cannot():
+    open_topology = Topology("p", Echo() | double)
+    assert open_topology.validate(allow_open=True) is open_topology
+    open_topology.bolt("stray", double)
+    with pytest.raises(TopologyError, match="'stray' subscribes to nothing"):
+        open_topology.validate(allow_open=True)
+
+
 def test_a_bolt_at_the_head_of_a_pipe_fed_to_a_topology_is_refused_naming_it():
     with pytest.raises(TopologyError) as info:
         (Echo() | double).compile_into(Topology("p"))

@@ -309,16 +309,20 @@ class Topology:
 
     # -- checking ----------------------------------------------------------------------------
 
-    def validate(self):
-        """Raise a `TopologyError` naming the place if the topology cannot run; return self."""
-        if not self.spouts:
+    def validate(self, allow_open=False):
+        """Raise a `TopologyError` naming the place if the topology cannot run; return self.
+
+        `allow_open=True` also accepts an open topology (no spout, entries that
+        `producer | topology` would feed), which can be shown but not run."""
+        entries = {e[0] for e in self.entries} if allow_open else set()
+        if not self.spouts and not entries:
             if self.entries:
                 raise TopologyError(
                     f"topology {self.name!r} has no spout: it starts with "
                     f"{', '.join(repr(e[0]) for e in self.entries)}; feed it with `producer | topology`")
             raise TopologyError(f"topology {self.name!r} has no spout: nothing would ever flow")
         for c in self.bolts:
-            if not c.inputs:
+            if not c.inputs and c.name not in entries:
                 raise UnknownSourceError(
                     f"bolt {c.name!r} subscribes to nothing; chain a grouping on it, e.g. "
                     f"topology.bolt({c.name!r}, ...).shuffle_grouping('<source>')")
