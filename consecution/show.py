@@ -3,7 +3,6 @@
 Named outputs (`Topology.output`) are drawn as outputs, not as their hidden writer bolts; the
 entries of an open topology (one that `producer | topology` feeds) are marked as such.
 """
-from consecution.spouts.output import Output
 from consecution.topology import DEFAULT, FAILURES, OUTPUT_PREFIX, Grouping
 
 INPUT = "__input"  # the DOT node that stands for the producer of an open topology
@@ -28,6 +27,11 @@ def _entry_grouping(routes, group_by):
     return "shuffle"
 
 
+def _reads_output(obj):
+    from consecution.spouts.output import Output  # here: the spouts package is slow to import
+    return isinstance(obj, Output)
+
+
 def _fields(fields):
     return ", ".join(fields) if fields is not None else "undeclared"
 
@@ -46,7 +50,7 @@ def text(topology):
             lines.append(f"  output {output}  <- {source}:{stream}  ({_fields(c.streams[DEFAULT])})")
             continue
         what = type(c.obj).__name__
-        if isinstance(c.obj, Output):
+        if _reads_output(c.obj):
             what = f"Output {c.obj.state_dir} {c.obj.name!r}"
         lines.append(f"  {c.kind:<5} {name}  x{c.parallelism}  ({what})")
         if name in entries:
@@ -71,7 +75,7 @@ def dot(topology):
             continue
         shape = "box" if c.kind == "spout" else "ellipse"
         label = name if c.parallelism == 1 else f"{name} x{c.parallelism}"
-        if isinstance(c.obj, Output):
+        if _reads_output(c.obj):
             label += f"\\nOutput {c.obj.name!r}"
         lines.append(f'  "{name}" [shape={shape}, label="{label}"];')
     if any(g.source == FAILURES for c in t.bolts for g in c.inputs):

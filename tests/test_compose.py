@@ -111,6 +111,10 @@ def test_only_a_spout_or_an_iterable_can_feed_a_topology_and_only_an_open_one():
         component(lambda x: x, name="double") | steps
     with pytest.raises(TopologyError, match="only `producer \\| topology` feeds one"):
         Numbers(2) | steps | Store()
+    with pytest.raises(TopologyError, match="a list is a merge of spouts.*IterableSpout"):
+        ["1", "2"] | steps
+    merged = [Numbers(2), component(IterableSpout([5], fields=("n",)), name="five")] | steps
+    assert sorted(emitted(merged, "store")) == [(0,), (10,), (50,)]
     closed = Topology("closed", Numbers(2) | Store())
     with pytest.raises(TopologyError, match="'closed' has no entry to feed"):
         Numbers(2) | closed

@@ -179,6 +179,7 @@ class Topology:
         """`producer | topology`: a copy of this topology (built from a pipe that starts with
         bolts) with `producer` (a spout, an iterable, or `component(spout, name=...)`) feeding
         its entry components, as `producer | pipe` would."""
+        from .components import Spout
         from .pipes import Pipe
         if not self.entries:
             raise TopologyError(
@@ -193,6 +194,10 @@ class Topology:
             fed.components[name] = clone
         fed.outputs = dict(self.outputs)
         fed.entries = []
+        if isinstance(producer, list) and not all(isinstance(p, (Spout, Pipe)) for p in producer):
+            raise TopologyError(
+                f"`producer | topology` ({self.name!r}): a list is a merge of spouts, as in a pipe; "
+                "wrap data in IterableSpout([...])")
         spouts = Pipe.of(producer).compile_into(fed, open_start=False, spouts_only=True)
         for spout in spouts:
             for name, routes, group_by in self.entries:
