@@ -253,6 +253,8 @@ def test_an_output_spout_needs_fields_before_the_producer_ran_and_checks_them_af
     assert Output(str(tmp_path / "p"), "doubled").fields == ("value",)
     with pytest.raises(ComponentError, match="differ from the output's"):
         Output(str(tmp_path / "p"), "doubled", fields=("a", "b"))
+    with pytest.raises(ComponentError, match="declares no output 'dubled' \\(it has: doubled\\)"):
+        Output(str(tmp_path / "p"), "dubled")
 
 
 def test_the_producer_trims_what_every_registered_consumer_has_passed(tmp_path):

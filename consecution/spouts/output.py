@@ -54,8 +54,13 @@ class Output(Spout):
         self.poll = poll
         self.batch = batch
         self.skip_trimmed = skip_trimmed
-        stored = self._stored_fields()
+        stored, declared = self._stored_fields()
         if fields is None and stored is False:
+            if declared is not None:
+                raise ComponentError(
+                    f"Output({state_dir!r}, {name!r}): the topology whose state is there declares no output "
+                    f"{name!r} (it has: {', '.join(sorted(declared)) or 'none'}); if a new version of it will "
+                    "declare it, give the fields: Output(state_dir, name, fields=(...))")
             raise ComponentError(
                 f"Output({state_dir!r}, {name!r}): the producer has not run there yet, so the output's "
                 "fields are unknown; give them: Output(state_dir, name, fields=(...))")
@@ -66,17 +71,18 @@ class Output(Spout):
         self.fields = tuple(fields) if fields is not None else (tuple(stored) if stored else None)
 
     def _stored_fields(self):
-        """The output's fields as the producer stored them; False if it never ran there."""
+        """(the output's fields as the producer stored them, or False if it never declared it;
+        the outputs the producer declares, or None if it never ran there)."""
         if not os.path.exists(os.path.join(self.state_dir, "log", "data.mdb")):
-            return False
+            return False, None
         log = DurableLog(self.state_dir, readonly=True)
         try:
-            info = log.output_info(self.name)
+            declared = log.outputs()
         finally:
             log.close()
-        if info is None:
-            return False
-        return info["fields"]
+        if self.name not in declared:
+            return False, declared
+        return declared[self.name]["fields"], declared
 
     def open(self, context):
         self.consumer = f"{context.topology}.{context.component}"
