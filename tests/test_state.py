@@ -4,8 +4,6 @@ import json
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
@@ -14,7 +12,7 @@ from consecution import Bolt, CodecError, IterableSpout, Topology
 from consecution.runtime import Scheduler
 from consecution.runtime.state import State
 from consecution.storage import DurableLog, TopologyMismatch
-from support import EXAMPLES
+from support import EXAMPLES, start_cli
 from test_scenarios import example, expected_revenue
 
 
@@ -205,15 +203,6 @@ def test_a_worker_that_dies_takes_its_epoch_with_it_and_the_sum_stays_exact(tmp_
 
 # -- SIGKILL at random moments -------------------------------------------------------------------
 
-def start(args, cwd, env=None):
-    log = open(os.path.join(cwd, "run.log"), "a")
-    try:
-        return subprocess.Popen([sys.executable, "-m", "consecution", *args], cwd=cwd, env=env,
-                                stdout=subprocess.DEVNULL, stderr=log)
-    finally:
-        log.close()
-
-
 @pytest.mark.parametrize("mode", MODES)
 def test_revenue_killed_at_random_moments_ends_with_exact_totals_and_counts(tmp_path, run_cli, mode):
     """examples/revenue.py, slowed down, is killed with SIGKILL at random moments, then run to
@@ -229,7 +218,7 @@ def test_revenue_killed_at_random_moments_ends_with_exact_totals_and_counts(tmp_
     rng = random.Random()
     killed = 0
     while killed < kills:
-        proc = start(args, tmp_path, dict(os.environ, **env))
+        proc = start_cli(args, tmp_path, env)
         time.sleep(rng.uniform(0.3, 0.9))
         if proc.poll() is not None:
             break  # it got to the end before the kill
