@@ -108,18 +108,30 @@ class Company(Totals):
         return [("retained", totals.get("profit", 0) - sum(totals.get(p, 0) for p in PARTNERS))]
 
 
+def books(delay=0.0):
+    """Payments in, ledger entries out: the budget or profit split and the partners' takes.
+    A sub-graph (no spout), also used by revenue_books.py."""
+    return [by_budget,                                                    # route: budget or profit
+            component(Book("operating", delay), name="operating_budget"),
+            component(Book("profit", delay), name="profit_distribution")
+            | component(Partner("alice", PARTNERS["alice"]), name="partner_alice")
+            | component(Partner("bob", PARTNERS["bob"]), name="partner_bob")]
+
+
+def totals():
+    """Ledger entries in: the company, partner and revenue aggregators. A sub-graph, also used
+    by revenue_totals.py."""
+    return [component(Company(), name="company"),                         # broadcast: the company sees all,
+            [by_account, component(Totals(), name="alice"),               # and a route splits the takes
+             component(Totals(), name="bob"), component(Totals(into="revenue"), name="revenue")]]
+
+
 def build(n=2000, delay=0.0, report_path=None):
     return Topology(
         "revenue",  # max_pending: at most 100 payments in flight, so that checkpoints come often
         component(IterableSpout(payments(n), fields=("payment", "month", "cents", "revenue")), name="payments")
-        | [by_budget,                                                     # route: budget or profit
-           component(Book("operating", delay), name="operating_budget"),
-           component(Book("profit", delay), name="profit_distribution")
-           | component(Partner("alice", PARTNERS["alice"]), name="partner_alice")
-           | component(Partner("bob", PARTNERS["bob"]), name="partner_bob")]
-        | [component(Company(), name="company"),                          # broadcast: the company sees all,
-           [by_account, component(Totals(), name="alice"),                # and a route splits the takes
-            component(Totals(), name="bob"), component(Totals(into="revenue"), name="revenue")]]
+        | books(delay)
+        | totals()
         | component(Report(f"revenue: {n:,} payments", report_path, ["revenue", "company", "alice", "bob"]),
                     name="report"),
         max_pending=100,

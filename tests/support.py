@@ -19,14 +19,13 @@ def cli(*args, cwd, env=None, timeout=60, input=None):
                           capture_output=True, text=True, timeout=timeout, input=input)
 
 
-def start(args, cwd, env=None, log="run.log"):
-    """Start `consecution ARGS` in the background (to kill it); its stderr goes to cwd/log."""
-    out = open(os.path.join(cwd, log), "a")
-    try:
-        return subprocess.Popen([sys.executable, "-m", "consecution", *args], cwd=cwd, env=env,
-                                stdout=subprocess.DEVNULL, stderr=out)
-    finally:
-        out.close()
+def start_cli(args, cwd, env=None, log="run.log"):
+    """Start `consecution ARGS` as a real subprocess and return it without waiting (to kill it,
+    or to run another beside it); stdout is dropped, stderr appended to `cwd/log`."""
+    full_env = dict(os.environ, **(env or {}))
+    with open(os.path.join(cwd, log), "a") as stderr:
+        return subprocess.Popen([sys.executable, "-m", "consecution", *args], cwd=cwd, env=full_env,
+                                stdout=subprocess.DEVNULL, stderr=stderr)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from consecution.spouts import Output
 from consecution.storage import DurableLog, consumer_positions, register_consumer
 from consecution.testing import emitted, run_local
 from consecution.topology import ComponentError, DuplicateNameError, TopologyError, UnknownSourceError
-from support import Numbers, start
+from support import Numbers, start_cli
 
 MODES = ["single", "thread", "process"]
 
@@ -246,6 +246,23 @@ def test_a_consumer_reads_a_closed_output_to_its_end_and_registers_its_position(
     assert json.loads((tmp_path / "sum.json").read_text())["count"] == 500
 
 
+def test_a_consumer_has_at_most_max_pending_entries_in_flight(tmp_path):
+    """The spout reads the outbox in batches but emits one entry per call, so the runtime's
+    max_pending bounds how far it reads ahead of the entries being processed."""
+    produce(tmp_path / "p", 300)
+    spout = Output(str(tmp_path / "p"), "doubled", batch=512)
+    ahead = []
+
+    class Slow(Bolt):
+        def process(self, tup):
+            ahead.append(spout.last - (tup["value"] // 2 + 1))  # entry seq = n + 1, value = 2n
+            time.sleep(0.001)
+
+    t = Topology("consumer", component(spout, name="doubled") | Slow(), max_pending=10)
+    assert Scheduler(t, mode="thread", state_dir=str(tmp_path / "c")).run().fully_processed
+    assert len(ahead) == 300 and max(ahead) < 10
+
+
 def test_an_output_spout_needs_fields_before_the_producer_ran_and_checks_them_after(tmp_path):
     with pytest.raises(ComponentError, match="has not run there yet.*fields="):
         Output(str(tmp_path / "p"), "doubled")
@@ -367,10 +384,10 @@ def logs(tmp_path):
 def test_a_consumer_started_first_waits_for_the_producer_and_for_its_output_to_close(tmp_path, pair):
     command, env = pair
     env.update(PRODUCER_DELAY="0.002")
-    consumer = start(command("consumer"), tmp_path, env, "consumer.log")
+    consumer = start_cli(command("consumer"), tmp_path, env, "consumer.log")
     time.sleep(1.0)
     assert consumer.poll() is None  # the producer has never run: it waits
-    producer = start(command("producer"), tmp_path, env, "producer.log")
+    producer = start_cli(command("producer"), tmp_path, env, "producer.log")
     time.sleep(1.0)
     producer.send_signal(signal.SIGTERM)  # stopped, not complete: the output stays open
     assert producer.wait(timeout=30) == 0, logs(tmp_path)
@@ -380,7 +397,7 @@ def test_a_consumer_started_first_waits_for_the_producer_and_for_its_output_to_c
     info = log.output_info("doubled")
     log.close()
     assert not info["closed"] and 1 < info["next"] < 1501
-    producer = start(command("producer"), tmp_path, env, "producer.log")
+    producer = start_cli(command("producer"), tmp_path, env, "producer.log")
     assert producer.wait(timeout=60) == 0, logs(tmp_path)
     assert consumer.wait(timeout=60) == 0, logs(tmp_path)
     assert json.loads((tmp_path / "sum.json").read_text()) == {"sum": 2 * sum(range(1500)), "count": 1500}
@@ -397,7 +414,7 @@ def test_producer_and_consumer_killed_at_random_moments_hand_off_each_entry_exac
     n = max(1500, 400 * kills)
     env["N"] = str(n)
     commands = {"producer": command("producer", modes[0]), "consumer": command("consumer", modes[1])}
-    procs = {name: start(args, tmp_path, env, f"{name}.log") for name, args in commands.items()}
+    procs = {name: start_cli(args, tmp_path, env, f"{name}.log") for name, args in commands.items()}
     started = dict.fromkeys(procs, time.monotonic())
     killed = {"producer": 0, "consumer": 0}
     rng = random.Random()
@@ -413,7 +430,7 @@ def test_producer_and_consumer_killed_at_random_moments_hand_off_each_entry_exac
         procs[name].send_signal(signal.SIGKILL)
         procs[name].wait(timeout=30)
         killed[name] += 1
-        procs[name] = start(commands[name], tmp_path, env, f"{name}.log")
+        procs[name] = start_cli(commands[name], tmp_path, env, f"{name}.log")
         started[name] = time.monotonic()
     for name, proc in procs.items():
         assert proc.wait(timeout=120) == 0, logs(tmp_path)

@@ -12,7 +12,7 @@ from consecution import Bolt, CodecError, IterableSpout, Topology
 from consecution.runtime import Scheduler
 from consecution.runtime.state import State
 from consecution.storage import DurableLog, TopologyMismatch
-from support import EXAMPLES, start
+from support import EXAMPLES, start_cli
 from test_scenarios import example, expected_revenue
 
 
@@ -218,7 +218,7 @@ def test_revenue_killed_at_random_moments_ends_with_exact_totals_and_counts(tmp_
     rng = random.Random()
     killed = 0
     while killed < kills:
-        proc = start(args, tmp_path, dict(os.environ, **env))
+        proc = start_cli(args, tmp_path, env)
         time.sleep(rng.uniform(0.3, 0.9))
         if proc.poll() is not None:
             break  # it got to the end before the kill

@@ -17,6 +17,7 @@ waits for more, polling every `poll` seconds; it may start before the producer h
 The producer and the consumer must run in separate processes (as two `consecution run`
 commands do): LMDB allows one open environment per file per process.
 """
+import collections
 import os
 import time
 
@@ -88,6 +89,7 @@ class Output(Spout):
         self.consumer = f"{context.topology}.{context.component}"
         self.log = None
         self.last = self.reported = self.committed = 0
+        self.buffer = collections.deque()  # (seq, values) read and not yet emitted
         self.registered = None
         self.next_look = 0.0
         self.next_register = 0.0
@@ -113,25 +115,34 @@ class Output(Spout):
         return self.log
 
     def next_tuple(self):
-        now = time.monotonic()
-        if now < self.next_look:
-            return
+        """One entry per call, so the runtime's `max_pending` bounds what is in flight; entries
+        are read `batch` at a time."""
+        if not self.buffer:
+            now = time.monotonic()
+            if now < self.next_look or not self._read(now):
+                return
+        seq, values = self.buffer.popleft()
+        self.emit(values, msg_id=seq)
+        self.last = seq
+
+    def _read(self, now):
+        """Fill the buffer with the entries after our position; False if there are none yet.
+        Raises StopIteration at the end of a closed output."""
         if self.registered is None:  # register at once, so the producer keeps what we have not read
             self._register(self.last)
         log = self._open_log()
         entries = log.read_outbox(self.name, self.last, self.batch) if log is not None else []
-        if not entries or entries[0][0] != self.last + 1:
-            info = log.output_info(self.name) if log is not None else None
-            if info is not None and info["trimmed"] > self.last:
-                self._trimmed(info["trimmed"])
-                return
-            if info is not None and info["closed"] and self.last >= info["next"] - 1:
-                raise StopIteration
-            self.next_look = now + self.poll
-            return
-        for seq, values in entries:
-            self.emit(values, msg_id=seq)
-            self.last = seq
+        if entries and entries[0][0] == self.last + 1:
+            self.buffer.extend(entries)
+            return True
+        info = log.output_info(self.name) if log is not None else None
+        if info is not None and info["trimmed"] > self.last:
+            self._trimmed(info["trimmed"])
+            return False
+        if info is not None and info["closed"] and self.last >= info["next"] - 1:
+            raise StopIteration
+        self.next_look = now + self.poll
+        return False
 
     def _trimmed(self, upto):
         """Entries after our position up to `upto` are gone from the outbox."""

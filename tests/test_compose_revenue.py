@@ -1,0 +1,145 @@
+"""The revenue scenario split in two topologies joined by an output (examples/revenue_books.py
+outputs the ledger entries, examples/revenue_totals.py reads and sums them), each run by the
+real command line as its own process: the consumer's report is revenue.py's, to the cent and
+to the tuple, whichever starts first and however often either is killed."""
+import json
+import os
+import random
+import signal
+import time
+
+import pytest
+
+from support import EXAMPLES, start_cli
+from test_scenarios import example, expected_revenue
+
+BOOKS = os.path.join(EXAMPLES, "revenue_books.py")
+TOTALS = os.path.join(EXAMPLES, "revenue_totals.py")
+REVENUE = os.path.join(EXAMPLES, "revenue.py")
+
+
+def cents_of(totals):
+    """{aggregator: {key: cents}} of a JSON report's totals."""
+    return {name: {key: row["cents"] for key, row in rows.items()} for name, rows in totals.items()}
+
+
+def check_counts(totals, n):
+    """Every payment's entry was summed once: n operating or profit entries, one take of each
+    partner per profit entry."""
+    company = totals["company"]
+    assert totals["revenue"]["revenue"]["count"] == n
+    assert company["operating"]["count"] + company["profit"]["count"] == n
+    assert company["alice"]["count"] == company["bob"]["count"] == company["profit"]["count"]
+    assert totals["alice"]["alice"]["count"] == totals["bob"]["bob"]["count"] == company["profit"]["count"]
+
+
+def wait_for(path, proc, timeout=30):
+    """Until `path` exists, while `proc` runs."""
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        assert proc.poll() is None, f"exited with {proc.returncode} before {path} appeared"
+        assert time.monotonic() < deadline, f"{path} did not appear in {timeout} s"
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("mode", ["single", "process"])
+def test_totals_started_before_books_report_what_revenue_py_reports(mode, run_cli, tmp_path):
+    """The two commands of the examples' docstrings, default state directories, consumer
+    first: it waits for a producer that has never run, then reads every entry once."""
+    n = 1200
+    report = tmp_path / "report.json"
+    env = {"REVENUE_PAYMENTS": str(n), "REVENUE_REPORT": str(report)}
+    options = ["--mode", mode, "--workers", "2", "--log-format", "json"]
+    totals = start_cli(["run", TOTALS, *options], tmp_path, env, log="totals.log")
+    try:
+        books_state = tmp_path / ".consecution" / "revenue_books"
+        wait_for(books_state / "consumers" / "entries" / "revenue_totals.entries.json", totals)
+        assert not (books_state / "log").exists()  # the consumer is polling for a producer not yet run
+        books = run_cli("run", BOOKS, *options, env=env, timeout=60)
+        assert books.returncode == 0, books.stderr[-3000:]
+        assert totals.wait(timeout=30) == 0, (tmp_path / "totals.log").read_text()[-3000:]
+    finally:
+        totals.kill()
+    composed = json.loads(report.read_text())
+
+    alone = run_cli("run", REVENUE, "--state-dir", str(tmp_path / "revenue"),
+                    env={"REVENUE_PAYMENTS": str(n), "REVENUE_REPORT": str(tmp_path / "alone.json")})
+    assert alone.returncode == 0, alone.stderr[-3000:]
+    assert composed["totals"] == json.loads((tmp_path / "alone.json").read_text())["totals"]  # cents and counts
+    assert cents_of(composed["totals"]) == expected_revenue(example("revenue").payments(n))
+    check_counts(composed["totals"], n)
+
+    # both again, the same commands: nothing new to book, nothing more to read
+    assert run_cli("run", BOOKS, *options, env=env).returncode == 0
+    again = run_cli("run", TOTALS, *options, env=env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert json.loads(report.read_text()) == composed
+    assert again.stdout.splitlines()[1:] == alone.stdout.splitlines()[1:]  # only the title differs
+
+
+def run_killing(commands, cwd, env, kills, rng, timeout):
+    """Run `commands` ({name: args}) side by side; SIGKILL each `kills` times at random moments
+    (0.5 to 1.5 s after it logged `run.started`, so that a slow start does not eat the time)
+    and start it again with the same command, until every one has exited 0. Returns
+    {name: times killed}; stderr goes to `cwd/<name>.log`."""
+    logs = {name: cwd / f"{name}.log" for name in commands}
+    procs, seen, due = {}, {}, {}
+
+    def start(name):
+        procs[name] = start_cli(commands[name], cwd, env, log=logs[name].name)
+        seen[name] = logs[name].stat().st_size if logs[name].exists() else 0
+        due[name] = None
+
+    for name in commands:
+        start(name)
+    killed = dict.fromkeys(commands, 0)
+    deadline = time.monotonic() + timeout
+    try:
+        while procs:
+            assert time.monotonic() < deadline, f"still running after {timeout} s: {sorted(procs)}, killed {killed}"
+            for name, proc in list(procs.items()):
+                if proc.poll() is not None:
+                    assert proc.returncode == 0, logs[name].read_text()[-3000:]
+                    del procs[name]
+                elif killed[name] < kills and due[name] is None:
+                    with open(logs[name]) as f:
+                        f.seek(seen[name])
+                        if '"run.started"' in f.read():
+                            due[name] = time.monotonic() + rng.uniform(0.5, 1.5)
+                elif killed[name] < kills and time.monotonic() >= due[name]:
+                    proc.send_signal(signal.SIGKILL)
+                    proc.wait(timeout=30)
+                    killed[name] += 1
+                    start(name)
+            time.sleep(0.01)
+    finally:
+        for proc in procs.values():
+            proc.kill()
+    return killed
+
+
+@pytest.mark.parametrize("mode", ["single", "process"])
+def test_books_and_totals_killed_at_random_moments_end_with_exact_totals_and_counts(mode, tmp_path):
+    """Both run at once, slowed down; each is killed with SIGKILL several times, independently,
+    and started again with the same command and state directories. The hand-off loses and
+    duplicates no entry: the totals and the count of entries each aggregator summed are those
+    of a run without crashes."""
+    kills = int(os.environ.get("CONSECUTION_KILLS", "4"))
+    n = 1200
+    report = tmp_path / "report.json"
+    books_state = str(tmp_path / "books")
+    env = {"REVENUE_PAYMENTS": str(n), "REVENUE_DELAY": "0.004", "REVENUE_REPORT": str(report),
+           "REVENUE_BOOKS_STATE": books_state}
+    # A run killed with a record in flight counts as one of its attempts (a record that crashes
+    # the process every time ends as a dead letter): allow one per kill.
+    options = ["--mode", mode, "--workers", "2", "--max-retries", str(max(3, kills)), "--log-format", "json"]
+    commands = {"books": ["run", BOOKS, "--state-dir", books_state, *options],
+                "totals": ["run", TOTALS, "--state-dir", str(tmp_path / "totals"), *options]}
+    seed = random.randrange(2**32)
+    killed = run_killing(commands, tmp_path, env, kills, random.Random(seed), timeout=60)
+    assert killed["books"] >= 2 and killed["totals"] >= 2, (killed, seed)
+    for name in commands:  # some kill found trees in flight, and a restart replayed them
+        assert '"run.recovered"' in (tmp_path / f"{name}.log").read_text(), (name, seed)
+    totals = json.loads(report.read_text())["totals"]
+    assert cents_of(totals) == expected_revenue(example("revenue").payments(n)), seed
+    check_counts(totals, n)
