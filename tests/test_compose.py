@@ -169,6 +169,30 @@ def test_an_output_gets_each_tuple_of_its_stream_once_and_is_closed_when_the_run
     assert info["closed"] and info["fields"] == ["n", "half"] and info["next"] == 101
 
 
+class Tally(Bolt):
+    """Counts by parity and emits the totals from `finish`."""
+
+    stateful = True
+    fields = ("parity", "count")
+
+    def process(self, tup):
+        key = "odd" if tup[0] % 2 else "even"
+        self.state[key] = self.state.get(key, 0) + 1
+
+    def finish(self):
+        for key in sorted(self.state):
+            self.emit((key, self.state[key]))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_what_a_bolt_emits_from_finish_reaches_its_output_before_the_output_closes(mode, tmp_path):
+    t = Topology("t", Numbers(101) | Tally())
+    t.output("tally", "tally")
+    assert Scheduler(t, mode=mode, state_dir=str(tmp_path / "p"), workers=2).run().fully_processed
+    entries, info = outbox(tmp_path / "p", "tally")
+    assert entries == [(1, ("even", 51)), (2, ("odd", 50))] and info["closed"]
+
+
 class Flaky(Bolt):
     """Fails the first attempt of every 7th number, and always fails 13 (dead letter)."""
 
