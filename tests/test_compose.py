@@ -338,7 +338,7 @@ def test_a_reader_follows_a_log_that_another_process_grew(tmp_path):
               f"    log.put_outbox('big', [[bytes(500_000)] for _ in range(2)])\n"
               f"    log.commit()\n"
               f"log.close()\n")
-    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60, cwd=tmp_path)  # not the repo root
     entries = reader.read_outbox("big", 0, 100)
     reader.close()
     assert [seq for seq, _ in entries] == list(range(1, 17)) and len(entries[-1][1][0]) == 500_000
