@@ -91,6 +91,9 @@ def main(argv=None):
     except (UsageError, TopologyError, ModeNotAvailable, StorageError) as exc:
         print(f"consecution: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:  # `consecution show t.py | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 def _validate(args):

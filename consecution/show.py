@@ -27,6 +27,14 @@ def _entry_grouping(routes, group_by):
     return "shuffle"
 
 
+def _max_pending(t):
+    """The setting, or what a run uses without one."""
+    from consecution.runtime.core import STATEFUL_MAX_PENDING
+    if t.max_pending is None and t.reliability != "none" and any(c.stateful for c in t.bolts):
+        return f"{STATEFUL_MAX_PENDING} (stateful bolts)"
+    return t.max_pending
+
+
 def _reads_output(obj):
     from consecution.spouts.output import Output  # here: the spouts package is slow to import
     return isinstance(obj, Output)
@@ -40,7 +48,7 @@ def text(topology):
     t = topology
     lines = [f"topology {t.name}  fingerprint {t.fingerprint()}",
              f"  reliability={t.reliability} max_retries={t.max_retries} "
-             f"message_timeout={t.message_timeout:g}s max_pending={t.max_pending}"]
+             f"message_timeout={t.message_timeout:g}s max_pending={_max_pending(t)}"]
     entries = {name: _entry_grouping(routes, group_by) for name, routes, group_by in t.entries}
     for name in t.topological_order():
         c = t.components[name]

@@ -343,6 +343,24 @@ def test_show_draws_a_named_output_as_an_output(run_cli, topology_file):
     dot = run_cli("show", path, "--format", "dot").stdout
     assert '"__output.doubled" [shape=cds, label="output doubled"];' in dot
     assert '"double" -> "__output.doubled";' in dot
+    assert "max_pending=1000 (stateful bolts)" in text  # an output's writer is stateful
+
+
+BIG = """
+from consecution import Topology
+topology = Topology("big")
+topology.spout("numbers", range(3))
+for i in range(2000):  # far more text than a pipe holds
+    topology.bolt(f"step_{i}", lambda x: x).shuffle_grouping(f"step_{i - 1}" if i else "numbers")
+"""
+
+
+def test_show_piped_into_head_exits_quietly(tmp_path, topology_file):
+    path = topology_file(BIG)
+    done = subprocess.run(f"{sys.executable} -m consecution show {path} | head -1; exit ${{PIPESTATUS[0]}}",
+                          shell=True, executable="/bin/bash", cwd=tmp_path, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0 and done.stdout.startswith("topology big") and done.stderr == ""
 
 
 def test_show_draws_an_open_topology_with_its_entries_and_run_refuses_it(run_cli, topology_file):
