@@ -287,6 +287,17 @@ def test_a_consumer_has_at_most_max_pending_entries_in_flight(tmp_path):
     assert len(ahead) == 300 and max(ahead) < 10
 
 
+def test_a_consumer_without_a_kept_position_reads_from_the_start_and_does_not_register(tmp_path, capfd):
+    produce(tmp_path / "p", 20)
+    for _ in range(2):
+        t = Topology("quick", component(Output(str(tmp_path / "p"), "doubled"), name="doubled")
+                     | Sum(str(tmp_path / "sum.json")))
+        assert run_local(t).fully_processed  # no state directory
+        assert json.loads((tmp_path / "sum.json").read_text()) == {"sum": 2 * sum(range(20)), "count": 20}
+    assert consumer_positions(str(tmp_path / "p"), "doubled") == {}
+    assert "output.position_not_kept" in capfd.readouterr().err
+
+
 def test_an_output_spout_needs_fields_before_the_producer_ran_and_checks_them_after(tmp_path):
     with pytest.raises(ComponentError, match="has not run there yet.*fields="):
         Output(str(tmp_path / "p"), "doubled")

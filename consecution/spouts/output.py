@@ -46,7 +46,9 @@ class Output(Spout):
 
     The hand-off is exactly once when this topology runs with reliability "replay" (the
     default) and a state directory. With "track", entries in flight at a crash are not read
-    again; with "none", no position is kept and a restart reads the outbox from its start.
+    again. Without a state directory, or with "confirm" or "none", no position is kept: each
+    run reads the outbox from its start, and the spout does not register (warning
+    `output.position_not_kept`), so the producer never trims for it.
     """
 
     def __init__(self, state_dir, name, fields=None, poll=0.05, batch=512, skip_trimmed=False):
@@ -87,6 +89,13 @@ class Output(Spout):
 
     def open(self, context):
         self.consumer = f"{context.topology}.{context.component}"
+        # a consumer whose position is not kept does not register: the producer must not trim
+        # for a reader that starts from the beginning at each run
+        self.keeps_position = context.state_dir is not None and context.reliability in ("replay", "track")
+        if not self.keeps_position:
+            logger().warning("output.position_not_kept", output=self.name, consumer=self.consumer,
+                             reason="reliability 'replay' or 'track' with a state directory keeps it; "
+                                    "this run reads the outbox from its start and does not register")
         self.log = None
         self.last = self.reported = self.committed = 0
         self.buffer = collections.deque()  # (seq, values) read and not yet emitted
@@ -161,6 +170,9 @@ class Output(Spout):
             self._register(self.committed)
 
     def _register(self, position):
+        if not self.keeps_position:
+            self.registered = position
+            return
         register_consumer(self.state_dir, self.name, self.consumer, position)
         self.registered = position
         self.next_register = time.monotonic() + REGISTER_EVERY
