@@ -195,7 +195,7 @@ def _outputs(log):
         last = info["next"] - 1
         consumers = {consumer: {"position": position, "lag": last - position}
                      for consumer, position in sorted(log.consumers(name).items())}
-        out[name] = {"fields": info["fields"], "length": info["length"], "last": last,
+        out[name] = {"id": info.get("id"), "fields": info["fields"], "length": info["length"], "last": last,
                      "trimmed": info["trimmed"], "closed": info["closed"], "consumers": consumers}
     return out
 

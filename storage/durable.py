@@ -213,7 +213,8 @@ class DurableLog:
     def declare_outputs(self, fields_by_name):
         """The producing topology's outputs: {name: fields or None}. Their entries are kept."""
         for name, fields in fields_by_name.items():
-            info = self.get_meta(f"output:{name}") or {"next": 1, "closed": False, "trimmed": 0}
+            info = self.get_meta(f"output:{name}") or {"next": 1, "closed": False, "trimmed": 0,
+                                                        "id": os.urandom(8).hex()}
             info["fields"] = list(fields) if fields is not None else None
             self._outputs[name] = info
             self._metas[f"output:{name}"] = info
@@ -263,8 +264,10 @@ class DurableLog:
         self.env.reader_check()
 
     def consumers(self, name):
-        """{consumer: position} of the consumers registered for output `name`."""
-        return consumer_positions(self.path, name)
+        """{consumer: position} of the consumers registered for output `name` (this outbox, not
+        one an earlier state directory at this path held)."""
+        info = self._outputs.get(name) or self.output_info(name) or {}
+        return consumer_positions(self.path, name, info.get("id"))
 
     def outputs(self):
         """{name: {fields, next, closed, trimmed, length}} of every output this log holds."""
@@ -493,19 +496,21 @@ def _consumer_dir(state_dir, output):
     return os.path.join(state_dir, "consumers", output)
 
 
-def register_consumer(state_dir, output, consumer, position):
+def register_consumer(state_dir, output, consumer, position, outbox=None):
     """Record (atomically) that `consumer` has committed output `output` up to `position`: the
-    producer may trim what every registered consumer has passed."""
+    producer may trim what every registered consumer has passed. `outbox`: the id of the
+    outbox read (its meta entry's "id"), so that a recreated outbox ignores old registrations."""
     folder = _consumer_dir(state_dir, output)
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, f"{consumer}.json")
     with open(path + ".tmp", "w") as f:
-        json.dump({"position": position}, f)
+        json.dump({"position": position, "outbox": outbox}, f)
     os.replace(path + ".tmp", path)
 
 
-def consumer_positions(state_dir, output):
-    """{consumer: position} of the consumers registered for `output` in `state_dir`."""
+def consumer_positions(state_dir, output, outbox=None):
+    """{consumer: position} of the consumers registered for `output` in `state_dir`; with
+    `outbox`, only those that registered a position in that outbox."""
     folder = _consumer_dir(state_dir, output)
     out = {}
     try:
@@ -516,9 +521,12 @@ def consumer_positions(state_dir, output):
         if filename.endswith(".json"):
             try:
                 with open(os.path.join(folder, filename)) as f:
-                    out[filename[:-5]] = json.load(f)["position"]
+                    entry = json.load(f)
+                position = entry["position"]
             except (OSError, ValueError, KeyError):
                 continue  # being replaced right now: read again at the next trim
+            if outbox is None or entry.get("outbox") == outbox:
+                out[filename[:-5]] = position
     return out
 
 

@@ -267,18 +267,20 @@ def test_status_shows_each_output_with_its_consumers_and_their_lag(run_cli, topo
     from consecution.storage import register_consumer
     assert run_cli("run", topology_file(PRODUCER, "producer.py"), "--state-dir", "pstate").returncode == 0
     status = json.loads(run_cli("status", "--state-dir", "pstate", "--json").stdout)
+    outbox = status["outputs"]["doubled"].pop("id")
     assert status["outputs"] == {"doubled": {"fields": ["x"], "length": 10, "last": 10, "trimmed": 0,
                                              "closed": True, "consumers": {}}}
     consumed = run_cli("run", topology_file(CONSUMER, "consumer.py"), "--state-dir", "cstate")
     assert consumed.returncode == 0 and consumed.stdout.count("got") == 10, consumed.stderr
-    register_consumer(str(tmp_path / "pstate"), "doubled", "other.doubled", 4)  # one that stopped part-way
+    register_consumer(str(tmp_path / "pstate"), "doubled", "other.doubled", 4, outbox)  # stopped part-way
+    register_consumer(str(tmp_path / "pstate"), "doubled", "old.doubled", 2, "a-former-outbox")  # not shown
     status = json.loads(run_cli("status", "--state-dir", "pstate", "--json").stdout)
     assert status["outputs"]["doubled"]["consumers"] == {"consumer.doubled": {"position": 10, "lag": 0},
                                                          "other.doubled": {"position": 4, "lag": 6}}
     text = run_cli("status", "--state-dir", "pstate").stdout
     assert "\noutputs:\n  doubled:" in text and '"other.doubled": {"position": 4, "lag": 6}' in text
     consumer = json.loads(run_cli("status", "--state-dir", "cstate", "--json").stdout)
-    assert consumer["outputs"] == {} and consumer["positions"] == {"doubled/0": 10}
+    assert consumer["outputs"] == {} and consumer["positions"] == {"doubled/0": [outbox, 10]}
 
 
 def test_status_of_a_topology_without_outputs_shows_none(run_cli, topology_file):

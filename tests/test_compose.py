@@ -3,6 +3,7 @@ durable outbox exactly once, and the `Output` spout that reads them from another
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -287,6 +288,22 @@ def test_a_consumer_has_at_most_max_pending_entries_in_flight(tmp_path):
     assert len(ahead) == 300 and max(ahead) < 10
 
 
+def test_a_recreated_outbox_is_refused_or_read_from_its_start_never_skipped(tmp_path, capfd):
+    """The producer's state directory is deleted and its topology runs again: its new outbox
+    numbers from 1. The consumer's position (entry 30 of the old one) must not skip its first
+    30 entries, nor make the run end at once."""
+    produce(tmp_path / "p", 30)
+    consume(tmp_path / "p", tmp_path / "c", tmp_path / "sum.json")
+    shutil.rmtree(tmp_path / "p")
+    produce(tmp_path / "p", 40)
+    with pytest.raises(UserCodeError, match="the outbox was recreated .* up to entry 30; pass follow_reset=True"):
+        consume(tmp_path / "p", tmp_path / "c", tmp_path / "sum.json")
+    assert consume(tmp_path / "p", tmp_path / "c", tmp_path / "sum.json", follow_reset=True).fully_processed
+    assert json.loads((tmp_path / "sum.json").read_text()) == {"sum": 2 * (sum(range(30)) + sum(range(40))),
+                                                               "count": 70}
+    assert "output.reset" in capfd.readouterr().err
+
+
 def test_a_consumer_without_a_kept_position_reads_from_the_start_and_does_not_register(tmp_path, capfd):
     produce(tmp_path / "p", 20)
     for _ in range(2):
@@ -311,12 +328,14 @@ def test_an_output_spout_needs_fields_before_the_producer_ran_and_checks_them_af
 
 def test_the_producer_trims_what_every_registered_consumer_has_passed(tmp_path):
     produce(tmp_path / "p", 100)
-    register_consumer(str(tmp_path / "p"), "doubled", "slow.doubled", 40)
+    outbox_id = outbox(tmp_path / "p", "doubled")[1]["id"]
+    register_consumer(str(tmp_path / "p"), "doubled", "slow.doubled", 40, outbox_id)
+    register_consumer(str(tmp_path / "p"), "doubled", "gone.doubled", 0, "a-former-outbox")  # ignored
     consume(tmp_path / "p", tmp_path / "c", tmp_path / "sum.json")  # reads all 100
     produce(tmp_path / "p", 100)  # a new run trims at its start: up to the slowest consumer
     entries, info = outbox(tmp_path / "p", "doubled")
     assert info["trimmed"] == 40 and [seq for seq, _ in entries] == list(range(41, 101))
-    register_consumer(str(tmp_path / "p"), "doubled", "slow.doubled", 100)
+    register_consumer(str(tmp_path / "p"), "doubled", "slow.doubled", 100, outbox_id)
     produce(tmp_path / "p", 100)
     entries, info = outbox(tmp_path / "p", "doubled")
     assert info["trimmed"] == 100 and entries == []

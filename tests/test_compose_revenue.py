@@ -33,12 +33,12 @@ def check_counts(totals, n):
     assert totals["alice"]["alice"]["count"] == totals["bob"]["bob"]["count"] == company["profit"]["count"]
 
 
-def wait_for(path, proc, timeout=30):
-    """Until `path` exists, while `proc` runs."""
+def wait_for_log(path, text, proc, timeout=30):
+    """Until `text` is in the file at `path`, while `proc` runs."""
     deadline = time.monotonic() + timeout
-    while not os.path.exists(path):
-        assert proc.poll() is None, f"exited with {proc.returncode} before {path} appeared"
-        assert time.monotonic() < deadline, f"{path} did not appear in {timeout} s"
+    while not (path.exists() and text in path.read_text()):
+        assert proc.poll() is None, f"exited with {proc.returncode} before {text} was logged"
+        assert time.monotonic() < deadline, f"{text} not logged in {timeout} s"
         time.sleep(0.02)
 
 
@@ -53,8 +53,10 @@ def test_totals_started_before_books_report_what_revenue_py_reports(mode, run_cl
     totals = start_cli(["run", TOTALS, *options], tmp_path, env, log="totals.log")
     try:
         books_state = tmp_path / ".consecution" / "revenue_books"
-        wait_for(books_state / "consumers" / "entries" / "revenue_totals.entries.json", totals)
-        assert not (books_state / "log").exists()  # the consumer is polling for a producer not yet run
+        wait_for_log(tmp_path / "totals.log", '"run.started"', totals)
+        time.sleep(0.5)
+        assert totals.poll() is None  # the consumer is polling for a producer not yet run
+        assert not (books_state / "log").exists()
         books = run_cli("run", BOOKS, *options, env=env, timeout=60)
         assert books.returncode == 0, books.stderr[-3000:]
         assert totals.wait(timeout=30) == 0, (tmp_path / "totals.log").read_text()[-3000:]

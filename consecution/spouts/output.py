@@ -44,6 +44,11 @@ class Output(Spout):
     the spout raises `SourceError` naming them, unless `skip_trimmed=True`, which logs a
     warning (`output.skipped`) and starts after them.
 
+    Each outbox has an id, kept with the position. If the producer's state directory is
+    deleted and its topology runs again, its new outbox numbers from 1 again under another id:
+    the spout raises `SourceError` rather than skip or mix entries, unless `follow_reset=True`,
+    which logs `output.reset` and reads the new outbox from its start.
+
     The hand-off is exactly once when this topology runs with reliability "replay" (the
     default) and a state directory. With "track", entries in flight at a crash are not read
     again. Without a state directory, or with "confirm" or "none", no position is kept: each
@@ -51,12 +56,14 @@ class Output(Spout):
     `output.position_not_kept`), so the producer never trims for it.
     """
 
-    def __init__(self, state_dir, name, fields=None, poll=0.05, batch=512, skip_trimmed=False):
+    def __init__(self, state_dir, name, fields=None, poll=0.05, batch=512, skip_trimmed=False,
+                 follow_reset=False):
         self.state_dir = os.path.abspath(state_dir)
         self.name = name
         self.poll = poll
         self.batch = batch
         self.skip_trimmed = skip_trimmed
+        self.follow_reset = follow_reset
         stored, declared = self._stored_fields()
         if fields is None and stored is False:
             if declared is not None:
@@ -97,21 +104,27 @@ class Output(Spout):
                              reason="reliability 'replay' or 'track' with a state directory keeps it; "
                                     "this run reads the outbox from its start and does not register")
         self.log = None
-        self.last = self.reported = self.committed = 0
+        self.source = None     # the id of the outbox read (a recreated outbox has another)
+        self.last = self.committed = 0
+        self.reported = (None, 0)
         self.buffer = collections.deque()  # (seq, values) read and not yet emitted
         self.registered = None
         self.next_look = 0.0
         self.next_register = 0.0
 
     def seek(self, position):
-        if isinstance(position, int):
-            self.last = self.reported = self.committed = position
+        """The position is [outbox id, last seq emitted]."""
+        if isinstance(position, list) and len(position) == 2:
+            self.source, self.last = position
+            self.committed = self.last
+            self.reported = (self.source, self.last)
 
     def position(self):
-        if self.last == self.reported:
+        now = (self.source, self.last)
+        if now == self.reported:
             return None  # unchanged: nothing to store
-        self.reported = self.last
-        return self.last
+        self.reported = now
+        return list(now)
 
     def _open_log(self):
         if self.log is None:
@@ -137,21 +150,40 @@ class Output(Spout):
     def _read(self, now):
         """Fill the buffer with the entries after our position; False if there are none yet.
         Raises StopIteration at the end of a closed output."""
+        log = self._open_log()
+        info = log.output_info(self.name) if log is not None else None
+        if info is None:  # the producer has not run yet
+            self.next_look = now + self.poll
+            return False
+        if info["id"] != self.source:
+            if self.source is not None:
+                self._recreated()
+            self.source = info["id"]
         if self.registered is None:  # register at once, so the producer keeps what we have not read
             self._register(self.last)
-        log = self._open_log()
-        entries = log.read_outbox(self.name, self.last, self.batch) if log is not None else []
+        entries = log.read_outbox(self.name, self.last, self.batch)
         if entries and entries[0][0] == self.last + 1:
             self.buffer.extend(entries)
             return True
-        info = log.output_info(self.name) if log is not None else None
-        if info is not None and info["trimmed"] > self.last:
+        if info["trimmed"] > self.last:
             self._trimmed(info["trimmed"])
             return False
-        if info is not None and info["closed"] and self.last >= info["next"] - 1:
+        if info["closed"] and self.last >= info["next"] - 1:
             raise StopIteration
         self.next_look = now + self.poll
         return False
+
+    def _recreated(self):
+        """The outbox has another id than the one we read: the producer's state directory was
+        deleted and its topology ran again, numbering from 1."""
+        where = (f"Output({self.state_dir!r}, {self.name!r}): the outbox was recreated (the producer's state "
+                 f"directory was reset) after consumer {self.consumer!r} had read it up to entry {self.last}")
+        if not self.follow_reset:
+            raise SourceError(f"{where}; pass follow_reset=True to read the new outbox from its start")
+        logger().warning("output.reset", output=self.name, consumer=self.consumer, read_before=self.last,
+                         state_dir=self.state_dir)
+        self.last = self.committed = 0
+        self.registered = None
 
     def _trimmed(self, upto):
         """Entries after our position up to `upto` are gone from the outbox."""
@@ -173,7 +205,7 @@ class Output(Spout):
         if not self.keeps_position:
             self.registered = position
             return
-        register_consumer(self.state_dir, self.name, self.consumer, position)
+        register_consumer(self.state_dir, self.name, self.consumer, position, self.source)
         self.registered = position
         self.next_register = time.monotonic() + REGISTER_EVERY
 
