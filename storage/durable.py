@@ -6,11 +6,11 @@
     state        msgpack(component) + msgpack(task index) + msgpack(key) -> value (stateful bolts)
     outbox       msgpack(output name) + seq (8 bytes, big-endian) -> values (named outputs)
     meta         name, fingerprint, shape, format, next_root, finished,
-                 "output:<name>" -> {fields, next, closed, trimmed}
+                 "output:<name>" -> {fields, next, closed, trimmed, id}
 
 Consumers of a named output register in `<state dir>/consumers/<output>/<consumer>.json`
-(the position they have committed in their own log); entries every consumer has passed are
-trimmed.
+(the position they have committed in their own log, and the id of the outbox it is in);
+entries every consumer of this outbox has passed are trimmed.
 
 Roots are sequential, so the oldest pending record is the first key. Writes are buffered and
 committed together by `commit()` (the runtime decides when: by count and by time); a record
