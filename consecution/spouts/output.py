@@ -3,7 +3,8 @@
 The producing topology appends each output tuple to an outbox in its state directory, in the
 transaction that completes the trees that made it, under a sequence number (1, 2, 3...). This
 spout reads the outbox in order and emits each entry once; its position is the sequence number
-of the last entry it emitted, stored in this topology's own log with the records it emitted.
+of the last entry it emitted (and the outbox's id), stored in this topology's own log with the
+records it emitted.
 A restart seeks there: each entry enters the consuming topology's log exactly once, across
 crashes of either side (reliability "replay" with a state directory, as under `consecution
 run`). After each commit of its own log the spout registers how far it got in
@@ -36,8 +37,8 @@ class Output(Spout):
     """The entries of output `name` of the topology whose state directory is `state_dir`.
 
     `fields`: the output's fields; by default read from the producer's state directory, so give
-    them when the consumer is built before the producer has ever run. `batch`: entries read per
-    call at most.
+    them when the consumer is built before the producer has ever run. `batch`: entries read from
+    the outbox at a time; one is emitted per call, so `max_pending` bounds what is in flight.
 
     Entries trimmed before this consumer ever registered (a new consumer of an output whose
     other consumers have moved on, or one whose registration file was deleted) cannot be read:
