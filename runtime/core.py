@@ -349,17 +349,15 @@ class Scheduler(TreeLifecycle):
     def _load_state(self):
         """Give each stateful bolt task its checkpointed state (process mode: to the workers)."""
         for task_id, task in self.stateful.items():
+            if task_id in self.outboxes:  # an output's writer starts each run with an empty outbox
+                if task.obj is not None:  # (a worker process makes its own)
+                    task.obj.state = state_for(task.obj, None, state_where(task), self.epochs)
+                continue
             data = self.log.load_state(task.component, task.context.task_index)
-            if task_id in self.outboxes:
-                continue  # an output's writer starts with an empty outbox
             if task.obj is None:
                 self.initial_state[task_id] = data
             else:
                 task.obj.state = state_for(task.obj, data, state_where(task), self.epochs)
-        for task_id, name in self.outboxes.items():
-            task = self.tasks[task_id]
-            if task.obj is not None:
-                task.obj.state = state_for(task.obj, None, state_where(task), self.epochs)
 
     def _close_state(self):
         try:
