@@ -222,6 +222,26 @@ def test_an_output_keeps_nothing_of_a_rolled_back_epoch_nor_of_a_dead_letter(mod
     assert [seq for seq, _ in entries] == list(range(1, 300))
 
 
+def test_a_worker_process_that_dies_takes_its_epoch_s_outbox_with_it(tmp_path):
+    """Process mode: the worker that holds the output's writer dies mid-epoch; the epoch is
+    replayed and the outbox gets each value once."""
+    marker = str(tmp_path / "died")
+
+    def fragile(n):
+        if n == 700 and not os.path.exists(marker):
+            open(marker, "w").close()
+            os._exit(9)  # the worker dies with this tuple and the outbox rows of its epoch
+        return n
+
+    t = Topology("t", Numbers(2000) | component(fragile, fields=("n",)))
+    t.output("numbers", "fragile")
+    result = Scheduler(t, mode="process", workers=1, state_dir=str(tmp_path / "p")).run()
+    assert result.fully_processed and os.path.exists(marker)
+    entries, _ = outbox(tmp_path / "p", "numbers")
+    assert [seq for seq, _ in entries] == list(range(1, 2001))
+    assert sorted(v[0] for _, v in entries) == list(range(2000))
+
+
 def test_a_run_without_a_durable_log_warns_that_its_outputs_are_not_kept(capfd):
     t = Topology("t", Numbers(3) | Split())
     t.output("evens", "split", stream="even")
