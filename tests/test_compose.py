@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -333,6 +334,20 @@ def test_a_consumer_without_a_kept_position_reads_from_the_start_and_does_not_re
         assert json.loads((tmp_path / "sum.json").read_text()) == {"sum": 2 * sum(range(20)), "count": 20}
     assert consumer_positions(str(tmp_path / "p"), "doubled") == {}
     assert "output.position_not_kept" in capfd.readouterr().err
+
+
+def test_a_consumer_that_cannot_open_the_producer_s_log_says_so_and_keeps_trying(tmp_path, capfd):
+    (tmp_path / "p" / "log").mkdir(parents=True)
+    (tmp_path / "p" / "log" / "data.mdb").write_bytes(b"not an LMDB file" * 512)
+    with pytest.raises(ComponentError, match="Output.*cannot open the log.*not an LMDB file"):
+        Output(str(tmp_path / "p"), "doubled")  # without fields: at once
+    t = Topology("c", component(Output(str(tmp_path / "p"), "doubled", fields=("value",)), name="doubled")
+                 | Sum(str(tmp_path / "sum.json")))
+    scheduler = Scheduler(t, state_dir=str(tmp_path / "c"))
+    threading.Timer(0.5, scheduler.stop).start()
+    assert scheduler.run().status == "stopped"
+    err = capfd.readouterr().err
+    assert err.count("output.unreadable") == 1 and "cannot open the log" in err
 
 
 def test_an_output_spout_needs_fields_before_the_producer_ran_and_checks_them_after(tmp_path):

@@ -65,7 +65,12 @@ class Output(Spout):
         self.batch = batch
         self.skip_trimmed = skip_trimmed
         self.follow_reset = follow_reset
-        stored, declared = self._stored_fields()
+        try:
+            stored, declared = self._stored_fields()
+        except StorageError as exc:  # with fields, the run says so and keeps trying
+            if fields is None:
+                raise ComponentError(f"Output({state_dir!r}, {name!r}): {exc}") from None
+            stored, declared = False, None
         if fields is None and stored is False:
             if declared is not None:
                 raise ComponentError(
@@ -105,6 +110,7 @@ class Output(Spout):
                              reason="reliability 'replay' or 'track' with a state directory keeps it; "
                                     "this run reads the outbox from its start and does not register")
         self.log = None
+        self.unreadable = None  # the error the producer's log gave, once logged
         self.source = None     # the id of the outbox read (a recreated outbox has another)
         self.last = self.committed = 0
         self.reported = (None, 0)
@@ -133,7 +139,11 @@ class Output(Spout):
                 return None
             try:
                 self.log = DurableLog(self.state_dir, readonly=True)
-            except StorageError:
+            except StorageError as exc:  # e.g. no permission: say so, and try again at the next poll
+                if str(exc) != self.unreadable:
+                    self.unreadable = str(exc)
+                    logger().warning("output.unreadable", output=self.name, consumer=self.consumer,
+                                     state_dir=self.state_dir, error=str(exc))
                 return None
         return self.log
 
