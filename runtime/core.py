@@ -129,8 +129,9 @@ class Scheduler(TreeLifecycle):
         self.stateful = {t.task_id: t for t in self.bolt_tasks_in_order
                          if topology.components[t.component].stateful}
         self.epochs = self.tracking and bool(self.stateful)
-        self.outboxes = {t.task_id: topology.components[t.component].obj.name for t in self.stateful.values()
-                         if getattr(topology.components[t.component].obj, "writes_output", False)}
+        # task id -> output name, for the hidden writers of named outputs (their state is an outbox)
+        self.output_writers = {t.task_id: topology.components[t.component].obj.name for t in self.stateful.values()
+                               if getattr(topology.components[t.component].obj, "writes_output", False)}
         self.last_trim = 0.0
         if self.epochs and self.max_pending is None:
             self.max_pending = STATEFUL_MAX_PENDING
@@ -288,7 +289,7 @@ class Scheduler(TreeLifecycle):
             self.logger.warning("outputs.not_kept", topology=self.topology.name, outputs=sorted(self.topology.outputs),
                                 reason="named outputs are kept only with a state directory and reliability "
                                        "'replay' or 'track'")
-        if self.outboxes and self.durable:
+        if self.output_writers and self.durable:
             self._trim_outputs()  # what consumers read since the last run (also every TRIM_EVERY)
         self.outputs_closed = any((self.log.get_meta(f"output:{name}") or {}).get("closed")
                                   for name in self.topology.outputs)
@@ -349,7 +350,7 @@ class Scheduler(TreeLifecycle):
     def _load_state(self):
         """Give each stateful bolt task its checkpointed state (process mode: to the workers)."""
         for task_id, task in self.stateful.items():
-            if task_id in self.outboxes:  # an output's writer starts each run with an empty outbox
+            if task_id in self.output_writers:  # an output's writer starts each run with an empty outbox
                 if task.obj is not None:  # (a worker process makes its own)
                     task.obj.state = state_for(task.obj, None, state_where(task), self.epochs)
                 continue

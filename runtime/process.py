@@ -116,7 +116,7 @@ class ProcessExecutor(Concurrent):
         for k in self._stateful_workers(stateful):
             self.conns[k].send_bytes(encode(["p"]))
             for task_id, rows in self._recv(k)[1]:
-                if task_id in self.core.outboxes:
+                if task_id in self.core.output_writers:
                     out.append((task_id, rows))  # an output's values, not state changes
                     continue
                 for row in rows:

@@ -144,13 +144,13 @@ class TreeLifecycle:
         done, self.epoch_done = self.epoch_done, []
         self.barrier = None
         for task_id, rows in self.executor.checkpoint(self.stateful):
-            output = self.outboxes.get(task_id)
+            output = self.output_writers.get(task_id)
             if output is not None:
                 self.log.put_outbox(output, rows)
                 continue
             task = self.tasks[task_id]
             self.log.put_state(task.component, task.context.task_index, rows)
-        if self.outboxes and self.log.durable and self.now - self.last_trim >= TRIM_EVERY:
+        if self.output_writers and self.log.durable and self.now - self.last_trim >= TRIM_EVERY:
             self._trim_outputs()
         release = self.log.release
         for record in done:
@@ -165,7 +165,7 @@ class TreeLifecycle:
         registered, everything is kept)."""
         self.last_trim = self.now
         self.log.clear_stale_readers()
-        for output in self.outboxes.values():
+        for output in self.output_writers.values():
             positions = self.log.consumers(output)
             if positions:
                 self.log.trim_outbox(output, min(positions.values()))

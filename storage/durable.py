@@ -238,7 +238,7 @@ class DurableLog:
             self._trims[name] = min(upto, info["next"] - 1)
 
     def output_info(self, name):
-        """{fields, next, closed, trimmed} of output `name`, or None if it was never declared."""
+        """{fields, next, closed, trimmed, id} of output `name`, or None if it was never declared."""
         return self.get_meta(f"output:{name}")
 
     def read_outbox(self, name, after, limit):
@@ -270,7 +270,7 @@ class DurableLog:
         return consumer_positions(self.path, name, info.get("id"))
 
     def outputs(self):
-        """{name: {fields, next, closed, trimmed, length}} of every output this log holds."""
+        """{name: {fields, next, closed, trimmed, id, length}} of every output this log holds."""
         out = {}
         with self._reading() as txn:
             for key, value in txn.cursor(db=self._meta):
