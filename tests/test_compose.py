@@ -18,7 +18,7 @@ from consecution.spouts import Output
 from consecution.storage import DurableLog, consumer_positions, register_consumer
 from consecution.testing import emitted, run_local
 from consecution.topology import ComponentError, DuplicateNameError, TopologyError, UnknownSourceError
-from support import Numbers, start_cli
+from support import Numbers, run_killing, start_cli
 
 MODES = ["single", "thread", "process"]
 
@@ -503,28 +503,8 @@ def test_producer_and_consumer_killed_at_random_moments_hand_off_each_entry_exac
     n = max(1500, 400 * kills)
     env["N"] = str(n)
     commands = {"producer": command("producer", modes[0]), "consumer": command("consumer", modes[1])}
-    procs = {name: start_cli(args, tmp_path, env, f"{name}.log") for name, args in commands.items()}
-    started = dict.fromkeys(procs, time.monotonic())
-    killed = {"producer": 0, "consumer": 0}
-    rng = random.Random()
-    while any(killed[name] < kills and procs[name].poll() is None for name in procs):
-        time.sleep(rng.uniform(0.1, 0.5))
-        # a record in flight at a crash counts as an attempt (a crash loop dead-letters it):
-        # each run gets past its recovery before it can be killed again
-        ready = [name for name in procs if killed[name] < kills and procs[name].poll() is None
-                 and time.monotonic() - started[name] > 0.8]
-        if not ready:
-            continue
-        name = rng.choice(ready)
-        procs[name].send_signal(signal.SIGKILL)
-        procs[name].wait(timeout=30)
-        killed[name] += 1
-        procs[name] = start_cli(commands[name], tmp_path, env, f"{name}.log")
-        started[name] = time.monotonic()
-    for name, proc in procs.items():
-        assert proc.wait(timeout=120) == 0, logs(tmp_path)
+    killed = run_killing(commands, tmp_path, env, kills, random.Random(), timeout=120)
     assert killed["producer"] >= 1 and killed["consumer"] >= 1, killed
-    print("kills", killed)
     assert json.loads((tmp_path / "sum.json").read_text()) == {"sum": 2 * sum(range(n)), "count": n}
     log = DurableLog(str(tmp_path / "p"), readonly=True)
     try:

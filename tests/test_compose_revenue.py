@@ -5,12 +5,11 @@ to the tuple, whichever starts first and however often either is killed."""
 import json
 import os
 import random
-import signal
 import time
 
 import pytest
 
-from support import EXAMPLES, start_cli
+from support import EXAMPLES, run_killing, start_cli
 from test_scenarios import example, expected_revenue
 
 BOOKS = os.path.join(EXAMPLES, "revenue_books.py")
@@ -77,47 +76,6 @@ def test_totals_started_before_books_report_what_revenue_py_reports(mode, run_cl
     assert again.returncode == 0, again.stderr[-3000:]
     assert json.loads(report.read_text()) == composed
     assert again.stdout.splitlines()[1:] == alone.stdout.splitlines()[1:]  # only the title differs
-
-
-def run_killing(commands, cwd, env, kills, rng, timeout):
-    """Run `commands` ({name: args}) side by side; SIGKILL each `kills` times at random moments
-    (0.5 to 1.5 s after it logged `run.started`, so that a slow start does not eat the time)
-    and start it again with the same command, until every one has exited 0. Returns
-    {name: times killed}; stderr goes to `cwd/<name>.log`."""
-    logs = {name: cwd / f"{name}.log" for name in commands}
-    procs, seen, due = {}, {}, {}
-
-    def start(name):
-        procs[name] = start_cli(commands[name], cwd, env, log=logs[name].name)
-        seen[name] = logs[name].stat().st_size if logs[name].exists() else 0
-        due[name] = None
-
-    for name in commands:
-        start(name)
-    killed = dict.fromkeys(commands, 0)
-    deadline = time.monotonic() + timeout
-    try:
-        while procs:
-            assert time.monotonic() < deadline, f"still running after {timeout} s: {sorted(procs)}, killed {killed}"
-            for name, proc in list(procs.items()):
-                if proc.poll() is not None:
-                    assert proc.returncode == 0, logs[name].read_text()[-3000:]
-                    del procs[name]
-                elif killed[name] < kills and due[name] is None:
-                    with open(logs[name]) as f:
-                        f.seek(seen[name])
-                        if '"run.started"' in f.read():
-                            due[name] = time.monotonic() + rng.uniform(0.5, 1.5)
-                elif killed[name] < kills and time.monotonic() >= due[name]:
-                    proc.send_signal(signal.SIGKILL)
-                    proc.wait(timeout=30)
-                    killed[name] += 1
-                    start(name)
-            time.sleep(0.01)
-    finally:
-        for proc in procs.values():
-            proc.kill()
-    return killed
 
 
 @pytest.mark.parametrize("mode", ["single", "process"])

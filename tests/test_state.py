@@ -3,7 +3,6 @@ the trees that fail, in every mode; restored after a restart and after a worker 
 import json
 import os
 import random
-import signal
 import time
 
 import pytest
@@ -12,7 +11,7 @@ from consecution import Bolt, CodecError, IterableSpout, Topology
 from consecution.runtime import Scheduler
 from consecution.runtime.state import State
 from consecution.storage import DurableLog, TopologyMismatch
-from support import EXAMPLES, start_cli
+from support import EXAMPLES, run_killing
 from test_scenarios import example, expected_revenue
 
 
@@ -210,23 +209,12 @@ def test_revenue_killed_at_random_moments_ends_with_exact_totals_and_counts(tmp_
     seeks the spout past what the log holds, replays the pending records and restores the
     state of the last checkpoint."""
     kills = int(os.environ.get("CONSECUTION_KILLS", "6"))
-    n = max(1500, 250 * kills)
+    n = max(3000, 500 * kills)  # each run gets 0.5 to 1.5 s after it started: enough for two kills
     report = tmp_path / "report.json"
     env = {"REVENUE_PAYMENTS": str(n), "REVENUE_DELAY": "0.002", "REVENUE_REPORT": str(report)}
     args = ["run", os.path.join(EXAMPLES, "revenue.py"), "--mode", mode, "--workers", "2",
             "--log-format", "json"]
-    rng = random.Random()
-    killed = 0
-    while killed < kills:
-        proc = start_cli(args, tmp_path, env)
-        time.sleep(rng.uniform(0.3, 0.9))
-        if proc.poll() is not None:
-            break  # it got to the end before the kill
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-        killed += 1
-    final = run_cli(*args, env=env, timeout=180)
-    assert final.returncode == 0, final.stderr[-3000:]
+    killed = run_killing({"revenue": args}, tmp_path, env, kills, random.Random(), timeout=180)["revenue"]
     assert killed >= 2
     totals = json.loads(report.read_text())["totals"]
     figures = {name: {key: row["cents"] for key, row in rows.items()} for name, rows in totals.items()}
