@@ -33,6 +33,7 @@ from consecution.errors import ConsecutionError
 from consecution.storage import DurableLog, MemoryLog, Record, StateLock
 from consecution.topology import FAILURE_FIELDS, FAILURES, Component, Tuple
 
+from .chains import Chains
 from .executors import ACK, COLLECT, DELIVER, FAIL, ROOT, Outbox, SingleExecutor, ThreadExecutor
 from .logs import logger
 from .result import RunResult
@@ -144,13 +145,17 @@ class Scheduler(TreeLifecycle):
         self.outputs_closed = False    # a declared output was closed by a completed run
         self.finished = set()          # "component/index" of bolt tasks whose finish ran, in an
                                        # interrupted finish phase
-        self.fused = None
+        self.fused = None   # task id -> the task it calls directly (single mode), else None
+        if mode == "single" and fuse:
+            self.fused = [t if isinstance(t, BoltTask) and t.auto_ack else None for t in self.tasks]
+        if mode != "process":
+            bolts = {t.task_id: t for t in self.bolt_tasks_in_order}
+            self.chains = Chains(bolts, self.fused, {n: c.streams for n, c in topology.components.items()},
+                                 self.tracking, self.outputs is not None)
+            for task in self.bolt_tasks_in_order:
+                task.bind(self.chains)
         if mode == "single":
             self.executor = SingleExecutor(self)
-            if fuse:
-                self.fused = [t if isinstance(t, BoltTask) and t.auto_ack else None for t in self.tasks]
-                for task in self.bolt_tasks_in_order:
-                    task.plan(self.fused)
         elif mode == "thread":
             self.executor = ThreadExecutor(self, workers or 4)
         else:
@@ -211,12 +216,10 @@ class Scheduler(TreeLifecycle):
             fields = task.streams[stream]
             submit, fused = self.executor.submit, self.fused
             for target in targets:
-                tup = Tuple(values, stream, task.component, task.task_id, None, (), fields)
-                into = fused[target] if fused is not None else None
-                if into is not None:
-                    into.execute(tup)
+                if fused is not None and fused[target] is not None:
+                    self.chains.run(target, task.component, task.task_id, stream)(values, (), None)
                 else:
-                    submit(target, tup)
+                    submit(target, Tuple(values, stream, task.component, task.task_id, None, (), fields))
             return targets
         record = Record(self.log.new_root(), task.component, task.context.task_index, stream, values,
                         msg_id, 1, self.wall())

@@ -35,6 +35,7 @@ from consecution.errors import ConsecutionError
 from consecution.storage import decode, encode
 from consecution.topology import FAILURE_FIELDS, FAILURES, Component, Tuple
 
+from .chains import Chains
 from .core import UserCodeError
 from .executors import ACK, COLLECT, DELIVER, FAIL, ROOT, Concurrent, Outbox
 from .routing import Routing
@@ -321,9 +322,10 @@ def _build(topology, task_ids, settings, outbox):
     for task_id, task in tasks.items():
         if task.auto_ack:
             fused[task_id] = task
-    for task in tasks.values():
-        task.plan(fused)
     streams = {name: c.streams for name, c in topology.components.items()}
+    chains = Chains(tasks, fused, streams, settings["tracking"], settings["collect"])
+    for task in tasks.values():
+        task.bind(chains)
     streams[FAILURES] = {"default": FAILURE_FIELDS}
     return tasks, streams
 

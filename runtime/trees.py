@@ -88,10 +88,8 @@ class TreeLifecycle:
         self.trees[tree] = record  # before any fused processing, which may fail the tree
         submit, fused = self.executor.submit, self.fused
         for target in targets:
-            into = fused[target] if fused is not None else None
-            if into is not None:  # single mode: processed right here, depth first
-                xor ^= into.execute(Tuple(record.values, record.stream, record.spout, task.task_id, 0, roots,
-                                          fields))
+            if fused is not None and fused[target] is not None:  # single mode: run here, depth first
+                xor ^= self.chains.run(target, record.spout, task.task_id, record.stream)(record.values, roots, 0)
                 continue
             i = new_id()
             xor ^= i

@@ -1,0 +1,356 @@
+"""Compiled chains: the steps one process runs by direct calls, as generated functions.
+
+In single mode, and inside each worker process, a task whose subscriber runs in the same
+process with `auto_ack` hands it each tuple by a direct call, depth first; such a tuple needs
+no id of its own (DESIGN.md, "fused"). Instead of generic emit/execute layers per tuple,
+`Chains` writes, once per run, one Python function per task and input edge (the way
+`collections.namedtuple` and `dataclasses` build theirs) in which the task's user call, the
+checks of what it emits (declared arity, msgpack-safe values) and the calls of the fused steps
+after it are inlined:
+
+    run(values, roots, tid) -> xor
+
+`values` is the input's values, `roots` the trees it belongs to (empty when untracked).
+`tid` 0 marks a fused input (called by the step before it): `run` returns the XOR of the ids
+of the children it queued, for the caller's ack. Any other `tid` is a queued input's id (None
+when untracked): `run` acks it itself. A user error fails `roots` with the component and task
+that raised; the steps before it go on with their next tuples, as with queued deliveries.
+
+A plain function gets the values (no `Tuple` is made for it); a `Bolt` gets a `Tuple` that is
+reused for the next input of the same edge unless the bolt kept a reference to it (seen with
+`sys.getrefcount`), so a bolt may keep tuples (to ack later, or to batch them) at no risk.
+
+`Chains(..., debug=True)` or `CONSECUTION_DEBUG_CHAINS=1` prints every generated function.
+"""
+import os
+import sys
+import traceback as tb_module
+from types import GeneratorType
+
+from consecution.acker import new_id
+from consecution.storage.codec import SCALARS
+from consecution.topology import FAILURE_FIELDS, FAILURES, FunctionBolt, Tuple
+
+INLINE_DEPTH = 3  # function steps inlined into one generated function; deeper ones are called
+
+
+def describe(exc):
+    """How an error is named in logs and dead letters."""
+    return f"{type(exc).__name__}: {exc}"
+
+
+def all_scalars(values):
+    for value in values:
+        if value.__class__ not in SCALARS:
+            return False
+    return True
+
+
+class _Source:
+    """The text of one generated function and the names it refers to."""
+
+    def __init__(self):
+        self.lines = []
+        self.names = {}
+        self.count = 0
+
+    def name(self, prefix, obj):
+        if obj.__class__ in (str, int, bool, type(None)):
+            return repr(obj)  # a literal reads better, and loads faster
+        self.count += 1
+        name = f"{prefix}_{self.count}"
+        self.names[name] = obj
+        return name
+
+    def var(self, prefix):
+        self.count += 1
+        return f"{prefix}{self.count}"
+
+    def add(self, depth, text):
+        self.lines.append("    " * depth + text)
+
+
+class Chains:
+    """Builds and caches the generated `run` functions and emit paths of the bolt tasks of one
+    process. `tasks`: task id -> BoltTask (those in this process); `fused`: per task id the
+    task to call directly, or None (queued through the emitting task's sink); `streams`:
+    component -> its streams (for the fields of each input edge)."""
+
+    def __init__(self, tasks, fused, streams, tracking, collect, debug=None):
+        self.tasks = tasks
+        self.fused = fused
+        self.streams = dict(streams)
+        self.streams[FAILURES] = {"default": FAILURE_FIELDS}
+        self.tracking = tracking
+        self.collect = collect
+        self.debug = debug if debug is not None else bool(os.environ.get("CONSECUTION_DEBUG_CHAINS"))
+        self._runs = {}
+
+    def run(self, task_id, source, source_task, stream):
+        """The generated function for inputs of task `task_id` from (`source`, `source_task`,
+        `stream`)."""
+        key = (task_id, source, source_task, stream)
+        fn = self._runs.get(key)
+        if fn is None:
+            fn = self._runs[key] = self._build_run(self.tasks[task_id], source, source_task, stream)
+        return fn
+
+    def is_fused(self, task_id):
+        return self.fused is not None and self.fused[task_id] is not None
+
+    # -- generation --------------------------------------------------------------------------
+
+    def _common(self, src, task):
+        sink = task.sink
+        src.names.update(Tuple=Tuple, GeneratorType=GeneratorType, SCALARS=SCALARS, new_id=new_id,
+                         describe=describe, format_exc=tb_module.format_exc, all_scalars=all_scalars,
+                         getrefcount=sys.getrefcount, deliver=sink.deliver, ack=sink.ack, fail=sink.fail)
+        if self.collect:
+            src.names["collect"] = sink.collect
+
+    def _compile(self, src, name):
+        text = "\n".join(src.lines)
+        if self.debug:
+            print(f"# consecution chain {name}\n{text}\n", file=sys.stderr)
+        namespace = {}
+        exec(compile(text, f"<consecution chain {name}>", "exec"), src.names, namespace)
+        fn = namespace["run"] if "run" in namespace else namespace["emit"]
+        fn.__source__ = text
+        return fn
+
+    def _build_run(self, task, source, source_task, stream):
+        fields = self.streams[source][stream]
+        src = _Source()
+        self._common(src, task)
+        edge = (src.name("STREAM", stream), src.name("SOURCE", source), src.name("SOURCE_TASK", source_task),
+                src.name("FIELDS", fields))
+        if isinstance(task.obj, FunctionBolt) and type(task.obj).process is FunctionBolt.process:
+            src.add(0, "def run(values, roots, tid):")
+            src.add(1, "xor = 0")
+            self._function_step(src, 1, task, "values", edge, 0)
+            src.add(1, "if tid:")
+            src.add(2, "ack(roots, tid ^ xor)")
+            src.add(2, "return 0")
+            src.add(1, "return xor")
+        else:
+            self._bolt_run(src, task, edge)
+        return self._compile(src, f"{task.component}[{task.task_id}] <- {source}/{stream}")
+
+    def _bolt_run(self, src, task, edge):
+        """A Bolt's process: a queued input gets a Tuple of its own; a fused one the edge's
+        reused Tuple (see `_bolt_step`)."""
+        stream, source, source_task, fields = edge
+        src.names.update(task=task, process=task.obj.process)
+        src.add(0, "def run(values, roots, tid):")
+        src.add(1, "if tid:")
+        src.add(2, f"tup = Tuple(values, {stream}, {source}, {source_task}, tid, roots, {fields})")
+        src.add(2, "task.current = tup")
+        src.add(2, "try:")
+        src.add(3, "process(tup)")
+        src.add(2, "except Exception as exc:")
+        src.add(3, "task.current = None")
+        src.add(3, "task.ackval = 0")
+        src.add(3, "task.acked = False")
+        src.add(3, f"fail(roots, describe(exc), format_exc(), {src.name('COMPONENT', task.component)}, "
+                   f"{src.name('TASK', task.task_id)}, tup)")
+        src.add(3, "return 0")
+        src.add(2, "task.current = None")
+        src.add(2, "if task.acked:")
+        src.add(3, "task.acked = False")
+        if task.auto_ack:
+            src.add(2, "else:")
+            src.add(3, "ack(roots, tid ^ task.ackval)")
+            src.add(3, "task.ackval = 0")
+        src.add(2, "return 0")
+        src.add(1, "xor = 0")
+        self._bolt_step(src, 1, task, "values", edge)
+        src.add(1, "return xor")
+
+    def _bolt_step(self, src, d, task, values, edge):
+        """Inline a Bolt's process of a fused input (or an untracked one): the edge's Tuple is
+        reused unless the bolt kept a reference to it; the XOR of what it queued joins `xor`."""
+        stream, source, source_task, fields = edge
+        t, tup = src.name("task", task), src.var("tup")
+        box, process = src.name("box", [None]), src.name("process", task.obj.process)
+        fused_id = "0" if self.tracking else "None"
+        src.add(d, f"{tup} = {box}[0]")
+        src.add(d, f"if {tup} is None:")
+        src.add(d + 1, f"{tup} = {box}[0] = Tuple((), {stream}, {source}, {source_task}, {fused_id}, (), {fields})")
+        src.add(d, f"{tup}.values = {values}")
+        src.add(d, f"{tup}.roots = roots")
+        src.add(d, f"{t}.current = {tup}")
+        src.add(d, "try:")
+        src.add(d + 1, f"{process}({tup})")
+        src.add(d, "except Exception as exc:")
+        src.add(d + 1, f"{t}.current = None")
+        src.add(d + 1, f"{t}.ackval = 0")
+        src.add(d + 1, f"{t}.acked = False")
+        src.add(d + 1, f"{box}[0] = None")
+        src.add(d + 1, f"fail(roots, describe(exc), format_exc(), {src.name('COMPONENT', task.component)}, "
+                       f"{src.name('TASK', task.task_id)}, Tuple({values}, {stream}, {source}, {source_task}, None, "
+                       f"roots, {fields}))")
+        src.add(d, "else:")
+        src.add(d + 1, f"{t}.current = None")
+        src.add(d + 1, f"if getrefcount({tup}) > 3:")  # the bolt kept it: the next input gets a new one
+        src.add(d + 2, f"{box}[0] = None")
+        src.add(d + 1, f"if {t}.acked:")  # between inputs, ackval is 0 and acked False (see BoltTask)
+        src.add(d + 2, f"{t}.acked = False")
+        if task.auto_ack:
+            src.add(d + 1, f"elif {t}.ackval:")
+            src.add(d + 2, f"xor ^= {t}.ackval")
+            src.add(d + 2, f"{t}.ackval = 0")
+
+    def _function_step(self, src, d, task, args, edge, depth, single=None):
+        """Inline a plain function's call on `args` (the name of a values tuple), what it emits
+        going to its subscribers. Its errors fail `roots` as this task's. `single`: (flag, value)
+        names: when the flag is true, the function is called with that one value."""
+        stream, source, source_task, fields = edge
+        fn = src.name("fn", task.obj.fn)
+        result = src.var("r")
+        src.add(d, "try:")
+        if single is None:
+            src.add(d + 1, f"{result} = {fn}(*{args})")
+        else:
+            src.add(d + 1, f"{result} = {fn}({single[1]}) if {single[0]} else {fn}(*{args})")
+        src.add(d + 1, f"if {result} is not None:")
+        src.add(d + 2, f"if {result}.__class__ is GeneratorType:")
+        item = src.var("x")
+        src.add(d + 3, f"for {item} in {result}:")
+        self._deliver_item(src, d + 4, task, item, depth)
+        src.add(d + 2, "else:")
+        self._deliver_item(src, d + 3, task, result, depth)
+        src.add(d, "except Exception as exc:")
+        src.add(d + 1, f"fail(roots, describe(exc), format_exc(), {src.name('COMPONENT', task.component)}, "
+                       f"{src.name('TASK', task.task_id)}, Tuple({args}, {stream}, {source}, {source_task}, None, "
+                       f"roots, {fields}))")
+        if depth == 0:
+            src.add(d + 1, "return 0")
+
+    def _deliver_item(self, src, d, task, item, depth):
+        """A function's result item (a tuple, or one value) as values on its default stream."""
+        fields = task.streams["default"]
+        width = None if fields is None else len(fields)
+        values = src.var("v")
+        check = src.name("checked", _checker(task, "default"))
+        single = (src.var("one"), item) if width is None or width == 1 else None
+        src.add(d, f"if {item}.__class__ is str or {item}.__class__ in SCALARS:")
+        if single is not None:
+            src.add(d + 1, f"{values} = ({item},)")
+            src.add(d + 1, f"{single[0]} = True")
+        else:
+            src.add(d + 1, f"{values} = {check}(({item},))")  # raises the FieldError
+        src.add(d, f"elif {item}.__class__ is tuple and {_safe(item, width)}:")
+        src.add(d + 1, f"{values} = {item}")
+        if single is not None:
+            src.add(d + 1, f"{single[0]} = False")
+        src.add(d, "else:")
+        src.add(d + 1, f"{values} = {check}({item} if {item}.__class__ is tuple else ({item},))")
+        if single is not None:
+            src.add(d + 1, f"{single[0]} = False")
+        self._send(src, d, task, "default", values, depth, single)
+
+    def _send(self, src, d, task, stream, values, depth, single=None):
+        """Hand `values` (checked) emitted by `task` on `stream` to every subscriber."""
+        fields = task.streams[stream]
+        names = {"STREAM": stream, "COMPONENT": task.component, "TASK": task.task_id, "FIELDS": fields}
+        stream_n, comp_n, task_n, fields_n = (src.name(k, v) for k, v in names.items())
+        if self.collect:
+            src.add(d, f"collect({comp_n}, {stream_n}, {values})")
+        targets = task.routing.fixed.get(stream)
+        if targets is None:  # groupings that look at the values (fields, shuffle over tasks...)
+            route = src.name("route", _Router(self, task, stream))
+            src.add(d, f"xor ^= {route}({values}, roots)")
+            return
+        for target in targets:
+            into = self.fused[target] if self.fused is not None else None
+            if into is None:
+                target_n = src.name("TARGET", target)
+                src.add(d, "if roots:")
+                src.add(d + 1, "i = new_id()")
+                src.add(d + 1, "xor ^= i")
+                src.add(d + 1, f"deliver({target_n}, Tuple({values}, {stream_n}, {comp_n}, {task_n}, i, roots, "
+                               f"{fields_n}))")
+                src.add(d, "else:")
+                src.add(d + 1, f"deliver({target_n}, Tuple({values}, {stream_n}, {comp_n}, {task_n}, None, (), "
+                               f"{fields_n}))")
+            elif depth + 1 < INLINE_DEPTH and _is_function(into):
+                self._function_step(src, d, into, values, (stream_n, comp_n, task_n, fields_n), depth + 1, single)
+            elif depth + 1 < INLINE_DEPTH:
+                self._bolt_step(src, d, into, values, (stream_n, comp_n, task_n, fields_n))
+            else:
+                run = src.name("run", self.run(target, task.component, task.task_id, stream))
+                src.add(d, f"xor ^= {run}({values}, roots, 0)")
+
+    def emit(self, task):
+        """The `emit` a Bolt calls: a generated short path for the usual call (anchored to the
+        input being processed, in an auto-ack bolt), `task.general_emit` for the rest."""
+        if not task.auto_ack:
+            return task.general_emit
+        src = _Source()
+        self._common(src, task)
+        src.names.update(task=task, general=task.general_emit)
+        src.add(0, "def emit(values, stream='default', anchors=None, direct=None):")
+        src.add(1, "current = task.current")
+        src.add(1, "if anchors is None and direct is None and current is not None and not task.acked:")
+        src.add(2, "roots = current.roots")
+        for stream, fields in task.streams.items():
+            width = None if fields is None else len(fields)
+            check = src.name("checked", _checker(task, stream))
+            src.add(2, f"if stream == {src.name('STREAM', stream)}:")
+            src.add(3, "xor = 0")
+            src.add(3, f"if values.__class__ is tuple and {_safe('values', width)}:")
+            src.add(4, "v = values")
+            src.add(3, "else:")
+            src.add(4, f"v = {check}(values)")
+            self._send(src, 3, task, stream, "v", 0)
+            src.add(3, "task.ackval ^= xor")
+            targets = task.routing.fixed.get(stream)
+            src.add(3, f"return {src.name('TARGETS', targets)}" if targets is not None else "return None")
+        src.add(1, "return general(values, stream, anchors, direct)")
+        return self._compile(src, f"{task.component}[{task.task_id}].emit")
+
+
+class _Router:
+    """Delivery over a grouping that looks at the values (not compiled: one call per tuple)."""
+
+    def __init__(self, chains, task, stream):
+        self.chains, self.task, self.stream = chains, task, stream
+        self.fields = task.streams[stream]
+
+    def __call__(self, values, roots):
+        chains, task, stream = self.chains, self.task, self.stream
+        xor = 0
+        sink = task.sink
+        for target in task.routing.targets(stream, values, task.task_id):
+            if chains.is_fused(target):
+                xor ^= chains.run(target, task.component, task.task_id, stream)(values, roots, 0)
+            elif roots:
+                i = new_id()
+                xor ^= i
+                sink.deliver(target, Tuple(values, stream, task.component, task.task_id, i, roots, self.fields))
+            else:
+                sink.deliver(target, Tuple(values, stream, task.component, task.task_id, None, (), self.fields))
+        return xor
+
+
+def _is_function(task):
+    return isinstance(task.obj, FunctionBolt) and type(task.obj).process is FunctionBolt.process
+
+
+def _safe(name, width):
+    """A Python expression: the tuple `name` has `width` values (if known), all msgpack scalars."""
+    if width is None:
+        return f"all_scalars({name})"
+    if width == 0:
+        return f"len({name}) == 0"
+    checks = " and ".join(f"{name}[{i}].__class__ in SCALARS" for i in range(width))
+    return f"len({name}) == {width} and {checks}"
+
+
+def _checker(task, stream):
+    from .tasks import checked
+    component, streams = task.component, task.streams
+
+    def check(values):
+        return checked(values, component, stream, streams)
+    return check
