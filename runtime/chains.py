@@ -212,6 +212,7 @@ class Chains:
             src.add(d + 1, f"{result} = {fn}(*{args})")
         else:
             src.add(d + 1, f"{result} = {fn}({single[1]}) if {single[0]} else {fn}(*{args})")
+            args = f"(({single[1]},) if {single[0]} else {args})"  # for the error's Tuple
         src.add(d + 1, f"if {result} is not None:")
         src.add(d + 2, f"if {result}.__class__ is GeneratorType:")
         item = src.var("x")
@@ -235,7 +236,8 @@ class Chains:
         single = (src.var("one"), item) if width is None or width == 1 else None
         src.add(d, f"if {item}.__class__ is str or {item}.__class__ in SCALARS:")
         if single is not None:
-            src.add(d + 1, f"{values} = ({item},)")
+            if not self._only_functions(task, "default", depth):  # else no one needs the tuple
+                src.add(d + 1, f"{values} = ({item},)")
             src.add(d + 1, f"{single[0]} = True")
         else:
             src.add(d + 1, f"{values} = {check}(({item},))")  # raises the FieldError
@@ -248,6 +250,13 @@ class Chains:
         if single is not None:
             src.add(d + 1, f"{single[0]} = False")
         self._send(src, d, task, "default", values, depth, single)
+
+    def _only_functions(self, task, stream, depth):
+        """Whether what `task` emits on `stream` goes only to plain functions inlined here."""
+        targets = task.routing.fixed.get(stream)
+        if self.collect or not targets or self.fused is None or depth + 1 >= INLINE_DEPTH:
+            return False
+        return all(self.fused[t] is not None and _is_function(self.fused[t]) for t in targets)
 
     def _send(self, src, d, task, stream, values, depth, single=None):
         """Hand `values` (checked) emitted by `task` on `stream` to every subscriber."""

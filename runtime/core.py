@@ -145,6 +145,7 @@ class Scheduler(TreeLifecycle):
         self.outputs_closed = False    # a declared output was closed by a completed run
         self.finished = set()          # "component/index" of bolt tasks whose finish ran, in an
                                        # interrupted finish phase
+        self.start_plans = {}  # (spout, task index, stream) -> how its records start (trees.py)
         self.fused = None   # task id -> the task it calls directly (single mode), else None
         if mode == "single" and fuse:
             self.fused = [t if isinstance(t, BoltTask) and t.auto_ack else None for t in self.tasks]
@@ -211,16 +212,21 @@ class Scheduler(TreeLifecycle):
 
     def spout_emit(self, task, stream, values, msg_id):
         self.result.roots += 1
-        if not self.tracking:
-            targets = task.routing.targets(stream, values, task.task_id)
-            fields = task.streams[stream]
-            submit, fused = self.executor.submit, self.fused
-            for target in targets:
-                if fused is not None and fused[target] is not None:
-                    self.chains.run(target, task.component, task.task_id, stream)(values, (), None)
+        if not self.tracking:  # nothing logged: delivered at once
+            key = (task.component, task.context.task_index, stream)
+            plan = self.start_plans.get(key)
+            if plan is None:
+                plan = self.start_plans[key] = self._start_plan(task, stream)
+            runs = plan[2]
+            if runs is None:
+                runs = self._runs(task, stream, task.routing.targets(stream, values, task.task_id))
+            for target, run in runs:
+                if run is not None:
+                    run(values, (), None)
                 else:
-                    submit(target, Tuple(values, stream, task.component, task.task_id, None, (), fields))
-            return targets
+                    self.executor.submit(target, Tuple(values, stream, task.component, task.task_id, None, (),
+                                                       plan[1]))
+            return None
         record = Record(self.log.new_root(), task.component, task.context.task_index, stream, values,
                         msg_id, 1, self.wall())
         self.log.append(record)
@@ -429,44 +435,56 @@ class Scheduler(TreeLifecycle):
         except Exception as exc:
             raise UserCodeError(task.component, method, exc) from exc
 
-    def _pull(self):
-        """Ask each spout task that has room for one more tuple; True if any emitted."""
-        emitted = False
-        max_pending = self.max_pending
-        for task in list(self.active_spouts):
-            if max_pending is not None and self.pending(task.task_id) >= max_pending:
-                continue
-            before = self.executor.queued() + self.result.roots
-            try:
-                task.obj.next_tuple()
-            except StopIteration:
-                task.exhausted = True
-                self.active_spouts.remove(task)
-                self.logger.info("spout.exhausted", topology=self.topology.name, component=task.component,
-                         task=task.task_id)
-                emitted = True
-                continue
-            except Exception as exc:
-                raise UserCodeError(task.component, "next_tuple", exc) from exc
-            if self.executor.queued() + self.result.roots != before:
-                emitted = True
-            if task.has_position and self.tracking:
-                position = self.call_user(task, "position")
-                if position is not None:
-                    self.log.position(task.component, task.context.task_index, position)
-        return emitted
-
     def _pull_batch(self):
-        """Ask the spouts again and again until a commit's worth of records is waiting, a round
-        emits nothing, or COMMIT_INTERVAL has passed. True if anything was emitted."""
+        """Ask the spouts again and again, in rounds of one call each, until a commit's worth
+        of records is waiting, a round emits nothing, or COMMIT_INTERVAL has passed; a lone
+        spout is asked in a tight loop. A spout's position is read once after its calls, and
+        so stored in the commit that holds what they emitted. True if anything was emitted
+        (or a spout was exhausted)."""
         deadline = self.clock() + COMMIT_INTERVAL
+        result, max_pending = self.result, self.max_pending
         emitted = False
-        while self._pull():
+        while True:
+            before = result.roots
+            spouts = self.active_spouts
+            calls = COMMIT_BATCH if len(spouts) == 1 else 1
+            for task in list(spouts):
+                room = calls
+                if max_pending is not None:
+                    room = min(room, max_pending - self.pending(task.task_id))
+                if room > 0 and self._ask(task, room):
+                    emitted = True
+            if result.roots == before or self.stopping or not self.active_spouts:
+                return emitted
             emitted = True
             if (len(self.unlogged) >= COMMIT_BATCH or self.executor.queued() >= COMMIT_BATCH
-                    or not self.active_spouts or self.stopping or self.clock() >= deadline):
-                break
-        return emitted
+                    or self.clock() >= deadline):
+                return emitted
+
+    def _ask(self, task, calls):
+        """Call a spout task's next_tuple up to `calls` times, until one emits nothing; then
+        store its position. True if it was exhausted."""
+        result = self.result
+        next_tuple = task.obj.next_tuple
+        exhausted = False
+        try:
+            for _ in range(calls):
+                before = result.roots
+                next_tuple()
+                if result.roots == before or self.stopping or len(self.unlogged) >= COMMIT_BATCH:
+                    break
+        except StopIteration:
+            exhausted = task.exhausted = True
+            self.active_spouts.remove(task)
+            self.logger.info("spout.exhausted", topology=self.topology.name, component=task.component,
+                             task=task.task_id)
+        except Exception as exc:
+            raise UserCodeError(task.component, "next_tuple", exc) from exc
+        if task.has_position and self.tracking:
+            position = self.call_user(task, "position")
+            if position is not None:
+                self.log.position(task.component, task.context.task_index, position)
+        return exhausted
 
     def _flush_holders(self):
         """Every spout is exhausted and trees are still pending: bolts that hold inputs

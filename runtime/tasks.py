@@ -90,7 +90,14 @@ class SpoutTask:
         obj._emit = self.emit
 
     def emit(self, values, stream="default", msg_id=None):
-        values = checked(values, self.component, stream, self.streams)
+        fields = self.streams.get(stream, ())
+        if values.__class__ is tuple and (fields is None or len(values) == len(fields)):
+            for value in values:
+                if value.__class__ not in SCALARS:
+                    values = checked(values, self.component, stream, self.streams)
+                    break
+        else:  # converts, or raises naming the stream or the fields
+            values = checked(values, self.component, stream, self.streams)
         targets = self.sink.spout_emit(self, stream, values, msg_id)
         if self.logged_at_emit:
             self.obj.logged([msg_id])

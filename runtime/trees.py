@@ -56,8 +56,7 @@ class TreeLifecycle:
         self.held_back.clear()
         if any(task.has_logged for task in self.spout_tasks):
             self._tell_logged(unlogged)
-        for record in unlogged:
-            self._start(record)
+        self._start_all(unlogged)
 
     def _tell_logged(self, records):
         """Call `logged(msg_ids)` on each spout task that defines it, with its records of this commit."""
@@ -70,35 +69,65 @@ class TreeLifecycle:
             self.call_user(task, "logged", ids)
 
     def _start(self, record):
-        """Route a record's tuple from its origin task and start its tree. A routing error
-        (a route or custom grouping function that raises) fails the record."""
-        task = self._origin(record)
-        try:
-            targets = task.routing.targets(record.stream, record.values, task.task_id)
-        except Exception as exc:
-            self._record_failed(record, f"{type(exc).__name__}: {exc}", tb_module.format_exc(),
-                                task.component, task.task_id)
-            return ()
-        if not targets:
-            self._complete(record)
-            return targets
-        tree, xor = new_id(), 0
-        fields = task.streams[record.stream]
-        roots = (tree,)
-        self.trees[tree] = record  # before any fused processing, which may fail the tree
-        submit, fused = self.executor.submit, self.fused
-        for target in targets:
-            if fused is not None and fused[target] is not None:  # single mode: run here, depth first
-                xor ^= self.chains.run(target, record.spout, task.task_id, record.stream)(record.values, roots, 0)
+        self._start_all((record,))
+
+    def _start_all(self, records):
+        """Route each record's tuple from its origin task and start its tree: fused subscribers
+        run it here, depth first (single mode), the others get it queued with an id. A routing
+        error (a route or custom grouping function that raises) fails the record. One loop for
+        a commit's records: the usual case costs no call but the steps' own."""
+        plans, trees, acker, now = self.start_plans, self.trees, self.acker, self.now
+        submit = self.executor.submit
+        release = None if self.epochs else self.log.release
+        completed = 0
+        for record in records:
+            key = (record.spout, record.task, record.stream)
+            plan = plans.get(key)
+            if plan is None:
+                plan = plans[key] = self._start_plan(self._origin(record), record.stream)
+            task, fields, runs = plan
+            values = record.values
+            if runs is None:  # a grouping that looks at the values
+                try:
+                    targets = task.routing.targets(record.stream, values, task.task_id)
+                except Exception as exc:
+                    self._record_failed(record, f"{type(exc).__name__}: {exc}", tb_module.format_exc(),
+                                        task.component, task.task_id)
+                    continue
+                runs = self._runs(task, record.stream, targets)
+            if runs:
+                tree, xor = new_id(), 0
+                roots = (tree,)
+                trees[tree] = record  # before any fused processing, which may fail the tree
+                for target, run in runs:
+                    if run is not None:
+                        xor ^= run(values, roots, 0)
+                        continue
+                    i = new_id()
+                    xor ^= i
+                    submit(target, Tuple(values, record.stream, record.spout, task.task_id, i, roots, fields))
+                if tree not in trees:
+                    continue  # failed while it was processed
+                if xor and not acker.init(tree, xor, task.task_id, now):
+                    continue
+                del trees[tree]
+            if release is None or task.__class__ is SpoutTask and task.has_ack:
+                self._complete(record)
                 continue
-            i = new_id()
-            xor ^= i
-            submit(target, Tuple(record.values, record.stream, record.spout, task.task_id, i, roots, fields))
-        if tree not in self.trees:
-            return targets  # failed while it was processed
-        if not xor or self.acker.init(tree, xor, task.task_id, self.now):
-            self._complete(self.trees.pop(tree))
-        return targets
+            release(record.root)  # _complete, inlined
+            completed += 1
+        self.result.completed += completed
+
+    def _start_plan(self, task, stream):
+        """(task, fields, [(target, generated run or None)]) for tuples that `task` emits on
+        `stream` with no input; None in place of the list when the grouping looks at the values."""
+        targets = task.routing.fixed.get(stream)
+        return task, task.streams[stream], None if targets is None else self._runs(task, stream, targets)
+
+    def _runs(self, task, stream, targets):
+        fused = self.fused
+        return [(t, self.chains.run(t, task.component, task.task_id, stream)
+                 if fused is not None and fused[t] is not None else None) for t in targets]
 
     def _complete(self, record):
         if self.epochs:
