@@ -24,12 +24,14 @@ again begins from; the epoch is rolled back on every worker (see runtime/trees.p
 import copy
 import ctypes
 import os
+import pickle
 import signal
 import sys
 import traceback as tb_module
 
 import multiprocess
 from multiprocess.connection import wait as wait_for
+from multiprocess.reduction import ForkingPickler
 
 from consecution.errors import ConsecutionError
 from consecution.storage import decode, encode
@@ -89,7 +91,8 @@ class ProcessExecutor(Concurrent):
         parent, child = self.ctx.Pipe(duplex=True)
         ids = [t for t, w in self.placement.items() if w == k]
         lock_fd = self.core.lock.fd if self.core.lock is not None else None
-        settings = {"tracking": self.core.tracking, "collect": self.core.outputs is not None,
+        settings = {"tracking": self.core.tracking, "max_pending": self.core.max_pending,
+                    "reliability": self.core.reliability, "collect": self.core.outputs is not None,
                     "state_dir": self.core.state_dir, "lock_fd": lock_fd, "parent": os.getpid(),
                     "fork": self.start_method == "fork", "epochs": self.core.epochs,
                     "state": {t: self.committed[t] for t in ids if t in self.committed}}
@@ -101,8 +104,7 @@ class ProcessExecutor(Concurrent):
         reply = self._recv(k)
         if reply[0] == "e":
             self._stop_all()
-            _, component, phase, message, traceback = reply
-            raise UserCodeError(component, phase, RemoteError(message, traceback))
+            raise remote_error(reply[1])
 
     def start(self):
         self.committed = {t: dict(data) for t, data in self.core.initial_state.items()}
@@ -227,8 +229,7 @@ class ProcessExecutor(Concurrent):
         reply = self._recv(k)
         self._apply(reply[1])
         if reply[2] is not None:
-            component, phase, message, traceback = reply[2]
-            raise UserCodeError(component, phase, RemoteError(message, traceback))
+            raise remote_error(reply[2])
 
     def _stop_all(self):
         errors = []
@@ -239,8 +240,7 @@ class ProcessExecutor(Concurrent):
             try:
                 conn.send_bytes(encode(["s"]))
                 reply = self._recv(k)
-                for component, phase, message, traceback in reply[1]:
-                    errors.append(UserCodeError(component, phase, RemoteError(message, traceback)))
+                errors.extend(remote_error(error) for error in reply[1])
             except (WorkerDied, OSError):
                 pass
             proc.join(timeout=5)
@@ -261,15 +261,37 @@ def _as_key(key):
 
 
 class RemoteError(Exception):
-    """An exception raised in a worker process; its traceback travels as text."""
+    """An exception raised in a worker process that could not travel as itself (it does not
+    pickle): its type's name and message."""
 
-    def __init__(self, message, traceback):
-        super().__init__(message)
-        self.remote_traceback = traceback
-        self.__traceback_text = traceback
+
+class RemoteTraceback(Exception):
+    """The traceback of an exception raised in a worker process, as the worker formatted it:
+    the cause of the exception re-raised in the supervisor (as CPython's concurrent.futures
+    does), so a traceback printed there shows the user's file and line."""
+
+    def __init__(self, text):
+        super().__init__(text)
+        self.text = text
 
     def __str__(self):
-        return self.args[0]
+        return f'\n"""\n{self.text}"""'
+
+
+def remote_error(error):
+    """The UserCodeError for [component, phase, message, traceback, pickled exception] sent by
+    a worker: the worker's exception itself where it unpickles, else a RemoteError."""
+    component, phase, message, traceback, pickled = error
+    exc = None
+    if pickled is not None:
+        try:
+            exc = pickle.loads(pickled)
+        except Exception:  # noqa: BLE001 - its class may not exist here: fall back to the text
+            exc = None
+    if not isinstance(exc, BaseException):
+        exc = RemoteError(message)
+    exc.__cause__ = RemoteTraceback(traceback)
+    return UserCodeError(component, phase, exc)
 
 
 # -- the worker process ------------------------------------------------------------------------
@@ -312,7 +334,8 @@ def _build(topology, task_ids, settings, outbox):
             obj = copy.deepcopy(component.obj)
             routing = Routing(topology, component, tasks_by_component)
             context = TopologyContext(topology.name, name, index, task_id, component.parallelism,
-                                      tasks_by_component, settings["state_dir"], "process")
+                                      tasks_by_component, settings["state_dir"], "process", settings["max_pending"],
+                                      settings["reliability"])
             tasks[task_id] = task = task_class(obj)(outbox, component, task_id, obj, routing, context,
                                                     settings["tracking"], settings["collect"])
             if component.stateful:
@@ -352,7 +375,13 @@ def _encode_events(events):
 
 
 def _user_error(task, phase, exc):
-    return [task.component, phase, f"{type(exc).__name__}: {exc}", tb_module.format_exc()]
+    """What a worker sends of an error in user code outside tuple processing (see remote_error)."""
+    try:
+        pickled = ForkingPickler.dumps(exc)
+    except Exception:  # noqa: BLE001 - an exception that does not pickle travels as text
+        pickled = None
+    return [task.component, phase, f"{type(exc).__name__}: {exc}", tb_module.format_exc(),
+            bytes(pickled) if pickled is not None else None]
 
 
 def _serve(conn, topology, task_ids, settings):
@@ -362,7 +391,7 @@ def _serve(conn, topology, task_ids, settings):
         try:
             task.obj.prepare(task.context)
         except Exception as exc:
-            conn.send_bytes(encode(["e", *_user_error(task, "prepare", exc)]))
+            conn.send_bytes(encode(["e", _user_error(task, "prepare", exc)]))
             return 1
     conn.send_bytes(encode(["ready"]))
     parent = settings["parent"]

@@ -1,0 +1,110 @@
+"""Errors in user code name the user's file and line in every mode: a worker process's
+traceback travels back with its error (as CPython's concurrent.futures does), and a worker's
+TopologyContext says what single mode's says."""
+import importlib.util
+import textwrap
+
+import pytest
+
+from consecution.runtime import Scheduler, UserCodeError
+
+MODES = ["single", "thread", "process"]
+
+SOURCE = textwrap.dedent('''
+    from consecution import Bolt, Topology
+
+    class Look(Bolt):
+        fields = ("n",)
+
+        def __init__(self, phase):
+            self.phase = phase
+
+        def prepare(self, context):
+            self.context = context
+            if self.phase == "prepare":
+                raise RuntimeError("broken in prepare")  # LINE prepare
+
+        def process(self, tup):
+            if self.phase == "process":
+                raise KeyError("broken in process")  # LINE process
+            self.emit(tup.values)
+
+        def finish(self):
+            if self.phase == "finish":
+                raise ValueError("broken in finish")  # LINE finish
+
+    class Context(Bolt):
+        fields = ("fact",)
+
+        def prepare(self, context):
+            self.facts = [context.topology, context.component, context.task_index, context.task_id,
+                          context.parallelism, context.mode, context.max_pending, context.reliability,
+                          context.tasks_of("context")]
+
+        def process(self, tup):
+            pass
+
+        def finish(self):
+            self.emit((self.facts,), anchors=())
+
+    def build(phase):
+        t = Topology("errors", max_retries=0)
+        t.spout("numbers", [1, 2, 3])
+        t.bolt("look", Look(phase)).shuffle_grouping("numbers")
+        return t
+
+    def context_topology():
+        t = Topology("context", max_pending=77, reliability="confirm")
+        t.spout("numbers", [1, 2, 3])
+        t.bolt("context", Context(), parallelism=2).shuffle_grouping("numbers")
+        return t
+''')
+
+
+@pytest.fixture(scope="module")
+def module(tmp_path_factory):
+    path = tmp_path_factory.mktemp("errors") / "user_topology.py"
+    path.write_text(SOURCE)
+    spec = importlib.util.spec_from_file_location("user_topology", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod, str(path)
+
+
+def line_of(phase):
+    return next(i for i, line in enumerate(SOURCE.splitlines(), 1) if line.endswith(f"# LINE {phase}"))
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("phase", ["prepare", "finish"])
+def test_an_error_outside_processing_shows_the_users_file_and_line(module, mode, phase):
+    mod, path = module
+    with pytest.raises(UserCodeError) as info:
+        Scheduler(mod.build(phase), mode=mode, workers=1).run()
+    error = info.value
+    assert error.component == "look" and error.phase == phase
+    expected = {"prepare": "RuntimeError: broken in prepare", "finish": "ValueError: broken in finish"}[phase]
+    assert expected in str(error)
+    assert f'File "{path}", line {line_of(phase)}' in error.traceback, error.traceback
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_an_error_in_process_shows_the_users_file_and_line_in_the_dead_letter(module, mode):
+    mod, path = module
+    result = Scheduler(mod.build("process"), mode=mode, workers=1).run()
+    assert result.given_up == 3
+    for letter in result.failures:
+        assert letter.component == "look" and "KeyError" in letter.error
+        assert f'File "{path}", line {line_of("process")}' in letter.traceback, letter.traceback
+
+
+def test_a_workers_context_says_what_single_modes_says(module):
+    mod, _ = module
+    facts = {}
+    for mode in MODES:
+        result = Scheduler(mod.context_topology(), mode=mode, workers=2, collect=True).run()
+        facts[mode] = sorted(values[0] for values in result.emitted("context"))
+    first = facts["single"][0]
+    assert first[:5] == ["context", "context", 0, 1, 2] and first[6:] == [77, "confirm", [1, 2]]
+    for mode in ("thread", "process"):
+        assert facts[mode] == [[*f[:5], mode, *f[6:]] for f in facts["single"]]
