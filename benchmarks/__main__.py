@@ -44,20 +44,32 @@ def lower(word):
 
 
 class Count(Bolt):
-    """Counts words; writes its counts (JSON) to `path` when the input ends."""
+    """Counts words; each task writes its counts (JSON) to `path`.<task index> when the input ends."""
 
     def __init__(self, path):
         self.path = path
 
     def prepare(self, context):
         self.counts = collections.Counter()
+        self.index = context.task_index if context is not None else 0
 
     def process(self, tup):
         self.counts[tup[0]] += 1
 
     def finish(self):
-        with open(self.path, "w") as f:
+        with open(f"{self.path}.{self.index}", "w") as f:
             json.dump(self.counts, f)
+
+
+def read_counts(path):
+    """The counts every task of Count wrote under `path`."""
+    counts = collections.Counter()
+    folder, name = os.path.split(path)
+    for file in os.listdir(folder):
+        if file.startswith(name + "."):
+            with open(os.path.join(folder, file)) as f:
+                counts.update(json.load(f))
+    return counts
 
 
 def plain(lines):
@@ -83,19 +95,24 @@ def run_bytewax(lines):
     return collections.Counter(dict(out))
 
 
-def run_consecution(lines, reliability, mode):
+def run_consecution(lines, reliability, mode, parallelism=1):
+    """W in consecution. With parallelism 2, split and lower have two tasks each (shuffled) and
+    count two tasks behind a fields grouping on the word."""
     folder = tempfile.mkdtemp(prefix="consecution-bench-")
     try:
         path = os.path.join(folder, "counts.json")
         t = Topology("w", reliability=reliability)
         t.spout("lines", lines)
-        t.bolt("split", split).shuffle_grouping("lines")
-        t.bolt("lower", lower).shuffle_grouping("split")
-        t.bolt("count", Count(path)).shuffle_grouping("lower")
+        t.bolt("split", split, parallelism=parallelism).shuffle_grouping("lines")
+        t.bolt("lower", lower, parallelism=parallelism).shuffle_grouping("split")
+        count = t.bolt("count", Count(path), parallelism=parallelism)
+        if parallelism == 1:
+            count.shuffle_grouping("lower")
+        else:
+            count.fields_grouping("lower", "value")
         state = os.path.join(folder, "state") if reliability == "replay" else None
         Scheduler(t, mode=mode, workers=2, state_dir=state).run()
-        with open(path) as f:
-            return collections.Counter(json.load(f))
+        return read_counts(path)
     finally:
         shutil.rmtree(folder)
 

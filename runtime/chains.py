@@ -25,11 +25,14 @@ reused for the next input of the same edge unless the bolt kept a reference to i
 import os
 import sys
 import traceback as tb_module
+import zlib
 from types import GeneratorType
 
 from consecution.acker import new_id
 from consecution.storage.codec import SCALARS
 from consecution.topology import FAILURE_FIELDS, FAILURES, FunctionBolt, Tuple
+
+from .routing import stable_hash
 
 INLINE_DEPTH = 3  # function steps inlined into one generated function; deeper ones are called
 
@@ -104,7 +107,8 @@ class Chains:
         sink = task.sink
         src.names.update(Tuple=Tuple, GeneratorType=GeneratorType, SCALARS=SCALARS, new_id=new_id,
                          describe=describe, format_exc=tb_module.format_exc, all_scalars=all_scalars,
-                         getrefcount=sys.getrefcount, deliver=sink.deliver, ack=sink.ack, fail=sink.fail)
+                         getrefcount=sys.getrefcount, send=sink.send, ack=sink.ack, fail=sink.fail,
+                         crc32=zlib.crc32, stable_hash=stable_hash)
         if self.collect:
             src.names["collect"] = sink.collect
 
@@ -266,29 +270,63 @@ class Chains:
         if self.collect:
             src.add(d, f"collect({comp_n}, {stream_n}, {values})")
         targets = task.routing.fixed.get(stream)
-        if targets is None:  # groupings that look at the values (fields, shuffle over tasks...)
-            route = src.name("route", _Router(self, task, stream))
-            src.add(d, f"xor ^= {route}({values}, roots)")
+        edge = (stream_n, comp_n, task_n, fields_n)
+        if targets is None:
+            self._route(src, d, task, stream, values, edge)
             return
         for target in targets:
             into = self.fused[target] if self.fused is not None else None
             if into is None:
-                target_n = src.name("TARGET", target)
-                src.add(d, "if roots:")
-                src.add(d + 1, "i = new_id()")
-                src.add(d + 1, "xor ^= i")
-                src.add(d + 1, f"deliver({target_n}, Tuple({values}, {stream_n}, {comp_n}, {task_n}, i, roots, "
-                               f"{fields_n}))")
-                src.add(d, "else:")
-                src.add(d + 1, f"deliver({target_n}, Tuple({values}, {stream_n}, {comp_n}, {task_n}, None, (), "
-                               f"{fields_n}))")
+                self._queue(src, d, src.name("TARGET", target), values, edge)
             elif depth + 1 < INLINE_DEPTH and _is_function(into):
-                self._function_step(src, d, into, values, (stream_n, comp_n, task_n, fields_n), depth + 1, single)
+                self._function_step(src, d, into, values, edge, depth + 1, single)
             elif depth + 1 < INLINE_DEPTH:
-                self._bolt_step(src, d, into, values, (stream_n, comp_n, task_n, fields_n))
+                self._bolt_step(src, d, into, values, edge)
             else:
                 run = src.name("run", self.run(target, task.component, task.task_id, stream))
                 src.add(d, f"xor ^= {run}({values}, roots, 0)")
+
+    def _queue(self, src, d, target, values, edge):
+        """Queue `values` for task `target` (a name) through the sink, with a fresh id if tracked."""
+        stream, component, task, fields = edge
+        src.add(d, "if roots:")
+        src.add(d + 1, "i = new_id()")
+        src.add(d + 1, "xor ^= i")
+        src.add(d + 1, f"send({target}, {values}, {stream}, {component}, {task}, i, roots, {fields})")
+        src.add(d, "else:")
+        src.add(d + 1, f"send({target}, {values}, {stream}, {component}, {task}, None, (), {fields})")
+
+    def _route(self, src, d, task, stream, values, edge):
+        """Groupings that look at the values: a fields grouping (or a subscriber with one task)
+        is compiled to a hash and a table of the runs of fused targets; anything else goes
+        through `_Router`, one call per tuple."""
+        outlets = task.routing.outlets[stream]
+        if not all(o.kind == "fields" or len(o.tasks) == 1 and o.kind not in ("route", "custom") for o in outlets):
+            route = src.name("route", _Router(self, task, stream))
+            src.add(d, f"xor ^= {route}({values}, roots)")
+            return
+        for outlet in outlets:
+            runs = {t: self.run(t, task.component, task.task_id, stream) for t in outlet.tasks if self.is_fused(t)}
+            runs_n = src.name("RUNS", runs)
+            target = src.var("t")
+            if outlet.kind == "fields":
+                tasks_n = src.name("TASKS", outlet.tasks)
+                if len(outlet.positions) == 1:
+                    key = src.var("k")
+                    src.add(d, f"{key} = {values}[{outlet.positions[0]}]")
+                    src.add(d, f"{target} = {tasks_n}[(crc32({key}.encode()) if {key}.__class__ is str else "
+                               f"stable_hash(({key},))) % {len(outlet.tasks)}]")
+                else:
+                    keys = ", ".join(f"{values}[{p}]" for p in outlet.positions)
+                    src.add(d, f"{target} = {tasks_n}[stable_hash([{keys}]) % {len(outlet.tasks)}]")
+            else:
+                src.add(d, f"{target} = {outlet.tasks[0]!r}")
+            run = src.var("run")
+            src.add(d, f"{run} = {runs_n}.get({target})")
+            src.add(d, f"if {run} is not None:")
+            src.add(d + 1, f"xor ^= {run}({values}, roots, 0)")
+            src.add(d, "else:")
+            self._queue(src, d + 1, target, values, edge)
 
     def emit(self, task):
         """The `emit` a Bolt calls: a generated short path for the usual call (anchored to the
@@ -336,9 +374,9 @@ class _Router:
             elif roots:
                 i = new_id()
                 xor ^= i
-                sink.deliver(target, Tuple(values, stream, task.component, task.task_id, i, roots, self.fields))
+                sink.send(target, values, stream, task.component, task.task_id, i, roots, self.fields)
             else:
-                sink.deliver(target, Tuple(values, stream, task.component, task.task_id, None, (), self.fields))
+                sink.send(target, values, stream, task.component, task.task_id, None, (), self.fields)
         return xor
 
 

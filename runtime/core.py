@@ -162,6 +162,9 @@ class Scheduler(TreeLifecycle):
         else:
             from .process import ProcessExecutor
             self.executor = ProcessExecutor(self, workers, start_method)
+            for task in self.tasks:  # no task runs here: shuffles go to the least loaded worker
+                task.routing.localize((), self.executor.load)
+            self.failure_routing.localize((), self.executor.load)
 
     # -- building ----------------------------------------------------------------------------
 
@@ -207,8 +210,8 @@ class Scheduler(TreeLifecycle):
 
     # -- the sink: what tasks call -----------------------------------------------------------
 
-    def deliver(self, task_id, tup):
-        self.executor.submit(task_id, tup)
+    def send(self, task_id, values, stream, source, source_task, tid, roots, fields):
+        self.executor.send(task_id, values, stream, source, source_task, tid, roots, fields)
 
     def spout_emit(self, task, stream, values, msg_id):
         self.result.roots += 1
@@ -224,8 +227,7 @@ class Scheduler(TreeLifecycle):
                 if run is not None:
                     run(values, (), None)
                 else:
-                    self.executor.submit(target, Tuple(values, stream, task.component, task.task_id, None, (),
-                                                       plan[1]))
+                    self.executor.send(target, values, stream, task.component, task.task_id, None, (), plan[1])
             return None
         record = Record(self.log.new_root(), task.component, task.context.task_index, stream, values,
                         msg_id, 1, self.wall())
@@ -256,6 +258,14 @@ class Scheduler(TreeLifecycle):
         trees, acker, now = self.trees, self.acker, self.now
         for root in roots:
             if root in trees and acker.ack(root, xor, now):
+                self._complete(trees.pop(root))
+
+    def ack_each(self, acks):
+        """Acks from a worker: [root, xor, root, xor, ...]."""
+        trees, acker, now = self.trees, self.acker, self.now
+        for i in range(0, len(acks), 2):
+            root = acks[i]
+            if root in trees and acker.ack(root, acks[i + 1], now):
                 self._complete(trees.pop(root))
 
     def fail(self, roots, error, traceback, component, task_id, tup):

@@ -19,6 +19,8 @@ import collections
 import queue as queue_module
 import threading
 
+from consecution.topology import Tuple
+
 DELIVER, ACK, FAIL, ROOT, COLLECT = range(5)
 ROOM = 4096  # deliveries queued or running before the core stops asking spouts for more
 
@@ -30,8 +32,8 @@ class Outbox:
     def __init__(self):
         self.events = []
 
-    def deliver(self, task_id, tup):
-        self.events.append((DELIVER, task_id, tup))
+    def send(self, task_id, values, stream, source, source_task, tid, roots, fields):
+        self.events.append((DELIVER, task_id, Tuple(values, stream, source, source_task, tid, roots, fields)))
 
     def ack(self, roots, xor):
         self.events.append((ACK, roots, xor))
@@ -81,6 +83,9 @@ class SingleExecutor(LocalState):
 
     def submit(self, task_id, tup):
         self.queue.append((self.core.tasks[task_id], tup))
+
+    def send(self, task_id, values, stream, source, source_task, tid, roots, fields):
+        self.queue.append((self.core.tasks[task_id], Tuple(values, stream, source, source_task, tid, roots, fields)))
 
     def busy(self):
         return bool(self.queue)
@@ -159,6 +164,9 @@ class ThreadExecutor(LocalState, Concurrent):
             self.threads.append(thread)
         for task in self.core.bolt_tasks_in_order:
             self.call(task, "prepare", task.context)
+
+    def send(self, task_id, values, stream, source, source_task, tid, roots, fields):
+        self.submit(task_id, Tuple(values, stream, source, source_task, tid, roots, fields))
 
     def submit(self, task_id, tup):
         self.outstanding += 1

@@ -1,50 +1,42 @@
 """Process mode: bolt tasks on worker processes (`multiprocess`, so classes from the topology
-module, closures and lambdas work under fork and spawn).
+module, closures and lambdas work under fork and spawn). This module is the supervisor's side;
+runtime/worker.py is the worker's.
 
-    supervisor (the core)                              worker k: task i of each bolt, i % N == k
-    spouts -> log -> acker -> submit(task, tup)
-        -> pending[k] --("t", [deliveries])--frame-->  for each: tasks[id].execute(tup)
-                                                        emits, acks, fails -> one Outbox
-        apply(events) <---------("r", n, [events])---   one reply per frame
-    lifecycle: ("c", task, method) -> ("k", events, error);  stop: ("s",) -> ("bye", errors)
-    state (only when nothing is in flight): ("p",) -> ("p", [[task, changes]]);  ("u",) -> ("u",)
+    supervisor (spouts, log, acker)                     worker k: task i of each bolt, i % N == k
+    send(task, values, ...) -> pending[k]
+        --("t", [deliveries], [blobs])--frame-->        each runs its task's generated chain
+        <--("r", n, events, acks, forwards)--           one reply per frame
+    events (failures, roots, collected) applied in order, then the acks XORed per root;
+    forwards: deliveries for tasks of worker j, one msgpack blob each, queued for j undecoded
 
-Frames are msgpack; deliveries are [task, values, stream, source, source task, id, roots].
-At most two frames per worker are in flight, so a slow worker holds back only its own
-tasks. Spouts, acker and log stay in the supervisor. Workers never hold the state
-directory's lock (closed after fork), ignore SIGINT/SIGTERM (the supervisor stops them),
-and die with the supervisor (PR_SET_PDEATHSIG, and a check of their parent). A worker that
-dies is started again, its tasks prepared again, and every pending tree is failed at once
-and replayed (at least once: a tree that was not on the dead worker is replayed too).
+At most two frames per worker are in flight, so a slow worker holds back only its own tasks,
+and the work queued for a worker (`load`) steers shuffle groupings away from it (see
+`Routing.localize`). Spouts, acker and log stay in the supervisor. A worker that dies is
+started again, its tasks prepared again, and every pending tree is failed at once and replayed
+(at least once: a tree that was not on the dead worker is replayed too).
 
 Stateful bolt tasks keep their `State` in their worker. The supervisor keeps a copy of each one
 as of the last checkpoint (the changes workers hand over at checkpoints), which a worker started
 again begins from; the epoch is rolled back on every worker (see runtime/trees.py).
 """
 import copy
-import ctypes
 import os
 import pickle
-import signal
-import sys
-import traceback as tb_module
 
 import multiprocess
 from multiprocess.connection import wait as wait_for
-from multiprocess.reduction import ForkingPickler
 
 from consecution.errors import ConsecutionError
 from consecution.storage import decode, encode
-from consecution.topology import FAILURE_FIELDS, FAILURES, Component, Tuple
+from consecution.topology import Component, Tuple
 
-from .chains import Chains
 from .core import UserCodeError
-from .executors import ACK, COLLECT, DELIVER, FAIL, ROOT, Concurrent, Outbox
-from .routing import Routing
-from .state import apply_changes, state_for, state_where
-from .tasks import TopologyContext, assign_tasks, task_class
+from .executors import Concurrent
+from .state import apply_changes
+from .worker import COLLECT, FAIL, ROOT, worker_main
 
-FRAME = 256       # deliveries per frame, at most
+FRAME = 256       # deliveries per frame, at most (forwarded blobs come on top, up to FORWARD)
+FORWARD = 4096    # forwarded deliveries per frame, at most
 IN_FLIGHT = 2     # frames per worker sent and not yet answered
 
 
@@ -78,8 +70,10 @@ class ProcessExecutor(Concurrent):
         self.placement = {t.task_id: t.context.task_index % self.n for t in bolts}
         self.procs = [None] * self.n
         self.conns = [None] * self.n
-        self.pending = [[] for _ in range(self.n)]
-        self.sent = [[] for _ in range(self.n)]  # per worker: deliveries in each frame in flight
+        self.pending = [[] for _ in range(self.n)]    # per worker: deliveries to send
+        self.forwarded = [[] for _ in range(self.n)]  # per worker: [count, blob] other workers sent it
+        self.sent = [[] for _ in range(self.n)]       # per worker: deliveries in each frame in flight
+        self.loads = [0] * self.n                     # per worker: deliveries queued or in flight
         self.outstanding = 0
         self.view = bolts_only(core.topology)
         self.restarts = 0
@@ -91,7 +85,7 @@ class ProcessExecutor(Concurrent):
         parent, child = self.ctx.Pipe(duplex=True)
         ids = [t for t, w in self.placement.items() if w == k]
         lock_fd = self.core.lock.fd if self.core.lock is not None else None
-        settings = {"tracking": self.core.tracking, "max_pending": self.core.max_pending,
+        settings = {"tracking": self.core.tracking, "placement": self.placement, "max_pending": self.core.max_pending,
                     "reliability": self.core.reliability, "collect": self.core.outputs is not None,
                     "state_dir": self.core.state_dir, "lock_fd": lock_fd, "parent": os.getpid(),
                     "fork": self.start_method == "fork", "epochs": self.core.epochs,
@@ -143,9 +137,10 @@ class ProcessExecutor(Concurrent):
         proc = self.procs[k]
         proc.join(timeout=1)
         code = proc.exitcode
-        lost = sum(self.sent[k]) + len(self.pending[k])
+        lost = self.loads[k]
         self.outstanding -= lost
-        self.sent[k], self.pending[k] = [], []
+        self.loads[k] = 0
+        self.sent[k], self.pending[k], self.forwarded[k] = [], [], []
         try:
             self.conns[k].close()
         except OSError:
@@ -158,23 +153,36 @@ class ProcessExecutor(Concurrent):
 
     # -- the executor protocol ---------------------------------------------------------------
 
-    def submit(self, task_id, tup):
-        self.pending[self.placement[task_id]].append(
-            [task_id, list(tup.values), tup.stream, tup.source, tup.task, tup.id, list(tup.roots)])
+    def send(self, task_id, values, stream, source, source_task, tid, roots, fields):
+        k = self.placement[task_id]
+        self.pending[k].append((task_id, values, stream, source, source_task, tid, roots))
+        self.loads[k] += 1
         self.outstanding += 1
+
+    def submit(self, task_id, tup):
+        self.send(task_id, tup.values, tup.stream, tup.source, tup.task, tup.id, tup.roots, None)
+
+    def load(self, task_id):
+        """Deliveries queued for the worker of `task_id` or in flight there."""
+        return self.loads[self.placement[task_id]]
 
     def _send(self):
         for k in range(self.n):
-            pending = self.pending[k]
-            while pending and len(self.sent[k]) < IN_FLIGHT:
+            while (self.pending[k] or self.forwarded[k]) and len(self.sent[k]) < IN_FLIGHT:
+                pending, forwarded = self.pending[k], self.forwarded[k]
                 batch, self.pending[k] = pending[:FRAME], pending[FRAME:]
-                pending = self.pending[k]
+                blobs, count = [], 0
+                while forwarded and count < FORWARD:
+                    blob = forwarded.pop(0)
+                    blobs.append(blob)
+                    count += blob[0]
                 try:
-                    self.conns[k].send_bytes(encode(["t", batch]))
+                    self.conns[k].send_bytes(encode(["t", batch, blobs]))
                 except (BrokenPipeError, OSError):
-                    self.pending[k] = batch + pending
+                    self.pending[k] = batch + self.pending[k]
+                    self.forwarded[k] = blobs + forwarded
                     break
-                self.sent[k].append(len(batch))
+                self.sent[k].append(len(batch) + count)
 
     def run_some(self):
         self._send()
@@ -203,33 +211,37 @@ class ProcessExecutor(Concurrent):
                 return
             self.sent[k].pop(0)
             self.outstanding -= reply[1]
-            self._apply(reply[2])
+            self.loads[k] -= reply[1]
+            self._apply(*reply[2:5])
 
-    def _apply(self, events):
+    def _apply(self, events, acks, forwards):
+        """A worker's reply: its events in order, then its acks (after the failures: see
+        `WorkerSink.ack`), then the deliveries it has for other workers."""
         core = self.core
         for event in events:
             kind = event[0]
-            if kind == DELIVER:
-                self.pending[self.placement[event[1]]].append(event[1:])
-                self.outstanding += 1
-            elif kind == ACK:
-                core.ack(event[1], event[2])
-            elif kind == FAIL:
+            if kind == FAIL:
                 _, roots, error, traceback, component, task_id, values, stream, source, source_task = event
                 tup = Tuple(tuple(values), stream, source, source_task, None, (), None)
                 core.fail(roots, error, traceback, component, task_id, tup)
             elif kind == ROOT:
-                core.new_root(*event[1:])
+                core.new_root(event[1], event[2], event[3], tuple(event[4]))
             elif kind == COLLECT:
                 core.collect(event[1], event[2], tuple(event[3]))
+        if acks:
+            core.ack_each(acks)
+        for k, count, blob in forwards:
+            self.forwarded[k].append((count, blob))
+            self.loads[k] += count
+            self.outstanding += count
 
     def call(self, task, method, *args):
         k = self.placement[task.task_id]
         self.conns[k].send_bytes(encode(["c", task.task_id, method]))
         reply = self._recv(k)
-        self._apply(reply[1])
-        if reply[2] is not None:
-            raise remote_error(reply[2])
+        self._apply(*reply[1:4])
+        if reply[4] is not None:
+            raise remote_error(reply[4])
 
     def _stop_all(self):
         errors = []
@@ -292,145 +304,3 @@ def remote_error(error):
         exc = RemoteError(message)
     exc.__cause__ = RemoteTraceback(traceback)
     return UserCodeError(component, phase, exc)
-
-
-# -- the worker process ------------------------------------------------------------------------
-
-def _die_with_parent(parent):
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        except OSError:
-            pass
-    if os.getppid() != parent:
-        os._exit(1)
-
-
-def worker_main(conn, topology, task_ids, settings):
-    """Build the tasks `task_ids`, prepare them, then serve frames until told to stop."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    if settings["fork"] and settings["lock_fd"] is not None:
-        try:
-            os.close(settings["lock_fd"])
-        except OSError:
-            pass
-    _die_with_parent(settings["parent"])
-    try:
-        code = _serve(conn, topology, task_ids, settings)
-    except (EOFError, OSError):
-        code = 1
-    os._exit(code)
-
-
-def _build(topology, task_ids, settings, outbox):
-    tasks_by_component = assign_tasks(topology)
-    tasks = {}
-    for name in tasks_by_component:
-        component = topology.components[name]
-        for index, task_id in enumerate(tasks_by_component[name]):
-            if task_id not in task_ids:
-                continue
-            obj = copy.deepcopy(component.obj)
-            routing = Routing(topology, component, tasks_by_component)
-            context = TopologyContext(topology.name, name, index, task_id, component.parallelism,
-                                      tasks_by_component, settings["state_dir"], "process", settings["max_pending"],
-                                      settings["reliability"])
-            tasks[task_id] = task = task_class(obj)(outbox, component, task_id, obj, routing, context,
-                                                    settings["tracking"], settings["collect"])
-            if component.stateful:
-                obj.state = state_for(obj, settings["state"].get(task_id), state_where(task), settings["epochs"])
-    # deliveries between tasks of this worker are direct calls, as in single mode
-    fused = [None] * sum(len(ids) for ids in tasks_by_component.values())
-    for task_id, task in tasks.items():
-        if task.auto_ack:
-            fused[task_id] = task
-    streams = {name: c.streams for name, c in topology.components.items()}
-    chains = Chains(tasks, fused, streams, settings["tracking"], settings["collect"])
-    for task in tasks.values():
-        task.bind(chains)
-    streams[FAILURES] = {"default": FAILURE_FIELDS}
-    return tasks, streams
-
-
-def _encode_events(events):
-    out = []
-    for event in events:
-        kind = event[0]
-        if kind == DELIVER:
-            tup = event[2]
-            out.append([DELIVER, event[1], list(tup.values), tup.stream, tup.source, tup.task, tup.id,
-                        list(tup.roots)])
-        elif kind == FAIL:
-            _, roots, error, traceback, component, task_id, tup = event
-            out.append([FAIL, list(roots), error, traceback, component, task_id, list(tup.values), tup.stream,
-                        tup.source, tup.task])
-        elif kind == ACK:
-            out.append([ACK, list(event[1]), event[2]])
-        elif kind == ROOT:
-            out.append([ROOT, event[1], event[2], event[3], list(event[4])])
-        else:
-            out.append([COLLECT, event[1], event[2], list(event[3])])
-    return out
-
-
-def _user_error(task, phase, exc):
-    """What a worker sends of an error in user code outside tuple processing (see remote_error)."""
-    try:
-        pickled = ForkingPickler.dumps(exc)
-    except Exception:  # noqa: BLE001 - an exception that does not pickle travels as text
-        pickled = None
-    return [task.component, phase, f"{type(exc).__name__}: {exc}", tb_module.format_exc(),
-            bytes(pickled) if pickled is not None else None]
-
-
-def _serve(conn, topology, task_ids, settings):
-    outbox = Outbox()
-    tasks, streams = _build(topology, set(task_ids), settings, outbox)
-    for task in tasks.values():
-        try:
-            task.obj.prepare(task.context)
-        except Exception as exc:
-            conn.send_bytes(encode(["e", _user_error(task, "prepare", exc)]))
-            return 1
-    conn.send_bytes(encode(["ready"]))
-    parent = settings["parent"]
-    stateful = {name for name, c in topology.components.items() if c.stateful}
-    while True:
-        if not conn.poll(1.0):
-            if os.getppid() != parent:
-                return 1
-            continue
-        message = decode(conn.recv_bytes())
-        kind = message[0]
-        if kind == "t":
-            for task_id, values, stream, source, source_task, tid, roots in message[1]:
-                fields = streams[source][stream] if source in streams else None
-                tasks[task_id].execute(Tuple(tuple(values), stream, source, source_task, tid, tuple(roots),
-                                             fields))
-            conn.send_bytes(encode(["r", len(message[1]), _encode_events(outbox.take())]))
-        elif kind == "c":
-            task = tasks[message[1]]
-            error = None
-            try:
-                getattr(task.obj, message[2])()
-            except Exception as exc:
-                error = _user_error(task, message[2], exc)
-            conn.send_bytes(encode(["k", _encode_events(outbox.take()), error]))
-        elif kind == "p":
-            conn.send_bytes(encode(["p", [[t, task.obj.state.changes()] for t, task in tasks.items()
-                                          if task.context.component in stateful]]))
-        elif kind == "u":
-            for task in tasks.values():
-                if task.context.component in stateful:
-                    task.obj.state.rollback()
-            conn.send_bytes(encode(["u"]))
-        elif kind == "s":
-            errors = []
-            for task in tasks.values():
-                try:
-                    task.obj.cleanup()
-                except Exception as exc:
-                    errors.append(_user_error(task, "cleanup", exc))
-            conn.send_bytes(encode(["bye", errors]))
-            return 0

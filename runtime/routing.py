@@ -25,7 +25,9 @@ def stable_hash(values):
 class Outlet:
     """One subscription of one bolt to one stream, compiled."""
 
-    __slots__ = ("kind", "bolt", "tasks", "positions", "fn", "_next")
+    __slots__ = ("kind", "bolt", "tasks", "positions", "fn", "_next", "load")
+
+    SHUFFLES = ("shuffle", "local_or_shuffle", "none", "failure")  # any task will do
 
     def __init__(self, grouping, bolt, tasks, fields):
         self.kind = grouping.kind
@@ -36,6 +38,7 @@ class Outlet:
         if self.kind == "fields":
             self.positions = tuple(fields.index[f] for f in grouping.fields) if fields is not None else (0,)
         self._next = 0
+        self.load = None  # task id -> work queued for it: shuffles pick the least loaded task
 
     def choose(self, values, tup, choices):
         """The task ids for one tuple. `tup` is a callable that makes the Tuple on demand;
@@ -46,6 +49,14 @@ class Outlet:
                 return tasks
             i = self._next
             self._next = (i + 1) % len(tasks)
+            if self.load is not None:  # the least loaded task, the round robin's turn first on a tie
+                load = self.load
+                pick = tasks[i]
+                least = load(pick)
+                for task in tasks:
+                    if load(task) < least:
+                        pick, least = task, load(task)
+                return (pick,)
             return (tasks[i],)
         if kind == "fields":
             key = [values[p] for p in self.positions]
@@ -95,11 +106,31 @@ class Routing:
                     continue
                 outlets.append(Outlet(grouping, bolt.name, tasks, fields))
             self.outlets[stream] = tuple(outlets)
-        # streams whose subscribers each have one task and no function to ask: a constant answer
+        self._fix()
+
+    def _fix(self):
+        """Find the streams whose subscribers each have one task and no function to ask: their
+        targets are a constant answer."""
         self.fixed = {}
         for stream, outlets in self.outlets.items():
             if all(len(o.tasks) == 1 and o.kind not in ("route", "custom") for o in outlets):
                 self.fixed[stream] = tuple(o.tasks[0] for o in outlets)
+
+    def localize(self, local, load=None):
+        """Process mode: shuffle groupings send to the subscriber's tasks in this process when
+        it has some (as Storm's local-or-shuffle and load-aware shuffle do: a direct call
+        instead of a frame to another process); where it has none, to the task with the least
+        work queued (`load(task id)`), so a busy worker gets less."""
+        for outlets in self.outlets.values():
+            for outlet in outlets:
+                if outlet.kind not in Outlet.SHUFFLES or len(outlet.tasks) == 1:
+                    continue
+                mine = tuple(t for t in outlet.tasks if t in local)
+                if mine:
+                    outlet.tasks = mine
+                else:
+                    outlet.load = load
+        self._fix()
 
     def targets(self, stream, values, task=None, direct=None):
         """The task ids of every subscriber that gets `values` emitted on `stream`."""

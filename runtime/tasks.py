@@ -6,7 +6,8 @@ and thread mode; a worker's channel to it in process mode. It offers:
 
     sink.spout_emit(task, stream, values, msg_id)   a spout tuple: log it, start its tree
     sink.emit_root(task, stream, values)            a bolt emit with no input to anchor to
-    sink.deliver(task_id, tup)                      queue a tuple for a bolt task
+    sink.send(task_id, values, stream, source, source task, id, roots, fields)
+                                                    queue a tuple for a bolt task
     sink.ack(roots, xor)                            XOR `xor` into each tree of `roots`
     sink.fail(roots, error, traceback, component, task)
     sink.collect(component, stream, values)         only when the run collects outputs
@@ -181,9 +182,9 @@ class BoltTask:
             elif roots:
                 i = new_id()
                 xor ^= i
-                self.sink.deliver(target, Tuple(values, stream, component, task_id, i, roots, fields))
+                self.sink.send(target, values, stream, component, task_id, i, roots, fields)
             else:
-                self.sink.deliver(target, Tuple(values, stream, component, task_id, None, (), fields))
+                self.sink.send(target, values, stream, component, task_id, None, (), fields)
         if fast:
             self.ackval ^= xor
         elif xor and roots:

@@ -77,7 +77,7 @@ class TreeLifecycle:
         error (a route or custom grouping function that raises) fails the record. One loop for
         a commit's records: the usual case costs no call but the steps' own."""
         plans, trees, acker, now = self.start_plans, self.trees, self.acker, self.now
-        submit = self.executor.submit
+        send = self.executor.send
         release = None if self.epochs else self.log.release
         completed = 0
         for record in records:
@@ -105,7 +105,7 @@ class TreeLifecycle:
                         continue
                     i = new_id()
                     xor ^= i
-                    submit(target, Tuple(values, record.stream, record.spout, task.task_id, i, roots, fields))
+                    send(target, values, record.stream, record.spout, task.task_id, i, roots, fields)
                 if tree not in trees:
                     continue  # failed while it was processed
                 if xor and not acker.init(tree, xor, task.task_id, now):

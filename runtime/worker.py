@@ -1,0 +1,207 @@
+"""A worker process of process mode: its bolt tasks, and the frames it serves.
+
+    supervisor --("t", [deliveries], [forwarded blobs])--> worker k
+        each delivery runs its task's generated function (runtime/chains.py); tasks of this
+        worker call each other directly; what goes to another worker's task is gathered per
+        worker into one msgpack blob, which the supervisor forwards without decoding it
+    worker k --("r", n, [events], [root, xor, ...], [[worker, count, blob], ...])--> supervisor
+        events: failures, roots emitted with no input, collected tuples, in order; acks XORed
+        per root over the whole frame (failures are applied first: see `WorkerSink.ack`)
+    lifecycle ("c", task, method) -> ("k", reply..., error); state ("p",) and ("u",); stop ("s",)
+
+A delivery is [task, values, stream, source, source task, id, roots]. Workers ignore SIGINT and
+SIGTERM (the supervisor stops them), never hold the state directory's lock (closed after
+fork) and die with the supervisor (PR_SET_PDEATHSIG, and a check of their parent).
+"""
+import copy
+import ctypes
+import os
+import signal
+import sys
+import traceback as tb_module
+
+from multiprocess.reduction import ForkingPickler
+
+from consecution.storage import decode, encode
+
+from .chains import Chains
+from .routing import Routing
+from .state import state_for, state_where
+from .tasks import BoltTask, TopologyContext, assign_tasks
+
+FAIL, ROOT, COLLECT = "f", "o", "c"
+
+
+class WorkerSink:
+    """What the tasks of one worker did while it served one frame, gathered for the reply."""
+
+    def __init__(self, placement):
+        self.placement = placement  # task id -> worker
+        self.forward = {}           # worker -> [deliveries]
+        self.acks = {}              # root -> XOR of what was acked in it
+        self.events = []
+
+    def send(self, task_id, values, stream, source, source_task, tid, roots, fields):
+        k = self.placement[task_id]
+        out = self.forward.get(k)
+        if out is None:
+            out = self.forward[k] = []
+        out.append((task_id, values, stream, source, source_task, tid, roots))
+
+    def ack(self, roots, xor):
+        # XOR is commutative: acks may be combined and applied after the frame's failures. A
+        # failure must come first: a tree whose fused step failed is acked by the step before
+        # it, and that ack must not complete it.
+        acks = self.acks
+        for root in roots:
+            acks[root] = acks.get(root, 0) ^ xor
+
+    def fail(self, roots, error, traceback, component, task_id, tup):
+        self.events.append((FAIL, roots, error, traceback, component, task_id, tup.values, tup.stream, tup.source,
+                            tup.task))
+
+    def emit_root(self, task, stream, values, direct):
+        if direct is not None:
+            from .routing import RoutingError
+            raise RoutingError(f"component {task.component!r}: emit_direct needs an input to anchor to; "
+                               "it cannot be used from finish, flush or prepare")
+        self.events.append((ROOT, task.component, task.context.task_index, stream, values))
+
+    def collect(self, component, stream, values):
+        self.events.append((COLLECT, component, stream, values))
+
+    def take(self):
+        """[events, acks, forwards] for the reply, and start afresh."""
+        acks = []
+        for root, xor in self.acks.items():
+            if xor:
+                acks += (root, xor)
+        forwards = [[k, len(out), encode(out)] for k, out in self.forward.items()]
+        reply = [self.events, acks, forwards]
+        self.events, self.acks, self.forward = [], {}, {}
+        return reply
+
+
+def _die_with_parent(parent):
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def worker_main(conn, topology, task_ids, settings):
+    """Build the tasks `task_ids`, prepare them, then serve frames until told to stop."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if settings["fork"] and settings["lock_fd"] is not None:
+        try:
+            os.close(settings["lock_fd"])
+        except OSError:
+            pass
+    _die_with_parent(settings["parent"])
+    try:
+        code = _serve(conn, topology, task_ids, settings)
+    except (EOFError, OSError):
+        code = 1
+    os._exit(code)
+
+
+def _build(topology, task_ids, settings, sink):
+    """The worker's tasks, bound to generated chains in which its tasks call each other."""
+    tasks_by_component = assign_tasks(topology)
+    tasks = {}
+    for name in tasks_by_component:
+        component = topology.components[name]
+        for index, task_id in enumerate(tasks_by_component[name]):
+            if task_id not in task_ids:
+                continue
+            obj = copy.deepcopy(component.obj)
+            routing = Routing(topology, component, tasks_by_component)
+            routing.localize(task_ids)
+            context = TopologyContext(topology.name, name, index, task_id, component.parallelism,
+                                      tasks_by_component, settings["state_dir"], "process", settings["max_pending"],
+                                      settings["reliability"])
+            tasks[task_id] = task = BoltTask(sink, component, task_id, obj, routing, context,
+                                             settings["tracking"], settings["collect"])
+            if component.stateful:
+                obj.state = state_for(obj, settings["state"].get(task_id), state_where(task), settings["epochs"])
+    fused = [None] * sum(len(ids) for ids in tasks_by_component.values())
+    for task_id, task in tasks.items():
+        if task.auto_ack:
+            fused[task_id] = task
+    chains = Chains(tasks, fused, {name: c.streams for name, c in topology.components.items()},
+                    settings["tracking"], settings["collect"])
+    for task in tasks.values():
+        task.bind(chains)
+    return tasks, chains
+
+
+def user_error(task, phase, exc):
+    """What a worker sends of an error in user code outside tuple processing: [component,
+    phase, message, traceback, the pickled exception or None] (see process.remote_error)."""
+    try:
+        pickled = bytes(ForkingPickler.dumps(exc))
+    except Exception:  # noqa: BLE001 - an exception that does not pickle travels as text
+        pickled = None
+    return [task.component, phase, f"{type(exc).__name__}: {exc}", tb_module.format_exc(), pickled]
+
+
+def _run_all(deliveries, run_of):
+    for task_id, values, stream, source, source_task, tid, roots in deliveries:
+        run_of(task_id, source, source_task, stream)(tuple(values), tuple(roots), tid)
+
+
+def _serve(conn, topology, task_ids, settings):
+    sink = WorkerSink(settings["placement"])
+    tasks, chains = _build(topology, set(task_ids), settings, sink)
+    for task in tasks.values():
+        try:
+            task.obj.prepare(task.context)
+        except Exception as exc:
+            conn.send_bytes(encode(["e", user_error(task, "prepare", exc)]))
+            return 1
+    conn.send_bytes(encode(["ready"]))
+    parent = settings["parent"]
+    stateful = [t for t in tasks.values() if topology.components[t.component].stateful]
+    run_of = chains.run
+    while True:
+        if not conn.poll(1.0):
+            if os.getppid() != parent:
+                return 1
+            continue
+        message = decode(conn.recv_bytes())
+        kind = message[0]
+        if kind == "t":
+            _run_all(message[1], run_of)
+            n = len(message[1])
+            for count, blob in message[2]:
+                _run_all(decode(blob), run_of)
+                n += count
+            conn.send_bytes(encode(["r", n, *sink.take()]))
+        elif kind == "c":
+            task = tasks[message[1]]
+            error = None
+            try:
+                getattr(task.obj, message[2])()
+            except Exception as exc:
+                error = user_error(task, message[2], exc)
+            conn.send_bytes(encode(["k", *sink.take(), error]))
+        elif kind == "p":
+            conn.send_bytes(encode(["p", [[t.task_id, t.obj.state.changes()] for t in stateful]]))
+        elif kind == "u":
+            for task in stateful:
+                task.obj.state.rollback()
+            conn.send_bytes(encode(["u"]))
+        elif kind == "s":
+            errors = []
+            for task in tasks.values():
+                try:
+                    task.obj.cleanup()
+                except Exception as exc:
+                    errors.append(user_error(task, "cleanup", exc))
+            conn.send_bytes(encode(["bye", errors]))
+            return 0
+
