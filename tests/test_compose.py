@@ -17,7 +17,8 @@ from consecution.runtime import Scheduler, UserCodeError
 from consecution.spouts import Output
 from consecution.storage import DurableLog, consumer_positions, register_consumer
 from consecution.testing import emitted, run_local
-from consecution.topology import ComponentError, DuplicateNameError, TopologyError, UnknownSourceError
+from consecution.topology import (ComponentError, DuplicateNameError, FieldError, FieldsNotKnown, TopologyError,
+                                  UnknownSourceError)
 from support import Numbers, run_killing, start_cli
 
 MODES = ["single", "thread", "process"]
@@ -339,8 +340,9 @@ def test_a_consumer_without_a_kept_position_reads_from_the_start_and_does_not_re
 def test_a_consumer_that_cannot_open_the_producer_s_log_says_so_and_keeps_trying(tmp_path, capfd):
     (tmp_path / "p" / "log").mkdir(parents=True)
     (tmp_path / "p" / "log" / "data.mdb").write_bytes(b"not an LMDB file" * 512)
+    spout = Output(str(tmp_path / "p"), "doubled")  # declaring opens nothing
     with pytest.raises(ComponentError, match="Output.*cannot open the log.*not an LMDB file"):
-        Output(str(tmp_path / "p"), "doubled")  # without fields: at once
+        Scheduler(Topology("c", component(spout, name="doubled") | Sum(str(tmp_path / "sum.json"))))
     t = Topology("c", component(Output(str(tmp_path / "p"), "doubled", fields=("value",)), name="doubled")
                  | Sum(str(tmp_path / "sum.json")))
     scheduler = Scheduler(t, state_dir=str(tmp_path / "c"))
@@ -350,15 +352,22 @@ def test_a_consumer_that_cannot_open_the_producer_s_log_says_so_and_keeps_trying
     assert err.count("output.unreadable") == 1 and "cannot open the log" in err
 
 
-def test_an_output_spout_needs_fields_before_the_producer_ran_and_checks_them_after(tmp_path):
-    with pytest.raises(ComponentError, match="has not run there yet.*fields="):
-        Output(str(tmp_path / "p"), "doubled")
+def test_an_output_spout_reads_its_fields_when_resolved_and_checks_given_ones(tmp_path):
+    spout = Output(str(tmp_path / "p"), "doubled")
+    assert spout.fields is None
+    with pytest.raises(FieldsNotKnown, match="the producer has not run in .*/p yet") as raised:
+        spout.resolve_fields()
+    assert raised.value.event == "output.waiting"
+    assert raised.value.details == {"state_dir": str(tmp_path / "p"), "output": "doubled", "producer": None,
+                                    "outputs": []}
+    assert Output(str(tmp_path / "p"), "doubled", fields=("value",)).resolve_fields() == ("value",)
     produce(tmp_path / "p", 3)
-    assert Output(str(tmp_path / "p"), "doubled").fields == ("value",)
-    with pytest.raises(ComponentError, match="differ from the output's"):
-        Output(str(tmp_path / "p"), "doubled", fields=("a", "b"))
-    with pytest.raises(ComponentError, match="declares no output 'dubled' \\(it has: doubled\\)"):
-        Output(str(tmp_path / "p"), "dubled")
+    assert spout.resolve_fields() == ("value",) and spout.fields == ("value",)
+    with pytest.raises(ComponentError, match="fields \\('a', 'b'\\) differ from the output's \\('value',\\)"):
+        Output(str(tmp_path / "p"), "doubled", fields=("a", "b")).resolve_fields()
+    with pytest.raises(FieldsNotKnown, match="declares no output 'dubled' \\(it has: doubled\\)") as raised:
+        Output(str(tmp_path / "p"), "dubled").resolve_fields()
+    assert raised.value.details["outputs"] == ["doubled"] and raised.value.details["producer"] == "producer"
 
 
 def test_the_producer_trims_what_every_registered_consumer_has_passed(tmp_path):
