@@ -173,7 +173,7 @@ def _wait_for_fields(topology, log):
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        if wait_for_fields(topology, stop):
+        if wait_for_fields(topology, stop) and not stop.is_set():  # a signal during the last look stops too
             return True
     finally:
         for sig, handler in previous.items():
