@@ -6,7 +6,7 @@ See the README for the guarantees, the command line and the pipe syntax.
 """
 from .errors import ConsecutionError
 from consecution.topology import (Bolt, ComponentError, CycleError, DuplicateNameError, FieldError,
-                                  IterableSpout, Spout, Topology, TopologyError, Tuple,
+                                  FieldsNotKnown, IterableSpout, Spout, Topology, TopologyError, Tuple,
                                   UnknownSourceError, broadcast, chunk, component, merge, route)
 from consecution.storage import CodecError
 from consecution.runtime import ModeNotAvailable, RunResult, TopologyContext, UserCodeError, run
@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Bolt", "CodecError", "ComponentError", "ConsecutionError", "CycleError", "DuplicateNameError",
-    "FieldError", "IterableSpout", "ModeNotAvailable", "RunResult", "Spout", "Topology",
+    "FieldError", "FieldsNotKnown", "IterableSpout", "ModeNotAvailable", "RunResult", "Spout", "Topology",
     "TopologyContext", "TopologyError", "Tuple", "UnknownSourceError", "UserCodeError",
     "broadcast", "chunk", "component", "merge", "route", "run",
 ]

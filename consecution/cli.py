@@ -2,12 +2,17 @@
 
 Exit status: 0 complete (or stopped by a signal), 1 an error in the runtime or in user code
 outside tuple processing, 2 bad usage or an invalid topology, 3 completed with tuples given up.
+
+Fields resolved late (an `Output` spout without `fields=`) are looked for by `validate` and
+`show`, which say when they are not known yet (exit 0), and waited for by `run` before it
+starts (`output.waiting`; a signal then stops it with exit 0).
 """
 import argparse
 import json
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 
@@ -17,7 +22,7 @@ from consecution import show as show_module
 from consecution.errors import ConsecutionError
 from consecution.loading import UsageError, load
 from consecution.runtime import (EXIT_ERROR, EXIT_OK, EXIT_USAGE, MODES, ModeNotAvailable, Scheduler,
-                                 UserCodeError)
+                                 UserCodeError, wait_for_fields)
 from consecution.runtime.logs import configure
 from consecution.storage import DURABILITY, DurableLog, StorageError, holder
 from consecution.topology import RELIABILITY_LEVELS, TopologyError
@@ -97,14 +102,24 @@ def main(argv=None):
 
 
 def _validate(args):
-    topology = load(args.topology).validate()
-    print(f"{args.topology}: topology {topology.name!r} is valid: {len(topology.spouts)} spouts, "
-          f"{len(topology.bolts)} bolts, fingerprint {topology.fingerprint()}")
+    """Valid, or valid as far as it is known: fields not known yet are no error (a run waits
+    for them and checks what depends on them then); each is named with the reason."""
+    topology = load(args.topology).validate(allow_unknown=True)
+    counts = f"{len(topology.spouts)} spouts, {len(topology.bolts)} bolts"
+    unknown = topology.unknown_fields()
+    if not unknown:
+        print(f"{args.topology}: topology {topology.name!r} is valid: {counts}, fingerprint {topology.fingerprint()}")
+        return EXIT_OK
+    print(f"{args.topology}: topology {topology.name!r} is valid as far as it is known: {counts}, "
+          f"fingerprint not known yet (fields not known yet: {', '.join(sorted(unknown))})")
+    for exc in unknown.values():
+        print(f"  {exc}; `consecution run` waits for them, then checks what depends on them")
     return EXIT_OK
 
 
 def _show(args):
-    topology = load(args.topology).validate(allow_open=True)  # an open topology is drawn, not run
+    # an open topology is drawn, not run; fields not known yet are drawn as such
+    topology = load(args.topology).validate(allow_open=True, allow_unknown=True)
     print(show_module.dot(topology) if args.format == "dot" else show_module.text(topology))
     return EXIT_OK
 
@@ -120,6 +135,8 @@ def _run(args):
         print(f"consecution: importing {args.topology} failed:\n{traceback.format_exc()}", file=sys.stderr)
         return EXIT_ERROR
     state_dir = args.state_dir or default_state_dir(topology.name)
+    if not _wait_for_fields(topology, log):
+        return EXIT_OK
     scheduler = Scheduler(topology, mode=args.mode, workers=args.workers, start_method=args.start_method,
                           state_dir=state_dir, grace=args.grace,
                           durability=args.durability,
@@ -148,6 +165,22 @@ def _run(args):
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return result.exit_code
+
+
+def _wait_for_fields(topology, log):
+    """Wait until the topology's late fields are known (`output.waiting` meanwhile); False if
+    SIGTERM or SIGINT came first (logged as `run.stopped`: the run never started)."""
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        if wait_for_fields(topology, stop) and not stop.is_set():  # a signal during the last look stops too
+            return True
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    log.info("run.stopped", topology=topology.name, reason="stopped while waiting for fields not known yet",
+             components=sorted(topology.unknown_fields()))
+    return False
 
 
 def _open_log(path):

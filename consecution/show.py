@@ -1,7 +1,9 @@
 """`consecution show`: a topology as text or as Graphviz DOT.
 
 Named outputs (`Topology.output`) are drawn as outputs, not as their hidden writer bolts; the
-entries of an open topology (one that `producer | topology` feeds) are marked as such.
+entries of an open topology (one that `producer | topology` feeds) are marked as such. Fields
+not known yet (an `Output` spout whose producer has not declared the output) are shown as
+"not known yet", with the reason, and so is the fingerprint, which covers them.
 """
 from consecution.topology import DEFAULT, FAILURES, OUTPUT_PREFIX, Grouping
 
@@ -40,13 +42,17 @@ def _reads_output(obj):
     return isinstance(obj, Output)
 
 
-def _fields(fields):
+def _fields(fields, known=True):
+    if not known:
+        return "not known yet"
     return ", ".join(fields) if fields is not None else "undeclared"
 
 
 def text(topology):
     t = topology
-    lines = [f"topology {t.name}  fingerprint {t.fingerprint()}",
+    unknown = t.unknown_fields()
+    fingerprint = "not known yet" if unknown else t.fingerprint()
+    lines = [f"topology {t.name}  fingerprint {fingerprint}",
              f"  reliability={t.reliability} max_retries={t.max_retries} "
              f"message_timeout={t.message_timeout:g}s max_pending={_max_pending(t)}"]
     entries = {name: _entry_grouping(routes, group_by) for name, routes, group_by in t.entries}
@@ -55,7 +61,8 @@ def text(topology):
         if name.startswith(OUTPUT_PREFIX):
             output = name[len(OUTPUT_PREFIX):]
             source, stream = t.outputs[output]
-            lines.append(f"  output {output}  <- {source}:{stream}  ({_fields(c.streams[DEFAULT])})")
+            known = source not in unknown or stream != DEFAULT
+            lines.append(f"  output {output}  <- {source}:{stream}  ({_fields(c.streams[DEFAULT], known)})")
             continue
         what = type(c.obj).__name__
         if _reads_output(c.obj):
@@ -67,7 +74,9 @@ def text(topology):
             source = "<failures>" if g.source == FAILURES else f"{g.source}:{g.stream}"
             lines.append(f"          <- {source}  {_grouping(g)}")
         for stream, fields in c.streams.items():
-            lines.append(f"          -> {stream} ({_fields(fields)})")
+            lines.append(f"          -> {stream} ({_fields(fields, name not in unknown or stream != DEFAULT)})")
+    for exc in unknown.values():
+        lines.append(f"  fields not known yet: {exc}; `consecution run` waits for them")
     return "\n".join(lines)
 
 
@@ -85,6 +94,8 @@ def dot(topology):
         label = name if c.parallelism == 1 else f"{name} x{c.parallelism}"
         if _reads_output(c.obj):
             label += f"\\nOutput {c.obj.name!r}"
+        if c.unknown is not None:
+            label += "\\nfields not known yet"
         lines.append(f'  "{name}" [shape={shape}, label="{label}"];')
     if any(g.source == FAILURES for c in t.bolts for g in c.inputs):
         lines.append(f'  "{FAILURES}" [shape=octagon, label="failures"];')

@@ -1,3 +1,4 @@
+import json
 import os
 import signal
 import subprocess
@@ -28,6 +29,20 @@ def start_cli(args, cwd, env=None, log="run.log"):
     with open(os.path.join(cwd, log), "a") as stderr:
         return subprocess.Popen([sys.executable, "-m", "consecution", *args], cwd=cwd, env=full_env,
                                 stdout=subprocess.DEVNULL, stderr=stderr)
+
+
+def logged_event(path, event, timeout=30):
+    """The first complete JSON log line of `event` in the file at `path` (the stderr of a run
+    with --log-format json), as a dict; waits up to `timeout` seconds for it to appear."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if os.path.exists(path):
+            with open(path) as f:
+                for line in f:
+                    if line.endswith("\n") and f'"event": "{event}"' in line:
+                        return json.loads(line)
+        assert time.monotonic() < deadline, f"no {event} in {path} after {timeout} s"
+        time.sleep(0.05)
 
 
 def run_killing(commands, cwd, env, kills, rng, timeout):

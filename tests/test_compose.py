@@ -13,12 +13,13 @@ import time
 import pytest
 
 from consecution import Bolt, IterableSpout, Topology, component
-from consecution.runtime import Scheduler, UserCodeError
+from consecution.runtime import Scheduler, UserCodeError, run, wait_for_fields
 from consecution.spouts import Output
 from consecution.storage import DurableLog, consumer_positions, register_consumer
 from consecution.testing import emitted, run_local
-from consecution.topology import ComponentError, DuplicateNameError, TopologyError, UnknownSourceError
-from support import Numbers, run_killing, start_cli
+from consecution.topology import (ComponentError, DuplicateNameError, FieldError, FieldsNotKnown, TopologyError,
+                                  UnknownSourceError)
+from support import Numbers, cli, logged_event, run_killing, start_cli
 
 MODES = ["single", "thread", "process"]
 
@@ -339,8 +340,9 @@ def test_a_consumer_without_a_kept_position_reads_from_the_start_and_does_not_re
 def test_a_consumer_that_cannot_open_the_producer_s_log_says_so_and_keeps_trying(tmp_path, capfd):
     (tmp_path / "p" / "log").mkdir(parents=True)
     (tmp_path / "p" / "log" / "data.mdb").write_bytes(b"not an LMDB file" * 512)
+    spout = Output(str(tmp_path / "p"), "doubled")  # declaring opens nothing
     with pytest.raises(ComponentError, match="Output.*cannot open the log.*not an LMDB file"):
-        Output(str(tmp_path / "p"), "doubled")  # without fields: at once
+        Scheduler(Topology("c", component(spout, name="doubled") | Sum(str(tmp_path / "sum.json"))))
     t = Topology("c", component(Output(str(tmp_path / "p"), "doubled", fields=("value",)), name="doubled")
                  | Sum(str(tmp_path / "sum.json")))
     scheduler = Scheduler(t, state_dir=str(tmp_path / "c"))
@@ -350,15 +352,22 @@ def test_a_consumer_that_cannot_open_the_producer_s_log_says_so_and_keeps_trying
     assert err.count("output.unreadable") == 1 and "cannot open the log" in err
 
 
-def test_an_output_spout_needs_fields_before_the_producer_ran_and_checks_them_after(tmp_path):
-    with pytest.raises(ComponentError, match="has not run there yet.*fields="):
-        Output(str(tmp_path / "p"), "doubled")
+def test_an_output_spout_reads_its_fields_when_resolved_and_checks_given_ones(tmp_path):
+    spout = Output(str(tmp_path / "p"), "doubled")
+    assert spout.fields is None
+    with pytest.raises(FieldsNotKnown, match="the producer has not run in .*/p yet") as raised:
+        spout.resolve_fields()
+    assert raised.value.event == "output.waiting"
+    assert raised.value.details == {"state_dir": str(tmp_path / "p"), "output": "doubled", "producer": None,
+                                    "outputs": []}
+    assert Output(str(tmp_path / "p"), "doubled", fields=("value",)).resolve_fields() == ("value",)
     produce(tmp_path / "p", 3)
-    assert Output(str(tmp_path / "p"), "doubled").fields == ("value",)
-    with pytest.raises(ComponentError, match="differ from the output's"):
-        Output(str(tmp_path / "p"), "doubled", fields=("a", "b"))
-    with pytest.raises(ComponentError, match="declares no output 'dubled' \\(it has: doubled\\)"):
-        Output(str(tmp_path / "p"), "dubled")
+    assert spout.resolve_fields() == ("value",) and spout.fields == ("value",)
+    with pytest.raises(ComponentError, match="fields \\('a', 'b'\\) differ from the output's \\('value',\\)"):
+        Output(str(tmp_path / "p"), "doubled", fields=("a", "b")).resolve_fields()
+    with pytest.raises(FieldsNotKnown, match="declares no output 'dubled' \\(it has: doubled\\)") as raised:
+        Output(str(tmp_path / "p"), "dubled").resolve_fields()
+    assert raised.value.details["outputs"] == ["doubled"] and raised.value.details["producer"] == "producer"
 
 
 def test_the_producer_trims_what_every_registered_consumer_has_passed(tmp_path):
@@ -407,6 +416,55 @@ def test_a_reader_follows_a_log_that_another_process_grew(tmp_path):
     entries = reader.read_outbox("big", 0, 100)
     reader.close()
     assert [seq for seq, _ in entries] == list(range(1, 17)) and len(entries[-1][1][0]) == 500_000
+
+
+# -- fields resolved late: a consumer without fields= ----------------------------------------------
+
+def late_consumer(producer_dir, report, group_by=None):
+    """A consumer whose Output spout has no fields=; its output `again` re-exports them."""
+    t = Topology("consumer", component(Output(str(producer_dir), "doubled"), name="doubled")
+                 | component(Sum(str(report)), group_by=group_by))
+    return t.output("again", "doubled")
+
+
+def test_a_consumer_s_fields_are_resolved_when_it_is_validated_and_checked_downstream_then(tmp_path):
+    """Before the producer declared its output, a Scheduler refuses the consumer (it never
+    waits) and validate(allow_unknown=True) checks the rest; once declared, the fields reach
+    the fields grouping's check (the error a consumer with fields= gets), the output that
+    re-exports them, and the run."""
+    good = late_consumer(tmp_path / "p", tmp_path / "sum.json", group_by="value")
+    typo = late_consumer(tmp_path / "p", tmp_path / "sum.json", group_by="valeu")
+    with pytest.raises(FieldsNotKnown, match="component 'doubled': .*has not run in .* yet.*wait_for_fields"):
+        Scheduler(good, state_dir=str(tmp_path / "c"))
+    assert typo.validate(allow_unknown=True) is typo and list(typo.unknown_fields()) == ["doubled"]
+    assert typo.output_fields("again") is None
+    produce(tmp_path / "p", 10)
+    with pytest.raises(FieldError, match="bolt 'sum' groups on field 'valeu' of 'doubled' stream 'default', "
+                                         "which declares \\('value',\\)") as late:
+        typo.validate()
+    assert tuple(typo.output_fields("again")) == ("value",) and typo.unknown_fields() == {}
+    given = Topology("consumer", component(Output(str(tmp_path / "p"), "doubled", fields=("value",)), name="doubled")
+                     | component(Sum(str(tmp_path / "sum.json")), group_by="valeu"))
+    with pytest.raises(FieldError) as early:
+        given.validate()
+    assert str(late.value) == str(early.value)
+    assert Scheduler(good, state_dir=str(tmp_path / "c")).run().fully_processed
+    assert json.loads((tmp_path / "sum.json").read_text()) == {"sum": 90, "count": 10}
+
+
+def test_wait_for_fields_logs_output_waiting_every_log_every_seconds_until_stopped(tmp_path, capfd):
+    t = late_consumer(tmp_path / "p", tmp_path / "sum.json")
+    stop = threading.Event()
+    threading.Timer(0.5, stop.set).start()
+    started = time.monotonic()
+    assert wait_for_fields(t, stop, poll=0.05, log_every=0.2) is False
+    assert 0.4 < time.monotonic() - started < 5
+    err = capfd.readouterr().err
+    assert 2 <= err.count("output.waiting") <= 4, err
+    assert "component=doubled" in err and "outputs=[]" in err and "producer=None" in err
+    produce(tmp_path / "p", 4)
+    assert wait_for_fields(t, threading.Event()) is True
+    assert "output.waiting" not in capfd.readouterr().err  # known at the first look: nothing to say
 
 
 # -- two `consecution run` processes --------------------------------------------------------------
@@ -513,5 +571,144 @@ def test_producer_and_consumer_killed_at_random_moments_hand_off_each_entry_exac
     finally:
         log.close()
     assert info["closed"] and info["next"] == n + 1  # n entries were ever appended
+    assert [seq for seq, _ in entries] == list(range(info["trimmed"] + 1, n + 1))
+    assert consumer_positions(str(tmp_path / "p"), "doubled") == {"consumer.doubled": n}
+
+
+def test_consecution_run_waits_for_a_producer_that_starts_later(tmp_path, pair, capfd):
+    """The Python API's run() waits as `consecution run` does (a Scheduler would raise)."""
+    command, env = pair
+    env["N"] = "300"
+    producer = start_cli(command("producer"), tmp_path, env, "producer.log")
+    result = run(late_consumer(tmp_path / "p", tmp_path / "sum.json"), state_dir=str(tmp_path / "c"))
+    assert result.fully_processed and producer.wait(timeout=30) == 0
+    assert json.loads((tmp_path / "sum.json").read_text()) == {"sum": 2 * sum(range(300)), "count": 300}
+    err = capfd.readouterr().err
+    assert "output.waiting" in err and "fields.resolved" in err
+
+
+# -- one module declares both: the consumer has no fields= and may start first ---------------------
+
+PAIR = """
+import json, os, time
+from consecution import Bolt, IterableSpout, Topology, component
+from consecution.spouts import Output
+
+PRODUCER_DELAY = float(os.environ.get("PRODUCER_DELAY", "0"))
+CONSUMER_DELAY = float(os.environ.get("CONSUMER_DELAY", "0"))
+FIELDS = tuple(os.environ["FIELDS"].split(",")) if os.environ.get("FIELDS") else None
+
+def double(n):
+    if PRODUCER_DELAY:
+        time.sleep(PRODUCER_DELAY)
+    return n * 2
+
+producer = Topology("producer", IterableSpout(range(int(os.environ["N"])), fields=("n",))
+                    | component(double, fields=("value",)), max_pending=50)
+producer.output("doubled", "double")
+
+class Sum(Bolt):
+    stateful = True
+
+    def process(self, tup):
+        if CONSUMER_DELAY:
+            time.sleep(CONSUMER_DELAY)
+        self.state["sum"] = self.state.get("sum", 0) + tup["value"]
+        self.state["count"] = self.state.get("count", 0) + 1
+
+    def finish(self):
+        with open(os.environ["REPORT"], "w") as f:
+            json.dump({"sum": self.state.get("sum", 0), "count": self.state.get("count", 0)}, f)
+
+# no fields=: they are read from the producer's log when this topology runs (group_by checks them)
+spout = Output(os.environ["PRODUCER_STATE"], os.environ.get("OUTPUT", "doubled"), fields=FIELDS)
+consumer = Topology("consumer", component(spout, name="doubled") | component(Sum(), group_by="value"), max_pending=50)
+"""
+
+
+@pytest.fixture
+def both(tmp_path):
+    """pair.py declaring the producer and the consumer, the command that runs either, and the env."""
+    (tmp_path / "pair.py").write_text(PAIR)
+    env = dict(os.environ, N="10", PRODUCER_STATE=str(tmp_path / "p"), REPORT=str(tmp_path / "sum.json"))
+
+    def command(which, mode="single"):
+        return ["run", f"pair.py:{which}", "--state-dir", "p" if which == "producer" else "c", "--mode", mode,
+                "--workers", "2", "--log-format", "json"]
+    return command, env
+
+
+def test_validate_and_show_say_the_fields_are_not_known_yet_and_fields_that_differ_exit_2(tmp_path, both):
+    command, env = both
+    validate = cli("validate", "pair.py:consumer", cwd=tmp_path, env=env)
+    assert validate.returncode == 0, validate.stderr
+    assert "is valid as far as it is known: 1 spouts, 1 bolts, fingerprint not known yet" in validate.stdout
+    assert "component 'doubled': Output(" in validate.stdout and "the producer has not run in" in validate.stdout
+    show = cli("show", "pair.py:consumer", cwd=tmp_path, env=env)
+    assert show.returncode == 0, show.stderr
+    assert "fingerprint not known yet" in show.stdout and "-> default (not known yet)" in show.stdout
+    assert "fields not known yet: component 'doubled'" in show.stdout
+    assert cli("validate", "pair.py:producer", cwd=tmp_path, env=env).returncode == 0
+    assert cli(*command("producer"), cwd=tmp_path, env=env).returncode == 0
+    validate = cli("validate", "pair.py:consumer", cwd=tmp_path, env=env)
+    assert validate.returncode == 0 and "is valid: 1 spouts, 1 bolts, fingerprint " in validate.stdout
+    assert "-> default (value)" in cli("show", "pair.py:consumer", cwd=tmp_path, env=env).stdout
+    env["FIELDS"] = "a,b"
+    for args in (command("consumer"), ["validate", "pair.py:consumer"], ["show", "pair.py:consumer"]):
+        done = cli(*args, cwd=tmp_path, env=env)
+        assert done.returncode == 2, (args, done.stderr)
+        assert "fields ('a', 'b') differ from the output's ('value',)" in done.stderr
+
+
+def test_a_consumer_of_an_output_the_producer_does_not_declare_waits_listing_the_outputs_there(tmp_path, both):
+    """A typo shows in the first output.waiting; a new producer version could still declare it.
+    SIGTERM while waiting exits 0."""
+    command, env = both
+    assert cli(*command("producer"), cwd=tmp_path, env=env).returncode == 0
+    env["OUTPUT"] = "dubled"
+    consumer = start_cli(command("consumer"), tmp_path, env, "consumer.log")
+    waiting = logged_event(tmp_path / "consumer.log", "output.waiting")
+    assert waiting["output"] == "dubled" and waiting["outputs"] == ["doubled"] and waiting["producer"] == "producer"
+    assert waiting["state_dir"] == str(tmp_path / "p") and waiting["component"] == "doubled"
+    consumer.send_signal(signal.SIGTERM)
+    assert consumer.wait(timeout=10) == 0
+    log = (tmp_path / "consumer.log").read_text()
+    assert '"run.stopped"' in log and '"run.started"' not in log
+
+
+@pytest.mark.parametrize("mode", ["single", "process"])
+def test_one_module_declares_both_and_the_consumer_started_first_without_fields_waits_then_survives_kills(
+        tmp_path, both, mode):
+    """Issue 12: the consumer (no fields=) starts before the producer has ever run and waits;
+    the producer, from the same module, starts; the consumer validates with the fields it
+    found and runs. Then both are SIGKILLed at random moments and restarted until both
+    complete: the totals are exact and each entry was handed off once."""
+    command, env = both
+    kills = int(os.environ.get("CONSECUTION_KILLS", "2"))
+    n = max(1500, 400 * kills)
+    env.update(N=str(n), PRODUCER_DELAY="0.002", CONSUMER_DELAY="0.001")
+    commands = {"producer": command("producer", mode), "consumer": command("consumer", mode)}
+    consumer = start_cli(commands["consumer"], tmp_path, env, "consumer.log")
+    waiting = logged_event(tmp_path / "consumer.log", "output.waiting")
+    assert waiting["state_dir"] == str(tmp_path / "p") and waiting["output"] == "doubled"
+    assert waiting["producer"] is None and waiting["outputs"] == []
+    time.sleep(0.5)
+    assert consumer.poll() is None, logs(tmp_path)
+    producer = start_cli(commands["producer"], tmp_path, env, "producer.log")
+    assert logged_event(tmp_path / "consumer.log", "fields.resolved")["fields"] == ["value"]
+    logged_event(tmp_path / "consumer.log", "run.started")
+    for proc in (consumer, producer):  # the first kill of each
+        proc.kill()
+        proc.wait(timeout=30)
+    killed = run_killing(commands, tmp_path, env, kills, random.Random(), timeout=120)
+    assert killed["producer"] >= 1 and killed["consumer"] >= 1, killed
+    assert json.loads((tmp_path / "sum.json").read_text()) == {"sum": 2 * sum(range(n)), "count": n}
+    log = DurableLog(str(tmp_path / "p"), readonly=True)
+    try:
+        info = log.output_info("doubled")
+        entries = log.read_outbox("doubled", info["trimmed"], 10**9)
+    finally:
+        log.close()
+    assert info["closed"] and info["next"] == n + 1
     assert [seq for seq, _ in entries] == list(range(info["trimmed"] + 1, n + 1))
     assert consumer_positions(str(tmp_path / "p"), "doubled") == {"consumer.doubled": n}

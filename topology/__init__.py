@@ -3,14 +3,14 @@ syntax, validation and the fingerprint. Imports nothing of the other parts."""
 from .builder import (FAILURES, FAILURE_FIELDS, OUTPUT_PREFIX, RELIABILITY_LEVELS, BoltDeclarer, Component,
                       Grouping, Topology)
 from .components import (DEFAULT, Bolt, ChunkBolt, FunctionBolt, IterableSpout, OutputBolt, Spout)
-from .errors import (ComponentError, CycleError, DuplicateNameError, FieldError, TopologyError,
+from .errors import (ComponentError, CycleError, DuplicateNameError, FieldError, FieldsNotKnown, TopologyError,
                      UnknownSourceError)
 from .pipes import Pipe, Router, broadcast, chunk, component, merge, route
 from .tuples import Fields, Tuple
 
 __all__ = [
     "Bolt", "BoltDeclarer", "ChunkBolt", "Component", "ComponentError", "CycleError", "DEFAULT",
-    "DuplicateNameError", "FAILURES", "FAILURE_FIELDS", "FieldError", "Fields", "FunctionBolt",
+    "DuplicateNameError", "FAILURES", "FAILURE_FIELDS", "FieldError", "Fields", "FieldsNotKnown", "FunctionBolt",
     "Grouping", "IterableSpout", "OUTPUT_PREFIX", "OutputBolt", "Pipe", "RELIABILITY_LEVELS", "Router", "Spout", "Topology",
     "TopologyError", "Tuple", "UnknownSourceError", "broadcast", "chunk",
     "component", "merge", "route",

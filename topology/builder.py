@@ -5,6 +5,10 @@ Names follow Storm's TopologyBuilder: `spout(name, spout, parallelism)`,
 Mistakes that can be seen at once (a duplicate name, a bad parallelism, a spout declared as a
 bolt) raise when made; the rest (unknown sources and streams, cycles, undeclared fields) when
 `validate()` runs, which every run does first.
+
+Declaring does no I/O. A component may resolve its fields late, where the topology runs (an
+`Output` spout reads them from its producer's state directory): `validate()` asks it first,
+and a run needs them (see `Topology.resolve_fields`).
 """
 import hashlib
 import json
@@ -12,7 +16,7 @@ import re
 from typing import NamedTuple
 
 from .components import DEFAULT, IterableSpout, as_bolt, as_spout
-from .errors import (ComponentError, CycleError, DuplicateNameError, FieldError,
+from .errors import (ComponentError, CycleError, DuplicateNameError, FieldError, FieldsNotKnown,
                      TopologyError, UnknownSourceError)
 from .tuples import Fields
 
@@ -39,15 +43,21 @@ class Grouping(NamedTuple):
 
 
 class Component:
-    """A declared spout or bolt: its object, its output streams, and (bolts) its inputs."""
+    """A declared spout or bolt: its object, its output streams, and (bolts) its inputs.
+
+    `late`: its object has a `resolve_fields()` method, asked by `Topology.resolve_fields`;
+    `unknown` is the `FieldsNotKnown` of the last look while its fields are not known yet."""
 
     def __init__(self, name, kind, obj, parallelism, streams):
         self.name = name
         self.kind = kind  # "spout" or "bolt"
         self.obj = obj
         self.parallelism = parallelism
-        self.streams = streams  # {stream: Fields or None (undeclared)}
+        self.streams = streams  # {stream: Fields or None (undeclared)}; replaced, never changed in place
         self.inputs = []  # [Grouping]
+        self.late = callable(getattr(obj, "resolve_fields", None))
+        self.resolved = not self.late
+        self.unknown = None
 
     @property
     def stateful(self):
@@ -240,6 +250,7 @@ class Topology:
         return self
 
     def output_fields(self, name):
+        """The fields of output `name` (None while its component's fields are not known yet)."""
         return self.components[OUTPUT_PREFIX + name].streams[DEFAULT]
 
     # -- declaring ---------------------------------------------------------------------------
@@ -312,13 +323,83 @@ class Topology:
             visit(name, [])
         return order
 
+    # -- late fields -------------------------------------------------------------------------
+
+    def resolve_fields(self, allow_unknown=False):
+        """Look once, without waiting, for the fields of each component that resolves them late
+        and is not resolved yet; return the `FieldsNotKnown` errors of those still unknown (each
+        naming its component) with `allow_unknown=True`, else raise the first.
+
+        A component resolves late when its object has a `resolve_fields()` method (the `Output`
+        spout: it reads them from its producer's state directory). That method returns the
+        fields of its default stream, raises `FieldsNotKnown` while they are not known yet, or
+        another `TopologyError` when they can never fit (raised here at once). The fields found
+        replace the component's undeclared ones, in the outputs that re-export its stream too;
+        fields declared with `fields=` must be equal. Once resolved, a component is not asked
+        again by this topology: `validate()` calls this first, so a run asks once.
+
+        Waiting until they are known is the runtime's: `consecution.runtime.wait_for_fields`."""
+        unknown = []
+        for c in self.components.values():
+            if c.late and not c.resolved:
+                exc = self._resolve(c)
+                if exc is not None:
+                    unknown.append(exc)
+        if unknown and not allow_unknown:
+            first = unknown[0]
+            exc = FieldsNotKnown(
+                f"{first}; `consecution run` and consecution.run() wait for them; before Scheduler(...), "
+                "wait with consecution.runtime.wait_for_fields(topology)", first.event, **first.details)
+            exc.component = first.component
+            raise exc
+        return unknown
+
+    def _resolve(self, c):
+        """Ask `c` once; its FieldsNotKnown (naming it) while its fields are not known."""
+        try:
+            fields = c.obj.resolve_fields()
+        except FieldsNotKnown as exc:
+            exc.args = (f"component {c.name!r}: {exc}",)
+            exc.component = c.name
+            c.unknown = exc
+            return exc
+        if isinstance(fields, str) or fields is None:
+            raise FieldError(f"component {c.name!r}: resolve_fields() returned {fields!r}, not a tuple of names")
+        fields = Fields(fields)
+        declared = c.streams.get(DEFAULT)
+        if declared is not None and tuple(declared) != tuple(fields):
+            raise FieldError(
+                f"component {c.name!r} declares fields {tuple(declared)!r}, but {c.obj!r} has {tuple(fields)!r}")
+        self._set_fields(c, fields)
+        c.unknown, c.resolved = None, True
+        return None
+
+    def _set_fields(self, c, fields):
+        """`c`'s default stream has `fields`, and so has each output that re-exports it."""
+        c.streams = {**c.streams, DEFAULT: fields}
+        for name, (source, stream) in self.outputs.items():
+            if source == c.name and stream == DEFAULT:
+                self.components[OUTPUT_PREFIX + name].streams = {DEFAULT: fields}
+
+    def unknown_fields(self):
+        """{component name: FieldsNotKnown} of the components whose fields were not known at the
+        last look (`resolve_fields`, `validate`)."""
+        return {c.name: c.unknown for c in self.components.values() if c.unknown is not None}
+
     # -- checking ----------------------------------------------------------------------------
 
-    def validate(self, allow_open=False):
+    def validate(self, allow_open=False, allow_unknown=False):
         """Raise a `TopologyError` naming the place if the topology cannot run; return self.
 
         `allow_open=True` also accepts an open topology (no spout, entries that
-        `producer | topology` would feed), which can be shown but not run."""
+        `producer | topology` would feed), which can be shown but not run.
+
+        Components that resolve their fields late are asked first (`resolve_fields`, one look,
+        I/O included). A run needs their fields: one still unknown raises `FieldsNotKnown`,
+        unless `allow_unknown=True`, which checks all that does not depend on them (what
+        `consecution validate` and `show` do; `unknown_fields()` names them). The checks that
+        do (a fields grouping on such a stream) run, with the same errors, once they are known."""
+        self.resolve_fields(allow_unknown)
         entries = {e[0] for e in self.entries} if allow_open else set()
         if not self.spouts and not entries:
             if self.entries:
@@ -348,8 +429,8 @@ class Topology:
             raise UnknownSourceError(
                 f"bolt {c.name!r} subscribes to stream {g.stream!r} of {g.source!r}, which declares "
                 f"only {', '.join(sorted(source.streams))}")
-        if g.kind != "fields":
-            return
+        if g.kind != "fields" or (source.unknown is not None and g.stream == DEFAULT):
+            return  # a stream whose fields are not known yet is checked once they are
         declared = source.streams[g.stream]
         for field in g.fields:
             if declared is None:
@@ -379,7 +460,8 @@ class Topology:
         return {"name": self.name, "components": components}
 
     def fingerprint(self):
-        """A stable hash of `shape()` (hex, 16 digits): equal across runs and machines."""
+        """A stable hash of `shape()` (hex, 16 digits): equal across runs and machines. It covers
+        fields resolved late only once they are known (after `validate()`)."""
         text = json.dumps(self.shape(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 

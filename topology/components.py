@@ -40,6 +40,12 @@ class Spout:
 
     Output fields: `fields = ("a", "b")` for the default stream, or
     `streams = {"default": ("a",), "other": ("b", "c")}`.
+
+    Optional `resolve_fields()`, for a spout whose fields are known only where it runs (the
+    `Output` spout reads them from its producer): return the default stream's fields, or raise
+    `FieldsNotKnown` while they are not known yet. `Topology.validate()` calls it (keep I/O out
+    of `__init__`: declaring happens at import, also in processes that never run this spout);
+    see `Topology.resolve_fields`.
     """
 
     fields = None

@@ -15,6 +15,11 @@ When the producer is a finite run that completed, its outputs are *closed*: the 
 exhausted once it has emitted the last entry (the consuming run can finish). Until then it
 waits for more, polling every `poll` seconds; it may start before the producer has ever run.
 
+Declaring the spout does no I/O (a module may declare the producer and the consumer both: the
+producer's run never opens its own log through the consumer's spout). The output's fields are
+read when the consuming topology is validated (`resolve_fields`): a run of a consumer without
+`fields=` waits there until the producer's log declares the output (`output.waiting`).
+
 The producer and the consumer must run in separate processes (as two `consecution run`
 commands do): LMDB allows one open environment per file per process.
 """
@@ -22,23 +27,29 @@ import collections
 import os
 import time
 
+import lmdb
+
 from consecution.runtime.logs import logger
 from consecution.storage import DurableLog, StorageError, register_consumer
-from consecution.topology import ComponentError, Spout
+from consecution.topology import ComponentError, FieldsNotKnown, Spout
 
 from .files import SourceError
 
 __all__ = ["Output"]
 
 REGISTER_EVERY = 0.5  # seconds between two updates of the consumer's registration
+UNREADABLE_GRACE = 1.0  # seconds a producer's log may fail to open before resolve_fields says so
 
 
 class Output(Spout):
     """The entries of output `name` of the topology whose state directory is `state_dir`.
 
-    `fields`: the output's fields; by default read from the producer's state directory, so give
-    them when the consumer is built before the producer has ever run. `batch`: entries read from
-    the outbox at a time; one is emitted per call, so `max_pending` bounds what is in flight.
+    `fields`: the output's fields. Without them, they are read from the producer's state
+    directory when the consuming topology is validated (`resolve_fields`, which every run does
+    first); until the producer has declared the output, `consecution run` waits for it. Given,
+    they are checked there against the producer's (a `ComponentError` naming both when they
+    differ), and a run does not wait. `batch`: entries read from the outbox at a time; one is
+    emitted per call, so `max_pending` bounds what is in flight.
 
     Entries trimmed before this consumer ever registered (a new consumer of an output whose
     other consumers have moved on, or one whose registration file was deleted) cannot be read:
@@ -65,40 +76,67 @@ class Output(Spout):
         self.batch = batch
         self.skip_trimmed = skip_trimmed
         self.follow_reset = follow_reset
-        try:
-            stored, declared = self._stored_fields()
-        except StorageError as exc:  # with fields, the run says so and keeps trying
-            if fields is None:
-                raise ComponentError(f"Output({state_dir!r}, {name!r}): {exc}") from None
-            stored, declared = False, None
-        if fields is None and stored is False:
-            if declared is not None:
-                raise ComponentError(
-                    f"Output({state_dir!r}, {name!r}): the topology whose state is there declares no output "
-                    f"{name!r} (it has: {', '.join(sorted(declared)) or 'none'}); if a new version of it will "
-                    "declare it, give the fields: Output(state_dir, name, fields=(...))")
-            raise ComponentError(
-                f"Output({state_dir!r}, {name!r}): the producer has not run there yet, so the output's "
-                "fields are unknown; give them: Output(state_dir, name, fields=(...))")
-        if fields is not None and stored not in (False, None) and tuple(fields) != tuple(stored):
-            raise ComponentError(
-                f"Output({state_dir!r}, {name!r}): fields {tuple(fields)!r} differ from the output's "
-                f"{tuple(stored)!r}")
-        self.fields = tuple(fields) if fields is not None else (tuple(stored) if stored else None)
+        self.given = tuple(fields) if fields is not None else None
+        self.fields = self.given  # None until resolve_fields() found them
 
-    def _stored_fields(self):
-        """(the output's fields as the producer stored them, or False if it never declared it;
-        the outputs the producer declares, or None if it never ran there)."""
-        if not os.path.exists(os.path.join(self.state_dir, "log", "data.mdb")):
-            return False, None
-        log = DurableLog(self.state_dir, readonly=True)
+    def resolve_fields(self):
+        """The output's fields, from one look at the producer's log (called by
+        `Topology.validate`; no waiting here).
+
+        Without `fields=`: the producer's, or `FieldsNotKnown` (event `output.waiting`, with
+        the state directory, the output, the producer's topology and the outputs it declares)
+        while its log does not declare the output: it has not run there yet, or its topology
+        has no output of that name (a typo, or a version not deployed yet). With `fields=`:
+        those, and a `ComponentError` naming both if the producer declares others. A log that
+        cannot be opened for `UNREADABLE_GRACE` seconds is a `ComponentError` without `fields=`;
+        with them, the run says so (`output.unreadable`) and keeps trying."""
         try:
-            declared = log.outputs()
+            producer, declared = self._look()
+        except StorageError as exc:
+            if self.given is not None:
+                return self.given
+            raise ComponentError(f"{self!r}: {exc}") from None
+        if self.name not in declared:
+            if self.given is not None:
+                return self.given
+            raise self._not_declared(producer, declared)
+        stored = tuple(declared[self.name]["fields"])
+        if self.given is not None and self.given != stored:
+            raise ComponentError(f"{self!r}: fields {self.given!r} differ from the output's {stored!r}")
+        self.fields = stored
+        return stored
+
+    def _not_declared(self, producer, declared):
+        if producer is None:
+            why = f"the producer has not run in {self.state_dir} yet"
+        else:
+            why = (f"the topology whose state is there ({producer!r}) declares no output {self.name!r} "
+                   f"(it has: {', '.join(sorted(declared)) or 'none'})")
+        return FieldsNotKnown(f"{self!r}: {why}, so the output's fields are not known yet", "output.waiting",
+                              state_dir=self.state_dir, output=self.name, producer=producer,
+                              outputs=sorted(declared))
+
+    def _look(self):
+        """(the producer's topology name, or None if it never ran there; {output: info} of the
+        outputs its log declares). A log that fails to open is looked at again for
+        UNREADABLE_GRACE seconds: a producer may be creating it at this moment."""
+        deadline = time.monotonic() + UNREADABLE_GRACE
+        while True:
+            try:
+                return self._read_declared()
+            except StorageError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.1)
+
+    def _read_declared(self):
+        if not os.path.exists(os.path.join(self.state_dir, "log", "data.mdb")):
+            return None, {}
+        log = _open_readonly(self.state_dir)
+        try:
+            return log.get_meta("name"), log.outputs()
         finally:
             log.close()
-        if self.name not in declared:
-            return False, declared
-        return declared[self.name]["fields"], declared
 
     def open(self, context):
         self.consumer = f"{context.topology}.{context.component}"
@@ -138,7 +176,7 @@ class Output(Spout):
             if not os.path.exists(os.path.join(self.state_dir, "log", "data.mdb")):
                 return None
             try:
-                self.log = DurableLog(self.state_dir, readonly=True)
+                self.log = _open_readonly(self.state_dir)
             except StorageError as exc:  # e.g. no permission: say so, and try again at the next poll
                 if str(exc) != self.unreadable:
                     self.unreadable = str(exc)
@@ -229,3 +267,12 @@ class Output(Spout):
 
     def __repr__(self):
         return f"Output({self.state_dir!r}, {self.name!r})"
+
+
+def _open_readonly(state_dir):
+    """The producer's log, read-only; a `StorageError` when it cannot be opened (also while the
+    producer is creating it: its databases may not exist yet)."""
+    try:
+        return DurableLog(state_dir, readonly=True)
+    except lmdb.Error as exc:
+        raise StorageError(f"cannot open the log in {os.path.join(state_dir, 'log')}: {exc}") from None
