@@ -1,4 +1,4 @@
-"""The replay log's records and its in-memory form.
+"""The replay log's records (record.py) and its in-memory form.
 
 A `Record` is one entry of the log: a tuple that started a tree (a spout tuple, or a tuple a
 bolt emitted from `finish`), with what is needed to emit it again. `MemoryLog` keeps pending
@@ -7,45 +7,9 @@ log (same methods) takes its place, and the store of "confirm" and "track".
 """
 import collections
 
+from .record import DeadLetter, Record
 
-class Record:
-    """One pending entry: `root` (its id in the log), where it came from (`spout`, `task`,
-    `stream`), its `values` and `msg_id`, how many `attempts` it has had, when it was first seen."""
-
-    __slots__ = ("root", "spout", "task", "stream", "values", "msg_id", "attempts", "first_seen")
-
-    def __init__(self, root, spout, task, stream, values, msg_id, attempts, first_seen):
-        self.root = root
-        self.spout = spout
-        self.task = task
-        self.stream = stream
-        self.values = values
-        self.msg_id = msg_id
-        self.attempts = attempts
-        self.first_seen = first_seen
-
-    def __repr__(self):
-        return f"Record(root={self.root:#x}, spout={self.spout!r}, values={self.values!r}, attempts={self.attempts})"
-
-
-class DeadLetter:
-    """A record given up, with the last error: where it happened and its traceback."""
-
-    __slots__ = ("record", "component", "task", "error", "traceback", "time")
-
-    def __init__(self, record, component, task, error, traceback, time):
-        self.record = record
-        self.component = component
-        self.task = task
-        self.error = error
-        self.traceback = traceback
-        self.time = time
-
-    def as_dict(self):
-        r = self.record
-        return {"root": r.root, "spout": r.spout, "values": list(r.values), "component": self.component,
-                "task": self.task, "error": self.error, "traceback": self.traceback,
-                "attempts": r.attempts, "time": self.time}
+__all__ = ["DeadLetter", "MemoryLog", "Record"]
 
 
 class MemoryLog:
