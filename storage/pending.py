@@ -93,9 +93,21 @@ class PendingStore:
         self._puts, self._releases, self._letters = {}, set(), {}
 
     def _delete_released(self, txn):
-        db = self.pending_db
-        for seq in self._releases:
-            txn.delete(seq_key(seq), db=db)
+        """One drop when the releases cover every stored record, else a cursor walking the
+        released sequence numbers in order (`delete` leaves it on the next entry, so a run of
+        consecutive ones costs no search). Both measured faster than a delete per key."""
+        db, released = self.pending_db, self._releases
+        stored = txn.stat(db)["entries"]  # O(1): the count the transaction already holds
+        if not stored:
+            return
+        if len(released) >= stored and _covers(txn.cursor(db=db), released):
+            txn.drop(db, delete=False)
+            return
+        cursor = txn.cursor(db=db)
+        for seq in sorted(released):
+            key = seq_key(seq)
+            if cursor.key() == key or cursor.set_key(key):
+                cursor.delete()
 
     def _keep_newest_letters(self, txn):
         extra = txn.stat(self.dead_db)["entries"] - self.keep_dead
@@ -185,3 +197,18 @@ class PendingStore:
         self.env.write(fill)
         return len(letters)
 
+
+def _covers(cursor, released):
+    """Whether every key of the cursor's database is in `released` (which holds at least as
+    many sequence numbers as the database has entries, so this is "the database would be
+    empty"). A run of consecutive sequence numbers, the usual case, is checked at both ends
+    only; anything else key by key, stopping at the first one kept."""
+    cursor.last()
+    last = SEQ.unpack(cursor.key())[0]
+    cursor.first()
+    first = SEQ.unpack(cursor.key())[0]
+    low, high = min(released), max(released)
+    if high - low + 1 == len(released):
+        return low <= first and last <= high
+    unpack = SEQ.unpack
+    return all(unpack(key)[0] in released for key in cursor.iternext(values=False))
