@@ -12,7 +12,7 @@ durable together or not at all: that is the exactly-once guarantee. A record is 
 committed transaction before any bolt sees it. The default durability survives SIGKILL of
 the process (LMDB writes reach the OS before `commit` returns); `durability="power"` also
 fsyncs every commit, to survive power loss. The map grows when full instead of failing.
-Reads see what is committed.
+Reads see what is committed. The methods are those of the `ReplayLog` protocol (log.py).
 """
 from .env import DURABILITY, INITIAL_MAP, LogEnvironment
 from .errors import StorageError, TopologyMismatch

@@ -38,7 +38,7 @@ class StateStore:
             for key, present, value in rows:
                 k = prefix + _encoded_key(component, key)
                 if present:
-                    txn.put(k, _encoded_value(component, key, value), db=db)
+                    txn.put(k, encoded_value(component, key, value), db=db)
                 else:
                     txn.delete(k, db=db)
 
@@ -92,7 +92,7 @@ def _encoded_key(component, key):
         raise CodecError(f"stateful bolt {component!r}: state key {key!r} cannot be stored ({exc})") from None
 
 
-def _encoded_value(component, key, value):
+def encoded_value(component, key, value):
     try:
         return encode(value)
     except (TypeError, ValueError, OverflowError) as exc:
