@@ -8,7 +8,7 @@ that fork must close it (`StateLock.close_in_child`).
 import fcntl
 import os
 
-from .durable import StorageError
+from .errors import StorageError
 
 
 class StateDirInUse(StorageError):

@@ -1,126 +1,150 @@
-"""The replay log's records and its in-memory form.
+"""The replay log's protocol, written once; `DurableLog` (LMDB) and `MemoryLog` implement it.
 
-A `Record` is one entry of the log: a tuple that started a tree (a spout tuple, or a tuple a
-bolt emitted from `finish`), with what is needed to emit it again. `MemoryLog` keeps pending
-records and dead letters in memory: the log of `reliability="replay"` until the durable LMDB
-log (same methods) takes its place, and the store of "confirm" and "track".
+A log keeps, for one topology:
+
+- pending *records*, each under a *sequence number* ("seq", from `new_root()`; the methods
+  and `Record.root` still call it root): the tuples that started trees, until `release`;
+- *dead letters*: records given up, with the last error;
+- spout *positions*, run *metadata*, the *state rows* of stateful bolts;
+- the *entries* of named outputs (`put_outbox`, `read_outbox`, `trim_outbox`: the names
+  are older than the word), each numbered by its output's own sequence.
+
+Writes (append, release, dead_letter, position, put_meta, put_state, declare_outputs,
+put_outbox, close_outputs, trim_outbox) take effect together at `commit()` at the latest: a
+DurableLog buffers them and writes them in one transaction, all or nothing; a MemoryLog
+applies them at once. Reads see at least every write committed before them; whether they
+see a write not yet committed is not specified. `check_topology`, `requeue` and `purge` act
+at once.
 """
-import collections
+from typing import Protocol, runtime_checkable
+
+from .memory import MemoryLog
+from .record import DeadLetter, Record
+
+__all__ = ["DeadLetter", "MemoryLog", "Record", "ReplayLog"]
 
 
-class Record:
-    """One pending entry: `root` (its id in the log), where it came from (`spout`, `task`,
-    `stream`), its `values` and `msg_id`, how many `attempts` it has had, when it was first seen."""
+@runtime_checkable
+class ReplayLog(Protocol):
+    durable: bool
+    """True when what is committed survives the process (a DurableLog)."""
 
-    __slots__ = ("root", "spout", "task", "stream", "values", "msg_id", "attempts", "first_seen")
+    next_root: int
+    """The sequence number `new_root()` hands out next."""
 
-    def __init__(self, root, spout, task, stream, values, msg_id, attempts, first_seen):
-        self.root = root
-        self.spout = spout
-        self.task = task
-        self.stream = stream
-        self.values = values
-        self.msg_id = msg_id
-        self.attempts = attempts
-        self.first_seen = first_seen
+    @property
+    def buffered(self) -> int:
+        """How many writes wait for `commit()`; 0 when it has nothing to do."""
 
-    def __repr__(self):
-        return f"Record(root={self.root:#x}, spout={self.spout!r}, values={self.values!r}, attempts={self.attempts})"
+    def new_root(self) -> int:
+        """A fresh sequence number, greater than every one handed out before by this log
+        (a DurableLog: also by earlier runs, once committed)."""
 
-
-class DeadLetter:
-    """A record given up, with the last error: where it happened and its traceback."""
-
-    __slots__ = ("record", "component", "task", "error", "traceback", "time")
-
-    def __init__(self, record, component, task, error, traceback, time):
-        self.record = record
-        self.component = component
-        self.task = task
-        self.error = error
-        self.traceback = traceback
-        self.time = time
-
-    def as_dict(self):
-        r = self.record
-        return {"root": r.root, "spout": r.spout, "values": list(r.values), "component": self.component,
-                "task": self.task, "error": self.error, "traceback": self.traceback,
-                "attempts": r.attempts, "time": self.time}
-
-
-class MemoryLog:
-    """Pending records by root and dead letters, in memory (lost with the process).
-
-    `keep` bounds the dead letters kept (oldest dropped first; None keeps all), which is how
-    `reliability="track"` keeps only the last N failures.
-    """
-
-    durable = False
-    buffered = 0
-
-    def __init__(self, keep=None):
-        self._pending = {}
-        self.dead_letters = collections.deque(maxlen=keep)
-        self.next_root = 1
+    def check_topology(self, name, fingerprint, shape):
+        """Refuse (TopologyMismatch, naming the log) another topology, or a changed shape
+        while records are pending or state is kept; record the topology if none is. The
+        stored shape when it changed, else None."""
 
     def get_meta(self, name):
-        return None
+        """A metadata entry (msgpack-storable), or None."""
 
     def put_meta(self, name, value):
-        pass
+        """Set a metadata entry."""
 
-    def declare_outputs(self, fields_by_name):
-        pass
+    def append(self, record) -> None:
+        """Keep `record` pending under `record.seq`, replacing the one there (attempts)."""
 
-    def put_outbox(self, name, rows):
-        pass  # outputs are durable only with a state directory
+    def release(self, root) -> None:
+        """The tree of the record of seq `root` is complete: it is no longer pending."""
 
-    def close_outputs(self, closed=True):
-        pass
+    def dead_letter(self, letter) -> None:
+        """The letter's record is given up: no longer pending, kept as a dead letter."""
 
-    def put_state(self, component, task, rows):
-        pass  # a stateful task's checkpoints live in its own State while the run lasts
-
-    def load_state(self, component, task):
-        return {}
-
-    def new_root(self):
-        root = self.next_root
-        self.next_root = root + 1
-        return root
-
-    def position(self, spout, task, position):
-        pass
+    def position(self, spout, task, position) -> None:
+        """Where task `task` of spout `spout` stands."""
 
     def get_position(self, spout, task):
-        return None
+        """The last position stored for that spout task, or None."""
 
-    def iter_pending(self):
-        return iter(list(self._pending.values()))
+    def positions(self) -> dict:
+        """{"spout/task": position} of every spout task with one."""
 
-    def dead_count(self):
-        return len(self.dead_letters)
+    def put_state(self, component, task, rows) -> None:
+        """Apply a stateful task's `State.changes()` rows ([key, present, value])."""
 
-    def commit(self):
-        pass
+    def load_state(self, component, task) -> dict:
+        """A stateful task's state as of its last applied rows; {} if none."""
 
-    def append(self, record):
-        self._pending[record.root] = record
+    def state_count(self) -> int:
+        """State rows kept, over every task."""
 
-    def release(self, root):
-        return self._pending.pop(root, None)
+    def states(self) -> dict:
+        """{(component, task index): rows} of every task that keeps state."""
 
-    def pending(self):
-        return list(self._pending.values())
+    def declare_outputs(self, fields_by_name) -> None:
+        """{name: fields or None}: the outputs whose entries this run keeps. An output
+        declared before keeps its entries, sequence and id."""
 
-    def dead_letter(self, letter):
-        self._pending.pop(letter.record.root, None)
-        self.dead_letters.append(letter)
+    def put_outbox(self, name, rows) -> None:
+        """Append entries (values) to declared output `name`, numbered from its `next`."""
 
-    flush = commit
+    def close_outputs(self, closed=True) -> None:
+        """Mark every declared output closed (a finite run completed) or open again."""
 
-    def close(self):
-        pass
+    def trim_outbox(self, name, upto) -> None:
+        """Delete the entries of declared output `name` up to seq `upto`."""
 
-    def __len__(self):
-        return len(self._pending)
+    def output_info(self, name):
+        """{fields, next, closed, trimmed, id} of output `name`, or None if never declared."""
+
+    def read_outbox(self, name, after, limit) -> list:
+        """Up to `limit` (seq, values) entries of output `name` after seq `after`, in order;
+        values as a tuple."""
+
+    def outputs(self) -> dict:
+        """{name: {fields, next, closed, trimmed, id, length}} of every output kept."""
+
+    def consumers(self, name) -> dict:
+        """{consumer: position} of the consumers registered for output `name`."""
+
+    def clear_stale_readers(self) -> None:
+        """Free what readers that died still hold (nothing to do in memory)."""
+
+    def commit(self) -> None:
+        """Make every earlier write take effect (a DurableLog: durably, in one transaction)."""
+
+    def flush(self) -> None:
+        """The same as `commit()`."""
+
+    def pending_count(self) -> int:
+        """Records pending."""
+
+    def __len__(self) -> int:
+        """Records pending."""
+
+    def iter_pending(self, chunk=10000):
+        """Every pending record, oldest (lowest seq) first."""
+
+    def pending(self) -> list:
+        """Every pending record, oldest first, as a list."""
+
+    def oldest_pending(self):
+        """The pending record of the lowest seq, or None."""
+
+    def dead_count(self) -> int:
+        """Dead letters kept."""
+
+    def dead_letters(self, root=None) -> list:
+        """Every dead letter kept, or those of seq `root`. A DurableLog lists them by seq and,
+        when bounded, drops the lowest; a MemoryLog in the order given up, dropping the
+        earliest: the same when records are given up in the order they were logged."""
+
+    def requeue(self, root=None) -> int:
+        """Move dead letters (all, or those of seq `root`) back to pending with attempts 0;
+        how many."""
+
+    def purge(self, root=None) -> int:
+        """Delete dead letters (all, or those of seq `root`); how many."""
+
+    def close(self) -> None:
+        """Commit what waits, and let go of what the log holds open."""

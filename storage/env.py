@@ -1,0 +1,76 @@
+"""The one LMDB environment of a state directory's log, shared by its stores.
+
+Follows py-lmdb's rules: one Environment per file per process (the log opens it once and
+hands it to each store), never carried across fork, short write transactions, no long-lived
+readers, and a map that grows on MapFullError instead of failing.
+"""
+import os
+
+import lmdb
+
+from .errors import StorageError
+
+DURABILITY = ("kill", "power")
+INITIAL_MAP = 64 << 20
+MAX_DBS = 8
+
+
+class LogEnvironment:
+    """`<state dir>/log`, opened once. `lmdb` is the py-lmdb Environment itself."""
+
+    def __init__(self, state_dir, durability="kill", readonly=False, map_size=INITIAL_MAP):
+        """Raises StorageError, naming the directory, for an unknown durability, a read-only
+        open of a directory that holds no log, or a log that LMDB cannot open."""
+        if durability not in DURABILITY:
+            raise StorageError(f"durability must be one of {', '.join(DURABILITY)}, got {durability!r}")
+        self.state_dir = state_dir
+        self.readonly = readonly
+        data = os.path.join(state_dir, "log")
+        if readonly and not os.path.exists(os.path.join(data, "data.mdb")):
+            raise StorageError(f"{state_dir} holds no consecution state (no {data}/data.mdb)")
+        os.makedirs(data, exist_ok=True)
+        sync = durability == "power"  # "kill": writes reach the OS before commit returns
+        try:
+            self.lmdb = lmdb.open(data, map_size=map_size, max_dbs=MAX_DBS, subdir=True, sync=sync,
+                                  metasync=sync, readonly=readonly, lock=True, readahead=False)
+        except lmdb.Error as exc:
+            raise StorageError(f"cannot open the log in {data}: {exc}") from None
+
+    def database(self, name, optional=False):
+        """The handle of database `name`, created unless read-only. `optional`: None when a
+        read-only log lacks it (written by a version without this database)."""
+        try:
+            return self.lmdb.open_db(name, create=not self.readonly)
+        except lmdb.NotFoundError:
+            if optional:
+                return None
+            raise
+
+    def reading(self):
+        """A read transaction, for a `with` block. A reader in another process (the `Output`
+        spout reads the producer's log) sees the map grow when the writer resizes it: adopt
+        the new size."""
+        try:
+            return self.lmdb.begin()
+        except lmdb.MapResizedError:
+            self.lmdb.set_mapsize(0)
+            return self.lmdb.begin()
+
+    def write(self, fill):
+        """Run `fill(txn)` in one write transaction and commit it; all or nothing. When the map
+        is full the transaction is dropped, the map doubled and `fill` called again on a fresh
+        transaction, so `fill` must write from what it was given, not from what it wrote."""
+        while True:
+            try:
+                with self.lmdb.begin(write=True) as txn:
+                    fill(txn)
+                return
+            except lmdb.MapFullError:
+                self.lmdb.set_mapsize(self.lmdb.info()["map_size"] * 2)
+
+    def clear_stale_readers(self):
+        """Free the reader slots of processes that died."""
+        self.lmdb.reader_check()
+
+    def close(self):
+        self.lmdb.close()
