@@ -31,16 +31,18 @@ import traceback as tb_module
 from consecution.acker import Acker
 from consecution.errors import ConsecutionError
 from consecution.storage import DurableLog, MemoryLog, Record, StateLock
-from consecution.topology import FAILURE_FIELDS, FAILURES, Component, Tuple
+from consecution.topology import FAILURE_FIELDS, FAILURES, Component
 
 from .chains import Chains
+from .epochs import Epochs, Release
 from .executors import ACK, COLLECT, DELIVER, FAIL, ROOT, Outbox, SingleExecutor, ThreadExecutor
 from .logs import logger
+from .named_outputs import NamedOutputs
 from .result import RunResult
-from .retry import Backoff, NoRetry
+from .retries import Backoff, NoRetry, Retries
 from .routing import Routing, RoutingError
 from .state import state_for, state_where
-from .tasks import BoltTask, SpoutTask, TopologyContext, assign_tasks, task_class
+from .tasks import BoltTask, SpoutTask, TopologyContext, assign_tasks
 from .trees import COMMIT_BATCH, COMMIT_INTERVAL, TreeLifecycle
 
 STATEFUL_MAX_PENDING = 1000  # max_pending when stateful bolts need the trees in flight to end
@@ -100,10 +102,10 @@ class Scheduler(TreeLifecycle):
         self.message_timeout = settings["message_timeout"]
         self.max_pending = settings["max_pending"]
         self.checkpoint_interval = settings["checkpoint_interval"]
-        if self.reliability == "replay":
-            self.policy = Backoff(settings["max_retries"], settings["retry_backoff"])
-        else:
-            self.policy = NoRetry()
+        # stateful bolts: trees complete in epochs, checkpointed or rolled back (epochs.py)
+        self.epochs = self.tracking and any(c.stateful for c in topology.components.values())
+        if self.epochs and self.max_pending is None:
+            self.max_pending = STATEFUL_MAX_PENDING
         keep = {"replay": None, "track": settings["track_last"]}.get(self.reliability, 0)
         self.durable = self.reliability in ("replay", "track") and state_dir is not None
         self.durability = durability
@@ -115,34 +117,25 @@ class Scheduler(TreeLifecycle):
         self.recovering = None         # iterator over the pending records of an earlier run
         self.last_commit = clock()
         self.trees = {}                # tree id -> Record
-        self.retries = []              # heap of (due, seq, Record)
-        self.waiting = collections.Counter()  # spout task id -> records waiting for a retry
-        self.outputs = {} if collect else None
+        policy = Backoff(settings["max_retries"], settings["retry_backoff"]) if self.reliability == "replay" \
+            else NoRetry()
+        self.retries = Retries(self, policy)
+        self.collected = {} if collect else None  # (component, stream) -> values emitted (collect=True)
         self.result = RunResult(topology.name, self.reliability, mode)
         self.stopping = False
         self.executor_started = False  # close() the executor only if start() was tried
         self.stop_deadline = None
         self.signals = 0
         self.now = clock()
-        self._seq = 0
         self._build_tasks()
-        # stateful bolts: trees complete in epochs, checkpointed or rolled back (trees.py)
         self.stateful = {t.task_id: t for t in self.bolt_tasks_in_order
                          if topology.components[t.component].stateful}
-        self.epochs = self.tracking and bool(self.stateful)
-        # task id -> output name, for the hidden writers of named outputs (their state is an outbox)
-        self.output_writers = {t.task_id: topology.components[t.component].obj.name for t in self.stateful.values()
-                               if getattr(topology.components[t.component].obj, "writes_output", False)}
-        self.last_trim = 0.0
-        if self.epochs and self.max_pending is None:
-            self.max_pending = STATEFUL_MAX_PENDING
-        self.epoch_done = []           # records whose trees completed since the last checkpoint
-        self.epoch_failed = []         # failures since then, handled at the rollback
-        self.epoch_started = self.now
-        self.barrier = None            # None, "checkpoint" or "rollback": no new trees until quiet
-        self.barrier_flushed = False
+        # the hidden writers of named outputs: task id -> output name (their state is the entries)
+        self.named_outputs = NamedOutputs(self, {
+            t.task_id: topology.components[t.component].obj.name for t in self.stateful.values()
+            if getattr(topology.components[t.component].obj, "writes_output", False)})
+        self.completion = Epochs(self, self.stateful, self.named_outputs) if self.epochs else Release(self)
         self.initial_state = {}        # process mode: task id -> the state a worker starts from
-        self.outputs_closed = False    # a declared output was closed by a completed run
         self.finished = set()          # "component/index" of bolt tasks whose finish ran, in an
                                        # interrupted finish phase
         self.start_plans = {}  # (spout, task index, stream) -> how its records start (trees.py)
@@ -152,7 +145,7 @@ class Scheduler(TreeLifecycle):
         if mode != "process":
             bolts = {t.task_id: t for t in self.bolt_tasks_in_order}
             self.chains = Chains(bolts, self.fused, {n: c.streams for n, c in topology.components.items()},
-                                 self.tracking, self.outputs is not None)
+                                 self.tracking, self.collected is not None)
             for task in self.bolt_tasks_in_order:
                 task.bind(self.chains)
         if mode == "single":
@@ -195,8 +188,8 @@ class Scheduler(TreeLifecycle):
                     self.spout_tasks.append(task)
                 else:
                     sink = self if self.mode == "single" else Outbox()
-                    task = task_class(obj)(sink, component, task_id, obj, routing, context, self.tracking,
-                                           self.outputs is not None)
+                    task = BoltTask(sink, component, task_id, obj, routing, context, self.tracking,
+                                    self.collected is not None)
                     self.bolt_tasks_in_order.append(task)
                 self.tasks[task_id] = task
         for component in topology.components.values():  # round robin routes start afresh
@@ -234,10 +227,9 @@ class Scheduler(TreeLifecycle):
         self.log.append(record)
         self.unlogged.append(record)
         self.held_back[task.task_id] += 1
-        if self.finished or self.outputs_closed:  # new input: every finish has to run again, and
-            self._set_finished(set())              # the outputs are open for what it brings
-            self.outputs_closed = False
-            self.log.close_outputs(False)
+        if self.finished or self.named_outputs.closed:  # new input: every finish has to run again,
+            self._set_finished(set())                    # and the outputs are open for what it brings
+            self.named_outputs.reopen()
 
     def emit_root(self, task, stream, values, direct):
         """A bolt emitted with no input to anchor to (from finish, flush or prepare): the tuple
@@ -270,7 +262,7 @@ class Scheduler(TreeLifecycle):
 
     def fail(self, roots, error, traceback, component, task_id, tup):
         if not roots:
-            self._untracked_error(error, traceback, component, task_id, tup)
+            self.retries.untracked_error(error, traceback, component, task_id, tup)
             return
         for root in roots:
             if root in self.trees:
@@ -278,7 +270,7 @@ class Scheduler(TreeLifecycle):
                 self._tree_failed(root, error, traceback, component, task_id)
 
     def collect(self, component, stream, values):
-        self.outputs.setdefault((component, stream), []).append(values)
+        self.collected.setdefault((component, stream), []).append(values)
 
     def apply(self, events):
         """Apply, in order, what a task did in thread or process mode (its `Outbox`)."""
@@ -304,14 +296,7 @@ class Scheduler(TreeLifecycle):
         self._open_state()
         self._load_state()
         self.finished = set(self.log.get_meta("finished") or ())
-        if self.topology.outputs and not self.durable:
-            self.logger.warning("outputs.not_kept", topology=self.topology.name, outputs=sorted(self.topology.outputs),
-                                reason="named outputs are kept only with a state directory and reliability "
-                                       "'replay' or 'track'")
-        if self.output_writers and self.durable:
-            self._trim_outputs()  # what consumers read since the last run (also every TRIM_EVERY)
-        self.outputs_closed = any((self.log.get_meta(f"output:{name}") or {}).get("closed")
-                                  for name in self.topology.outputs)
+        self.named_outputs.opened()
         self.logger.info("run.started", topology=self.topology.name, mode=self.mode, reliability=self.reliability,
                          components=len(self.topology.components), tasks=len(self.tasks),
                          state_dir=self.state_dir, durable=self.durable)
@@ -329,8 +314,8 @@ class Scheduler(TreeLifecycle):
             self._loop(pull=True)
             if not self.stopping:
                 self._finish()
-            if not self.stopping and self.topology.outputs:
-                self.log.close_outputs(True)  # consumers that reach the end are done
+            if not self.stopping:
+                self.named_outputs.close()
             self.result.status = "stopped" if self.stopping else "complete"
         except Aborted:
             self.result.status = "aborted"
@@ -340,7 +325,7 @@ class Scheduler(TreeLifecycle):
             finally:
                 self._close_state()
             self.result.elapsed = self.clock() - started
-            self.result.outputs = self.outputs
+            self.result.collected = self.collected
         self.logger.info("run.finished", topology=self.topology.name, **self.result.summary())
         return self.result
 
@@ -369,7 +354,7 @@ class Scheduler(TreeLifecycle):
     def _load_state(self):
         """Give each stateful bolt task its checkpointed state (process mode: to the workers)."""
         for task_id, task in self.stateful.items():
-            if task_id in self.output_writers:  # an output's writer starts each run with an empty outbox
+            if task_id in self.named_outputs.writers:  # an output's writer starts each run with no entries
                 if task.obj is not None:  # (a worker process makes its own)
                     task.obj.state = state_for(task.obj, None, state_where(task), self.epochs)
                 continue
@@ -414,8 +399,7 @@ class Scheduler(TreeLifecycle):
                 continue
             self.executor.call(task, "finish")
             self._set_finished(self.finished | {mark})
-            if self.epochs:
-                self._checkpoint()  # nothing in flight: finish's state, its mark and its tuples together
+            self.completion.after_finish()
             self._loop(pull=False)
         if not self.stopping:
             self._set_finished(set())
@@ -509,19 +493,19 @@ class Scheduler(TreeLifecycle):
     def _loop(self, pull):
         """Run deliveries, replays and spouts until quiet: (no spout to ask,) nothing queued,
         no tree pending and no replay waiting; or until a stop's grace period is over."""
-        executor, clock = self.executor, self.clock
+        executor, clock, completion, retries = self.executor, self.clock, self.completion, self.retries
         concurrent = executor.concurrent
         next_expire = clock() + EXPIRE_EVERY
         flushed = False
-        epochs = self.epochs
         while True:
             now = self.now = clock()
-            if epochs and self._epoch_point(now):
+            if completion.tick(now):
                 continue
             if self.unlogged:
                 self._commit()
-            if self.retries and self.retries[0][0] <= now and self.barrier is None:
-                self._replay_due(now)
+            due = retries.next_due()
+            if due is not None and due <= now and completion.admits():
+                retries.replay_due(now)
             if now >= next_expire:
                 self._expire(now)
                 next_expire = now + EXPIRE_EVERY
@@ -535,10 +519,10 @@ class Scheduler(TreeLifecycle):
                     continue
             if self.log.buffered and now - self.last_commit >= COMMIT_INTERVAL:
                 self._commit()
-            if self.recovering is not None and not self.stopping and self.barrier is None:
+            if self.recovering is not None and not self.stopping and completion.admits():
                 self._recover()
                 continue
-            asking = pull and not self.stopping and self.active_spouts and self.barrier is None
+            asking = pull and not self.stopping and self.active_spouts and completion.admits()
             if asking and self._pull_batch():
                 continue
             if self.unlogged:
@@ -546,26 +530,24 @@ class Scheduler(TreeLifecycle):
             if executor.busy():
                 executor.wait(IDLE_SLEEP if asking else 0.05)
                 continue
-            if epochs and (self.epoch_done or self.barrier) and not self.trees:
-                self._end_epoch()
+            if completion.quiet():
                 continue
-            if not self.trees and not self.retries and not asking:
+            if not self.trees and not retries and not asking:
                 return
             if self.stopping and now >= self.stop_deadline:
                 self.logger.warning("run.grace_over", topology=self.topology.name, pending=len(self.trees),
-                            waiting=len(self.retries))
+                                    waiting=len(retries))
                 return
-            if self.trees and not self.retries and not asking and not self.active_spouts and not flushed:
+            if self.trees and not retries and not asking and not self.active_spouts and not flushed:
                 flushed = True
                 if self._flush_holders():
                     continue
-            if self.barrier is not None and self.trees and not self.barrier_flushed:
-                self.barrier_flushed = True  # only held inputs keep the epoch open: emit them
-                if self._flush_holders():
-                    continue
+            if completion.flushing() and self._flush_holders():
+                continue  # only held inputs keep the epoch open: emit them
             wake = next_expire
-            if self.retries:
-                wake = min(wake, self.retries[0][0])
+            due = retries.next_due()
+            if due is not None:
+                wake = min(wake, due)
             if asking:
                 wake = min(wake, now + IDLE_SLEEP)
             if wake > now:

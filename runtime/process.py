@@ -86,7 +86,7 @@ class ProcessExecutor(Concurrent):
         ids = [t for t, w in self.placement.items() if w == k]
         lock_fd = self.core.lock.fd if self.core.lock is not None else None
         settings = {"tracking": self.core.tracking, "placement": self.placement, "max_pending": self.core.max_pending,
-                    "reliability": self.core.reliability, "collect": self.core.outputs is not None,
+                    "reliability": self.core.reliability, "collect": self.core.collected is not None,
                     "state_dir": self.core.state_dir, "lock_fd": lock_fd, "parent": os.getpid(),
                     "fork": self.start_method == "fork", "epochs": self.core.epochs,
                     "state": {t: self.committed[t] for t in ids if t in self.committed}}
@@ -113,7 +113,7 @@ class ProcessExecutor(Concurrent):
         for k in self._stateful_workers(stateful):
             self.conns[k].send_bytes(encode(["p"]))
             for task_id, rows in self._recv(k)[1]:
-                if task_id in self.core.output_writers:
+                if task_id in self.core.named_outputs.writers:
                     out.append((task_id, rows))  # an output's values, not state changes
                     continue
                 for row in rows:

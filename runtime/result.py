@@ -24,7 +24,7 @@ class RunResult:
         self.pending = 0
         self.dead_letters = 0
         self.failures = []
-        self.outputs = None
+        self.collected = None  # (component, stream) -> values, with collect=True
         self.elapsed = 0.0
 
     @property
@@ -41,9 +41,9 @@ class RunResult:
 
     def emitted(self, component, stream="default"):
         """The values a bolt emitted on a stream (needs `collect=True`), in emission order."""
-        if self.outputs is None:
+        if self.collected is None:
             raise ValueError("this run did not collect outputs: run it with collect=True")
-        return list(self.outputs.get((component, stream), []))
+        return list(self.collected.get((component, stream), []))
 
     def summary(self):
         return {"status": self.status, "roots": self.roots, "completed": self.completed,

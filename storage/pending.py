@@ -54,7 +54,8 @@ class PendingStore:
         if not self.keep_pending:
             return
         try:
-            self._puts[record.seq] = self._pack(record_row(record))
+            self._puts[record.seq] = self._pack((record.spout, record.task, record.stream, record.values, record.msg_id,
+                                                 record.attempts, record.first_seen))  # record_row, inlined
         except (TypeError, ValueError, OverflowError) as exc:
             raise CodecError(f"spout {record.spout!r}: msg_id {record.msg_id!r} cannot be stored "
                              f"as msgpack ({exc})") from None

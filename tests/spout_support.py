@@ -35,7 +35,7 @@ class Running:
             self.error = exc
 
     def emitted(self, component, stream="default"):
-        return list(self.scheduler.outputs.get((component, stream), ()))
+        return list(self.scheduler.collected.get((component, stream), ()))
 
     def wait_emitted(self, component, n, timeout=10.0):
         wait_for(lambda: len(self.emitted(component)) >= n or not self.thread.is_alive(), timeout,
