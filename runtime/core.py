@@ -26,41 +26,30 @@ bolt is logged, counted and sent to the failure stream, the input is not replaye
 import collections
 import copy
 import time
-import traceback as tb_module
 
 from consecution.acker import Acker
-from consecution.errors import ConsecutionError
-from consecution.storage import DurableLog, MemoryLog, Record, StateLock
+from consecution.storage import MemoryLog, Record
 from consecution.topology import FAILURE_FIELDS, FAILURES, Component
 
 from .chains import Chains
 from .epochs import Epochs, Release
-from .executors import ACK, COLLECT, DELIVER, FAIL, ROOT, Outbox, SingleExecutor, ThreadExecutor
+from .errors import Aborted, UserCodeError
+from .events import EventSink
+from .executors import SingleExecutor, ThreadExecutor
 from .logs import logger
+from .finish import FinishPhase
 from .named_outputs import NamedOutputs
 from .result import RunResult
 from .retries import Backoff, NoRetry, Retries
 from .routing import Routing, RoutingError
-from .state import state_for, state_where
+from .spout_driver import COMMIT_INTERVAL, SpoutDriver
+from .state_dir import close_state, load_state, open_state
 from .tasks import BoltTask, SpoutTask, TopologyContext, assign_tasks
-from .trees import COMMIT_BATCH, COMMIT_INTERVAL, TreeLifecycle
+from .trees import TreeLifecycle
 
 STATEFUL_MAX_PENDING = 1000  # max_pending when stateful bolts need the trees in flight to end
 IDLE_SLEEP = 0.001       # a spout that emitted nothing is asked again after this long
 EXPIRE_EVERY = 0.1       # how often trees are checked against message_timeout
-
-
-class UserCodeError(ConsecutionError):
-    """User code raised outside tuple processing (open, prepare, next_tuple, finish, ack...)."""
-
-    def __init__(self, component, phase, exc):
-        self.component, self.phase, self.exc = component, phase, exc
-        self.traceback = "".join(tb_module.format_exception(exc))
-        super().__init__(f"{component}.{phase}() raised {type(exc).__name__}: {exc}")
-
-
-class Aborted(BaseException):
-    """A second stop signal: leave at once (the log holds what is pending)."""
 
 
 class Scheduler(TreeLifecycle):
@@ -136,8 +125,7 @@ class Scheduler(TreeLifecycle):
             if getattr(topology.components[t.component].obj, "writes_output", False)})
         self.completion = Epochs(self, self.stateful, self.named_outputs) if self.epochs else Release(self)
         self.initial_state = {}        # process mode: task id -> the state a worker starts from
-        self.finished = set()          # "component/index" of bolt tasks whose finish ran, in an
-                                       # interrupted finish phase
+        self.finish = FinishPhase(self)
         self.start_plans = {}  # (spout, task index, stream) -> how its records start (trees.py)
         self.fused = None   # task id -> the task it calls directly (single mode), else None
         if mode == "single" and fuse:
@@ -168,6 +156,7 @@ class Scheduler(TreeLifecycle):
         self.origins = {}  # (component, task index) -> task, for records
         uses = collections.Counter(id(c.obj) for c in topology.components.values())
         self.tasks = [None] * sum(len(ids) for ids in tasks_by_component.values())
+        self.driver = SpoutDriver(self)
         self.spout_tasks, self.bolt_tasks_in_order = [], []
         for name in order:
             component = topology.components[name]
@@ -184,10 +173,10 @@ class Scheduler(TreeLifecycle):
                                           tasks_by_component, self.state_dir, self.mode, self.max_pending,
                                           self.reliability)
                 if component.kind == "spout":
-                    task = SpoutTask(self, component, task_id, obj, routing, context)
+                    task = SpoutTask(self.driver, component, task_id, obj, routing, context)
                     self.spout_tasks.append(task)
                 else:
-                    sink = self if self.mode == "single" else Outbox()
+                    sink = self if self.mode == "single" else EventSink(_to_the_core)
                     task = BoltTask(sink, component, task_id, obj, routing, context, self.tracking,
                                     self.collected is not None)
                     self.bolt_tasks_in_order.append(task)
@@ -199,37 +188,12 @@ class Scheduler(TreeLifecycle):
                         router._turn = 0
         failures = Component(FAILURES, "spout", None, 1, {"default": FAILURE_FIELDS})
         self.failure_routing = Routing(topology, failures, tasks_by_component)
-        self.active_spouts = list(self.spout_tasks)
+        self.driver.active = list(self.spout_tasks)
 
     # -- the sink: what tasks call -----------------------------------------------------------
 
     def send(self, task_id, values, stream, source, source_task, tid, roots, fields):
         self.executor.send(task_id, values, stream, source, source_task, tid, roots, fields)
-
-    def spout_emit(self, task, stream, values, msg_id):
-        self.result.roots += 1
-        if not self.tracking:  # nothing logged: delivered at once
-            key = (task.component, task.context.task_index, stream)
-            plan = self.start_plans.get(key)
-            if plan is None:
-                plan = self.start_plans[key] = self._start_plan(task, stream)
-            runs = plan[2]
-            if runs is None:
-                runs = self._runs(task, stream, task.routing.targets(stream, values, task.task_id))
-            for target, run in runs:
-                if run is not None:
-                    run(values, (), None)
-                else:
-                    self.executor.send(target, values, stream, task.component, task.task_id, None, (), plan[1])
-            return None
-        record = Record(self.log.new_root(), task.component, task.context.task_index, stream, values,
-                        msg_id, 1, self.wall())
-        self.log.append(record)
-        self.unlogged.append(record)
-        self.held_back[task.task_id] += 1
-        if self.finished or self.named_outputs.closed:  # new input: every finish has to run again,
-            self._set_finished(set())                    # and the outputs are open for what it brings
-            self.named_outputs.reopen()
 
     def emit_root(self, task, stream, values, direct):
         """A bolt emitted with no input to anchor to (from finish, flush or prepare): the tuple
@@ -272,30 +236,15 @@ class Scheduler(TreeLifecycle):
     def collect(self, component, stream, values):
         self.collected.setdefault((component, stream), []).append(values)
 
-    def apply(self, events):
-        """Apply, in order, what a task did in thread or process mode (its `Outbox`)."""
-        for event in events:
-            kind = event[0]
-            if kind == DELIVER:
-                self.executor.submit(event[1], event[2])
-            elif kind == ACK:
-                self.ack(event[1], event[2])
-            elif kind == FAIL:
-                self.fail(*event[1:])
-            elif kind == ROOT:
-                self.new_root(*event[1:])
-            elif kind == COLLECT:
-                self.collect(*event[1:])
-
     # -- running -----------------------------------------------------------------------------
 
     def run(self):
         """Run to the end; return the `RunResult`. Raises `UserCodeError` when user code fails
         outside tuple processing."""
         started = self.clock()
-        self._open_state()
-        self._load_state()
-        self.finished = set(self.log.get_meta("finished") or ())
+        open_state(self)
+        load_state(self)
+        self.finish.load()
         self.named_outputs.opened()
         self.logger.info("run.started", topology=self.topology.name, mode=self.mode, reliability=self.reliability,
                          components=len(self.topology.components), tasks=len(self.tasks),
@@ -313,7 +262,7 @@ class Scheduler(TreeLifecycle):
             self.recovering = self.log.iter_pending() if len(self.log) else None
             self._loop(pull=True)
             if not self.stopping:
-                self._finish()
+                self.finish.run()
             if not self.stopping:
                 self.named_outputs.close()
             self.result.status = "stopped" if self.stopping else "complete"
@@ -323,57 +272,11 @@ class Scheduler(TreeLifecycle):
             try:
                 self._close(opened)
             finally:
-                self._close_state()
+                close_state(self)
             self.result.elapsed = self.clock() - started
             self.result.collected = self.collected
         self.logger.info("run.finished", topology=self.topology.name, **self.result.summary())
         return self.result
-
-    def _open_state(self):
-        if self.state_dir is None:
-            return
-        self.lock = StateLock(self.state_dir).acquire()
-        if not self.durable:
-            return
-        try:
-            if self.reliability == "track":  # failures only: nothing pending is replayed
-                self.log = DurableLog(self.state_dir, durability=self.durability, keep_pending=False,
-                                      keep_dead=self.settings["track_last"])
-            else:
-                self.log = DurableLog(self.state_dir, durability=self.durability)
-            changed = self.log.check_topology(self.topology.name, self.topology.fingerprint(),
-                                              self.topology.shape())
-            self.log.declare_outputs({name: self.topology.output_fields(name) for name in self.topology.outputs})
-        except BaseException:
-            self._close_state()
-            raise
-        if changed is not None:
-            self.logger.warning("topology.changed", topology=self.topology.name, state_dir=self.state_dir,
-                                fingerprint=self.topology.fingerprint())
-
-    def _load_state(self):
-        """Give each stateful bolt task its checkpointed state (process mode: to the workers)."""
-        for task_id, task in self.stateful.items():
-            if task_id in self.named_outputs.writers:  # an output's writer starts each run with no entries
-                if task.obj is not None:  # (a worker process makes its own)
-                    task.obj.state = state_for(task.obj, None, state_where(task), self.epochs)
-                continue
-            data = self.log.load_state(task.component, task.context.task_index)
-            if task.obj is None:
-                self.initial_state[task_id] = data
-            else:
-                task.obj.state = state_for(task.obj, data, state_where(task), self.epochs)
-
-    def _close_state(self):
-        try:
-            self.log.commit()
-            self.result.pending = len(self.log)
-            self.result.dead_letters = self.log.dead_count()
-            self.log.close()
-        finally:
-            if self.lock is not None:
-                self.lock.release()
-                self.lock = None
 
     def stop(self):
         """Stop gracefully: no new spout tuples; in-flight trees drain for `grace` seconds.
@@ -384,30 +287,6 @@ class Scheduler(TreeLifecycle):
         self.stopping = True
         self.stop_deadline = self.clock() + self.grace
         self.logger.info("run.stopping", topology=self.topology.name, grace=self.grace, pending=len(self.trees))
-
-    def _finish(self):
-        """Each bolt's finish, in topological order, each followed by the processing of what it
-        emitted. A bolt whose finish returned is marked in the log, in the commit that holds
-        what it emitted (and, with stateful bolts, what it put in state); after a crash in the
-        finish phase only the bolts not marked run their finish again. The marks are cleared
-        when the phase ends, or when new spout input arrives."""
-        for task in self.bolt_tasks_in_order:
-            mark = f"{task.component}/{task.context.task_index}"
-            if mark in self.finished:
-                self.logger.info("finish.skipped", topology=self.topology.name, component=task.component,
-                                 task=task.task_id, reason="it ran before a crash")
-                continue
-            self.executor.call(task, "finish")
-            self._set_finished(self.finished | {mark})
-            self.completion.after_finish()
-            self._loop(pull=False)
-        if not self.stopping:
-            self._set_finished(set())
-
-    def _set_finished(self, components):
-        self.finished = components
-        if self.durable and self.reliability == "replay":
-            self.log.put_meta("finished", sorted(components))
 
     def _close(self, opened):
         errors = []
@@ -428,67 +307,6 @@ class Scheduler(TreeLifecycle):
             raise
         except Exception as exc:
             raise UserCodeError(task.component, method, exc) from exc
-
-    def _pull_batch(self):
-        """Ask the spouts again and again, in rounds of one call each, until a commit's worth
-        of records is waiting, a round emits nothing, or COMMIT_INTERVAL has passed; a lone
-        spout is asked in a tight loop. A spout's position is read once after its calls, and
-        so stored in the commit that holds what they emitted. True if anything was emitted
-        (or a spout was exhausted)."""
-        deadline = self.clock() + COMMIT_INTERVAL
-        result, max_pending = self.result, self.max_pending
-        emitted = False
-        while True:
-            before = result.roots
-            spouts = self.active_spouts
-            calls = COMMIT_BATCH if len(spouts) == 1 else 1
-            for task in list(spouts):
-                room = calls
-                if max_pending is not None:
-                    room = min(room, max_pending - self.pending(task.task_id))
-                if room > 0 and self._ask(task, room):
-                    emitted = True
-            if result.roots == before or self.stopping or not self.active_spouts:
-                return emitted
-            emitted = True
-            if (len(self.unlogged) >= COMMIT_BATCH or self.executor.queued() >= COMMIT_BATCH
-                    or self.clock() >= deadline):
-                return emitted
-
-    def _ask(self, task, calls):
-        """Call a spout task's next_tuple up to `calls` times, until one emits nothing; then
-        store its position. True if it was exhausted."""
-        result = self.result
-        next_tuple = task.obj.next_tuple
-        exhausted = False
-        try:
-            for _ in range(calls):
-                before = result.roots
-                next_tuple()
-                if result.roots == before or self.stopping or len(self.unlogged) >= COMMIT_BATCH:
-                    break
-        except StopIteration:
-            exhausted = task.exhausted = True
-            self.active_spouts.remove(task)
-            self.logger.info("spout.exhausted", topology=self.topology.name, component=task.component,
-                             task=task.task_id)
-        except Exception as exc:
-            raise UserCodeError(task.component, "next_tuple", exc) from exc
-        if task.has_position and self.tracking:
-            position = self.call_user(task, "position")
-            if position is not None:
-                self.log.position(task.component, task.context.task_index, position)
-        return exhausted
-
-    def _flush_holders(self):
-        """Every spout is exhausted and trees are still pending: bolts that hold inputs
-        (`flush()`, e.g. chunk) emit what they hold. True if one of them had a flush."""
-        flushed = False
-        for task in self.bolt_tasks_in_order:
-            if getattr(self.topology.components[task.component].obj, "flush", None) is not None:
-                flushed = True
-                self.executor.call(task, "flush")
-        return flushed
 
     def _loop(self, pull):
         """Run deliveries, replays and spouts until quiet: (no spout to ask,) nothing queued,
@@ -522,8 +340,8 @@ class Scheduler(TreeLifecycle):
             if self.recovering is not None and not self.stopping and completion.admits():
                 self._recover()
                 continue
-            asking = pull and not self.stopping and self.active_spouts and completion.admits()
-            if asking and self._pull_batch():
+            asking = pull and not self.stopping and self.driver.active and completion.admits()
+            if asking and self.driver.pull():
                 continue
             if self.unlogged:
                 continue
@@ -538,11 +356,11 @@ class Scheduler(TreeLifecycle):
                 self.logger.warning("run.grace_over", topology=self.topology.name, pending=len(self.trees),
                                     waiting=len(retries))
                 return
-            if self.trees and not retries and not asking and not self.active_spouts and not flushed:
+            if self.trees and not retries and not asking and not self.driver.active and not flushed:
                 flushed = True
-                if self._flush_holders():
+                if self.finish.flush_holders():
                     continue
-            if completion.flushing() and self._flush_holders():
+            if completion.flushing() and self.finish.flush_holders():
                 continue  # only held inputs keep the epoch open: emit them
             wake = next_expire
             due = retries.next_due()
@@ -552,3 +370,8 @@ class Scheduler(TreeLifecycle):
                 wake = min(wake, now + IDLE_SLEEP)
             if wake > now:
                 time.sleep(wake - now)
+
+
+def _to_the_core(task_id):
+    """Thread mode: every delivery a task makes goes back to the core (one destination)."""
+    return 0

@@ -5,13 +5,15 @@ thread. An executor takes deliveries (`submit(task_id, tup)`) and runs them:
 
     SingleExecutor   in the core's own thread, in order (the reference semantics)
     ThreadExecutor   on a pool of threads; a task runs on one thread at a time, its inputs in
-                     order; what a task does (emits, acks, fails) is recorded in its `Outbox`
-                     and applied by the core, in order, when the task hands its batch back
-    ProcessExecutor  (runtime/process.py) on worker processes, with outboxes sent back as
-                     msgpack frames
+                     order; what a task does (emits, acks, fails) is recorded in its
+                     `EventSink` and applied by the core when the task hands its batch back
+    ProcessExecutor  (runtime/process.py) on worker processes, the same events sent back as
+                     msgpack frames (runtime/events.py)
 
-Every executor offers: start(), busy(), has_room(), run_some(), wait(timeout), call(task_id,
-method, *args) for prepare/flush/finish/cleanup, close(); and, called only when nothing is in
+Every executor offers: start(), send(task_id, values, stream, source, source task, id, roots,
+fields) and submit(task_id, tup) for deliveries, busy(), queued(), has_room(), run_some(),
+wait(timeout), call(task, method, *args) for prepare/flush/finish/cleanup, close(); and, called
+only when nothing is in
 flight, checkpoint(stateful) -> [(task id, state changes)] and rollback(stateful) for the
 `State` of stateful bolt tasks.
 """
@@ -21,39 +23,9 @@ import threading
 
 from consecution.topology import Tuple
 
-DELIVER, ACK, FAIL, ROOT, COLLECT = range(5)
+from .events import apply
+
 ROOM = 4096  # deliveries queued or running before the core stops asking spouts for more
-
-
-class Outbox:
-    """A task's sink in thread and process mode: records what the task did, in order, for the
-    core to apply (see `Scheduler.apply`)."""
-
-    def __init__(self):
-        self.events = []
-
-    def send(self, task_id, values, stream, source, source_task, tid, roots, fields):
-        self.events.append((DELIVER, task_id, Tuple(values, stream, source, source_task, tid, roots, fields)))
-
-    def ack(self, roots, xor):
-        self.events.append((ACK, roots, xor))
-
-    def fail(self, roots, error, traceback, component, task_id, tup):
-        self.events.append((FAIL, roots, error, traceback, component, task_id, tup))
-
-    def emit_root(self, task, stream, values, direct):
-        if direct is not None:
-            from .routing import RoutingError
-            raise RoutingError(f"component {task.component!r}: emit_direct needs an input to anchor to; "
-                               "it cannot be used from finish, flush or prepare")
-        self.events.append((ROOT, task.component, task.context.task_index, stream, values))
-
-    def collect(self, component, stream, values):
-        self.events.append((COLLECT, component, stream, values))
-
-    def take(self):
-        events, self.events = self.events, []
-        return events
 
 
 class LocalState:
@@ -149,7 +121,7 @@ class ThreadExecutor(LocalState, Concurrent):
         self.workers = workers
         self.batch = batch
         self.home = {t.task_id: i % workers for i, t in enumerate(core.bolt_tasks_in_order)}
-        self.mail = {}                  # task id -> deque of tuples
+        self.mail = {}                  # task id -> deque of deliveries (see runtime/events.py)
         self.running = set()            # task ids on a thread or on a run queue
         self.runnable = [queue_module.SimpleQueue() for _ in range(workers)]
         self.done = queue_module.SimpleQueue()     # (task id, n, events, error)
@@ -165,15 +137,15 @@ class ThreadExecutor(LocalState, Concurrent):
         for task in self.core.bolt_tasks_in_order:
             self.call(task, "prepare", task.context)
 
-    def send(self, task_id, values, stream, source, source_task, tid, roots, fields):
-        self.submit(task_id, Tuple(values, stream, source, source_task, tid, roots, fields))
-
     def submit(self, task_id, tup):
+        self.send(task_id, tup.values, tup.stream, tup.source, tup.task, tup.id, tup.roots, None)
+
+    def send(self, task_id, values, stream, source, source_task, tid, roots, fields):
         self.outstanding += 1
         box = self.mail.get(task_id)
         if box is None:
             box = self.mail[task_id] = collections.deque()
-        box.append(tup)
+        box.append((values, stream, source, source_task, tid, roots))
         if task_id not in self.running:
             self.running.add(task_id)
             self.runnable[self.home[task_id]].put(task_id)
@@ -192,10 +164,12 @@ class ThreadExecutor(LocalState, Concurrent):
                     self.replies.put((None, exc))
                 continue
             task, box = tasks[item], mail[item]
+            run_of = task.chains.run
             n = 0
             try:
                 while box and n < batch:
-                    task.execute(box.popleft())
+                    values, stream, source, source_task, tid, roots = box.popleft()
+                    run_of(item, source, source_task, stream)(values, roots, tid)
                     n += 1
                 error = None
             except BaseException as exc:  # execute catches user errors; this is the runtime's
@@ -218,7 +192,7 @@ class ThreadExecutor(LocalState, Concurrent):
             if error is not None:
                 raise error
             self.outstanding -= n
-            self.core.apply(events)
+            self._apply_events(events)
             if self.mail[task_id]:
                 self.runnable[self.home[task_id]].put(task_id)
             else:
@@ -228,12 +202,19 @@ class ThreadExecutor(LocalState, Concurrent):
             except queue_module.Empty:
                 return
 
+    def _apply_events(self, taken):
+        events, acks, sends = taken
+        apply(self.core, events, acks)
+        for deliveries in sends.values():
+            for task_id, values, stream, source, source_task, tid, roots in deliveries:
+                self.send(task_id, values, stream, source, source_task, tid, roots, None)
+
     def call(self, task, method, *args):
         """Run a lifecycle method on the task's own thread (the task is idle: the core calls
         this only when nothing is queued for it) and apply what it emitted."""
         self.runnable[self.home[task.task_id]].put((task, method, args))
         result, error = self.replies.get()
-        self.core.apply(task.sink.take())
+        self._apply_events(task.sink.take())
         if error is not None:
             raise error
         return result

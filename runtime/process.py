@@ -28,12 +28,13 @@ from multiprocess.connection import wait as wait_for
 
 from consecution.errors import ConsecutionError
 from consecution.storage import decode, encode
-from consecution.topology import Component, Tuple
+from consecution.topology import Component
 
-from .core import UserCodeError
+from .errors import UserCodeError
 from .executors import Concurrent
 from .state import apply_changes
-from .worker import COLLECT, FAIL, ROOT, worker_main
+from .events import apply
+from .worker import worker_main
 
 FRAME = 256       # deliveries per frame, at most (forwarded blobs come on top, up to FORWARD)
 FORWARD = 4096    # forwarded deliveries per frame, at most
@@ -215,21 +216,8 @@ class ProcessExecutor(Concurrent):
             self._apply(*reply[2:5])
 
     def _apply(self, events, acks, forwards):
-        """A worker's reply: its events in order, then its acks (after the failures: see
-        `WorkerSink.ack`), then the deliveries it has for other workers."""
-        core = self.core
-        for event in events:
-            kind = event[0]
-            if kind == FAIL:
-                _, roots, error, traceback, component, task_id, values, stream, source, source_task = event
-                tup = Tuple(tuple(values), stream, source, source_task, None, (), None)
-                core.fail(roots, error, traceback, component, task_id, tup)
-            elif kind == ROOT:
-                core.new_root(event[1], event[2], event[3], tuple(event[4]))
-            elif kind == COLLECT:
-                core.collect(event[1], event[2], tuple(event[3]))
-        if acks:
-            core.ack_each(acks)
+        """A worker's reply (runtime/events.py), then the deliveries it has for other workers."""
+        apply(self.core, events, acks)
         for k, count, blob in forwards:
             self.forwarded[k].append((count, blob))
             self.loads[k] += count

@@ -1,10 +1,11 @@
 """Tasks: one running copy of a spout or bolt, bound to the run through a `sink`.
 
-A task binds `emit` (and a bolt's `ack`/`fail`) on its component, routes what it emits, gives
-each delivery a fresh 64-bit id and tells the sink. The sink is the scheduler core in single
-and thread mode; a worker's channel to it in process mode. It offers:
+A task binds `emit` (and a bolt's `ack`/`fail`) on its component. A spout task's sink is the
+spout driver (`driver.emit(task, stream, values, msg_id)`: log it, runtime/spout_driver.py).
+A bolt task's sink is the scheduler core in single mode, the task's `TaskEvents` in thread
+mode and the worker's `WorkerSink` in process mode; what a bolt does per tuple runs in the
+functions `Chains` generates (runtime/chains.py), which call the sink:
 
-    sink.spout_emit(task, stream, values, msg_id)   a spout tuple: log it, start its tree
     sink.emit_root(task, stream, values)            a bolt emit with no input to anchor to
     sink.send(task_id, values, stream, source, source task, id, roots, fields)
                                                     queue a tuple for a bolt task
@@ -99,10 +100,9 @@ class SpoutTask:
                     break
         else:  # converts, or raises naming the stream or the fields
             values = checked(values, self.component, stream, self.streams)
-        targets = self.sink.spout_emit(self, stream, values, msg_id)
+        self.sink.emit(self, stream, values, msg_id)
         if self.logged_at_emit:
             self.obj.logged([msg_id])
-        return targets
 
 
 class BoltTask:

@@ -16,10 +16,9 @@ from consecution.acker import new_id
 from consecution.errors import ConsecutionError
 
 from .epochs import Release
+from .spout_driver import COMMIT_BATCH
 from .tasks import SpoutTask
 
-COMMIT_BATCH = 512       # spout records per log commit, at most
-COMMIT_INTERVAL = 0.005  # seconds a spout record may wait for its commit, at most
 
 
 class TreeLifecycle:
@@ -67,10 +66,9 @@ class TreeLifecycle:
         release = self.log.release if self.completion.__class__ is Release else None
         completed = 0
         for record in records:
-            key = (record.spout, record.task, record.stream)
-            plan = plans.get(key)
+            plan = plans.get((record.spout, record.task, record.stream))
             if plan is None:
-                plan = plans[key] = self._start_plan(self._origin(record), record.stream)
+                plan = self.start_plan(self._origin(record), record.stream)
             task, fields, runs = plan
             values = record.values
             if runs is None:  # a grouping that looks at the values
@@ -104,11 +102,16 @@ class TreeLifecycle:
             completed += 1
         self.result.completed += completed
 
-    def _start_plan(self, task, stream):
+    def start_plan(self, task, stream):
         """(task, fields, [(target, generated run or None)]) for tuples that `task` emits on
         `stream` with no input; None in place of the list when the grouping looks at the values."""
-        targets = task.routing.fixed.get(stream)
-        return task, task.streams[stream], None if targets is None else self._runs(task, stream, targets)
+        key = (task.component, task.context.task_index, stream)
+        plan = self.start_plans.get(key)
+        if plan is None:
+            targets = task.routing.fixed.get(stream)
+            plan = self.start_plans[key] = (task, task.streams[stream],
+                                            None if targets is None else self._runs(task, stream, targets))
+        return plan
 
     def _runs(self, task, stream, targets):
         fused = self.fused

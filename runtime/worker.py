@@ -5,8 +5,7 @@
         worker call each other directly; what goes to another worker's task is gathered per
         worker into one msgpack blob, which the supervisor forwards without decoding it
     worker k --("r", n, [events], [root, xor, ...], [[worker, count, blob], ...])--> supervisor
-        events: failures, roots emitted with no input, collected tuples, in order; acks XORed
-        per root over the whole frame (failures are applied first: see `WorkerSink.ack`)
+        events, acks and sends as runtime/events.py gathers them
     lifecycle ("c", task, method) -> ("k", reply..., error); state ("p",) and ("u",); stop ("s",)
 
 A delivery is [task, values, stream, source, source task, id, roots]. Workers ignore SIGINT and
@@ -25,62 +24,10 @@ from multiprocess.reduction import ForkingPickler
 from consecution.storage import decode, encode
 
 from .chains import Chains
+from .events import EventSink
 from .routing import Routing
 from .state import state_for, state_where
 from .tasks import BoltTask, TopologyContext, assign_tasks
-
-FAIL, ROOT, COLLECT = "f", "o", "c"
-
-
-class WorkerSink:
-    """What the tasks of one worker did while it served one frame, gathered for the reply."""
-
-    def __init__(self, placement):
-        self.placement = placement  # task id -> worker
-        self.forward = {}           # worker -> [deliveries]
-        self.acks = {}              # root -> XOR of what was acked in it
-        self.events = []
-
-    def send(self, task_id, values, stream, source, source_task, tid, roots, fields):
-        k = self.placement[task_id]
-        out = self.forward.get(k)
-        if out is None:
-            out = self.forward[k] = []
-        out.append((task_id, values, stream, source, source_task, tid, roots))
-
-    def ack(self, roots, xor):
-        # XOR is commutative: acks may be combined and applied after the frame's failures. A
-        # failure must come first: a tree whose fused step failed is acked by the step before
-        # it, and that ack must not complete it.
-        acks = self.acks
-        for root in roots:
-            acks[root] = acks.get(root, 0) ^ xor
-
-    def fail(self, roots, error, traceback, component, task_id, tup):
-        self.events.append((FAIL, roots, error, traceback, component, task_id, tup.values, tup.stream, tup.source,
-                            tup.task))
-
-    def emit_root(self, task, stream, values, direct):
-        if direct is not None:
-            from .routing import RoutingError
-            raise RoutingError(f"component {task.component!r}: emit_direct needs an input to anchor to; "
-                               "it cannot be used from finish, flush or prepare")
-        self.events.append((ROOT, task.component, task.context.task_index, stream, values))
-
-    def collect(self, component, stream, values):
-        self.events.append((COLLECT, component, stream, values))
-
-    def take(self):
-        """[events, acks, forwards] for the reply, and start afresh."""
-        acks = []
-        for root, xor in self.acks.items():
-            if xor:
-                acks += (root, xor)
-        forwards = [[k, len(out), encode(out)] for k, out in self.forward.items()]
-        reply = [self.events, acks, forwards]
-        self.events, self.acks, self.forward = [], {}, {}
-        return reply
-
 
 def _die_with_parent(parent):
     if sys.platform.startswith("linux"):
@@ -155,7 +102,7 @@ def _run_all(deliveries, run_of):
 
 
 def _serve(conn, topology, task_ids, settings):
-    sink = WorkerSink(settings["placement"])
+    sink = EventSink(settings["placement"].__getitem__)
     tasks, chains = _build(topology, set(task_ids), settings, sink)
     for task in tasks.values():
         try:
@@ -180,7 +127,7 @@ def _serve(conn, topology, task_ids, settings):
             for count, blob in message[2]:
                 _run_all(decode(blob), run_of)
                 n += count
-            conn.send_bytes(encode(["r", n, *sink.take()]))
+            conn.send_bytes(encode(["r", n, *sink.encoded()]))
         elif kind == "c":
             task = tasks[message[1]]
             error = None
@@ -188,7 +135,7 @@ def _serve(conn, topology, task_ids, settings):
                 getattr(task.obj, message[2])()
             except Exception as exc:
                 error = user_error(task, message[2], exc)
-            conn.send_bytes(encode(["k", *sink.take(), error]))
+            conn.send_bytes(encode(["k", *sink.encoded(), error]))
         elif kind == "p":
             conn.send_bytes(encode(["p", [[t.task_id, t.obj.state.changes()] for t in stateful]]))
         elif kind == "u":

@@ -1,0 +1,88 @@
+"""What tasks did, gathered for the core: one set of events for thread and process mode.
+
+A task running away from the core's thread (a pool thread, a worker process) records what it
+does in an `EventSink` instead of acting on the core; the core applies a batch of them in one
+go (`apply`):
+
+    events   failures, roots emitted with no input, collected tuples: in order
+    acks     root -> the XOR of everything acked in it (XOR is commutative: acks combine)
+    sends    destination -> deliveries [task, values, stream, source, source task, id, roots]
+
+Order of application: the events, then the acks, then the sends. Failures must come before
+acks: a tree whose fused step failed is acked by the step before it, and that ack must not
+complete it. In process mode the sends for each worker travel as one msgpack blob
+(`EventSink.encoded`), which the supervisor forwards without decoding; `FAIL`, `ROOT` and
+`COLLECT` events are lists of plain values, so they travel as msgpack too.
+"""
+from consecution.storage import encode
+from consecution.topology import Tuple
+
+FAIL, ROOT, COLLECT = "f", "o", "c"
+
+
+class EventSink:
+    """The sink of tasks that run away from the core. `destination(task id)` says where a
+    delivery to that task goes (a worker index; 0 in thread mode, where the core takes all)."""
+
+    def __init__(self, destination):
+        self.destination = destination
+        self.events = []
+        self.acks = {}
+        self.sends = {}
+
+    def send(self, task_id, values, stream, source, source_task, tid, roots, fields):
+        k = self.destination(task_id)
+        out = self.sends.get(k)
+        if out is None:
+            out = self.sends[k] = []
+        out.append((task_id, values, stream, source, source_task, tid, roots))
+
+    def ack(self, roots, xor):
+        acks = self.acks
+        for root in roots:
+            acks[root] = acks.get(root, 0) ^ xor
+
+    def fail(self, roots, error, traceback, component, task_id, tup):
+        self.events.append((FAIL, roots, error, traceback, component, task_id, tup.values, tup.stream, tup.source,
+                            tup.task))
+
+    def emit_root(self, task, stream, values, direct):
+        if direct is not None:
+            from .routing import RoutingError
+            raise RoutingError(f"component {task.component!r}: emit_direct needs an input to anchor to; "
+                               "it cannot be used from finish, flush or prepare")
+        self.events.append((ROOT, task.component, task.context.task_index, stream, values))
+
+    def collect(self, component, stream, values):
+        self.events.append((COLLECT, component, stream, values))
+
+    def take(self):
+        """(events, acks as [root, xor, ...], {destination: deliveries}), and start afresh."""
+        acks = []
+        for root, xor in self.acks.items():
+            if xor:
+                acks += (root, xor)
+        taken = (self.events, acks, self.sends)
+        self.events, self.acks, self.sends = [], {}, {}
+        return taken
+
+    def encoded(self):
+        """`take()` for the wire: the deliveries as [[destination, count, msgpack blob], ...]."""
+        events, acks, sends = self.take()
+        return [events, acks, [[k, len(out), encode(out)] for k, out in sends.items()]]
+
+
+def apply(core, events, acks):
+    """Apply a batch of events, then its acks, to the core (the sends are the executor's)."""
+    for event in events:
+        kind = event[0]
+        if kind == FAIL:
+            _, roots, error, traceback, component, task_id, values, stream, source, source_task = event
+            core.fail(roots, error, traceback, component, task_id,
+                      Tuple(tuple(values), stream, source, source_task, None, (), None))
+        elif kind == ROOT:
+            core.new_root(event[1], event[2], event[3], tuple(event[4]))
+        elif kind == COLLECT:
+            core.collect(event[1], event[2], tuple(event[3]))
+    if acks:
+        core.ack_each(acks)

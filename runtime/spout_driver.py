@@ -1,0 +1,100 @@
+"""The reliable spout driver: asks the spouts for tuples and logs what they emit.
+
+    driver.pull() -> spout.next_tuple() -> spout.emit -> driver.emit -> a Record appended to
+        the log (not yet committed) with, after the spout's calls, its position()
+    the core commits the log, then starts the records' trees (runtime/trees.py)
+
+With reliability "none" nothing is logged: a spout tuple goes straight to its subscribers.
+A spout task is asked only while it has fewer than `max_pending` records in flight.
+"""
+from consecution.storage import Record
+
+from .errors import UserCodeError
+
+COMMIT_BATCH = 512       # spout records per log commit, at most
+COMMIT_INTERVAL = 0.005  # seconds a spout record may wait for its commit, at most
+
+
+class SpoutDriver:
+    """The sink of the spout tasks (`SpoutTask.sink`), and what asks them."""
+
+    def __init__(self, core):
+        self.core = core
+        self.tracking = core.tracking
+        self.active = []  # spout tasks not exhausted (the core fills it when its tasks are built)
+
+    def emit(self, task, stream, values, msg_id):
+        """A spout task emitted `values` (checked) on `stream`."""
+        core = self.core
+        core.result.roots += 1
+        if not self.tracking:  # nothing logged: delivered at once
+            plan = core.start_plan(task, stream)
+            runs = plan[2]
+            if runs is None:
+                runs = core._runs(task, stream, task.routing.targets(stream, values, task.task_id))
+            for target, run in runs:
+                if run is not None:
+                    run(values, (), None)
+                else:
+                    core.executor.send(target, values, stream, task.component, task.task_id, None, (), plan[1])
+            return
+        record = Record(core.log.new_root(), task.component, task.context.task_index, stream, values,
+                        msg_id, 1, core.wall())
+        core.log.append(record)
+        core.unlogged.append(record)
+        core.held_back[task.task_id] += 1
+        if core.finish.marks or core.named_outputs.closed:  # new input: every finish has to run again,
+            core.finish.clear()                              # the outputs are open for what it brings
+            core.named_outputs.reopen()
+
+    def pull(self):
+        """Ask the spouts again and again, in rounds of one call each, until a commit's worth
+        of records is waiting, a round emits nothing, or COMMIT_INTERVAL has passed; a lone
+        spout is asked in a tight loop. A spout's position is read once after its calls, and
+        so stored in the commit that holds what they emitted. True if anything was emitted
+        (or a spout was exhausted)."""
+        core = self.core
+        deadline = core.clock() + COMMIT_INTERVAL
+        result, max_pending = core.result, core.max_pending
+        emitted = False
+        while True:
+            before = result.roots
+            calls = COMMIT_BATCH if len(self.active) == 1 else 1
+            for task in list(self.active):
+                room = calls
+                if max_pending is not None:
+                    room = min(room, max_pending - core.pending(task.task_id))
+                if room > 0 and self._ask(task, room):
+                    emitted = True
+            if result.roots == before or core.stopping or not self.active:
+                return emitted
+            emitted = True
+            if (len(core.unlogged) >= COMMIT_BATCH or core.executor.queued() >= COMMIT_BATCH
+                    or core.clock() >= deadline):
+                return emitted
+
+    def _ask(self, task, calls):
+        """Call a spout task's next_tuple up to `calls` times, until one emits nothing; then
+        store its position. True if it was exhausted."""
+        core = self.core
+        result, unlogged = core.result, core.unlogged
+        next_tuple = task.obj.next_tuple
+        exhausted = False
+        try:
+            for _ in range(calls):
+                before = result.roots
+                next_tuple()
+                if result.roots == before or core.stopping or len(unlogged) >= COMMIT_BATCH:
+                    break
+        except StopIteration:
+            exhausted = task.exhausted = True
+            self.active.remove(task)
+            core.logger.info("spout.exhausted", topology=core.topology.name, component=task.component,
+                             task=task.task_id)
+        except Exception as exc:
+            raise UserCodeError(task.component, "next_tuple", exc) from exc
+        if task.has_position and self.tracking:
+            position = core.call_user(task, "position")
+            if position is not None:
+                core.log.position(task.component, task.context.task_index, position)
+        return exhausted

@@ -1,0 +1,57 @@
+"""A run's state directory: its lock, its durable log, its topology check, the state of its
+stateful bolts; and what a run leaves there when it ends."""
+from consecution.storage import DurableLog, StateLock
+
+from .state import state_for, state_where
+
+
+def open_state(core):
+    """Lock the state directory and open the durable log there (reliability "replay" or
+    "track"), refusing another topology (the log says so)."""
+    if core.state_dir is None:
+        return
+    core.lock = StateLock(core.state_dir).acquire()
+    if not core.durable:
+        return
+    topology = core.topology
+    try:
+        if core.reliability == "track":  # failures only: nothing pending is replayed
+            core.log = DurableLog(core.state_dir, durability=core.durability, keep_pending=False,
+                                  keep_dead=core.settings["track_last"])
+        else:
+            core.log = DurableLog(core.state_dir, durability=core.durability)
+        changed = core.log.check_topology(topology.name, topology.fingerprint(), topology.shape())
+        core.log.declare_outputs({name: topology.output_fields(name) for name in topology.outputs})
+    except BaseException:
+        close_state(core)
+        raise
+    if changed is not None:
+        core.logger.warning("topology.changed", topology=topology.name, state_dir=core.state_dir,
+                            fingerprint=topology.fingerprint())
+
+
+def load_state(core):
+    """Give each stateful bolt task its checkpointed state (process mode: to the workers)."""
+    for task_id, task in core.stateful.items():
+        if task_id in core.named_outputs.writers:  # an output's writer starts each run with no entries
+            if task.obj is not None:  # (a worker process makes its own)
+                task.obj.state = state_for(task.obj, None, state_where(task), core.epochs)
+            continue
+        data = core.log.load_state(task.component, task.context.task_index)
+        if task.obj is None:
+            core.initial_state[task_id] = data
+        else:
+            task.obj.state = state_for(task.obj, data, state_where(task), core.epochs)
+
+
+def close_state(core):
+    """Commit what is buffered, count what is pending and dead, close the log, unlock."""
+    try:
+        core.log.commit()
+        core.result.pending = len(core.log)
+        core.result.dead_letters = core.log.dead_count()
+        core.log.close()
+    finally:
+        if core.lock is not None:
+            core.lock.release()
+            core.lock = None
