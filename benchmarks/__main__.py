@@ -3,12 +3,16 @@
     pip install '.[bench]' && python -m benchmarks [--lines N] [--skip-rss]
 
 Workload W: 200,000 lines of 10 words drawn with random.Random(0) from 1,000 capitalised
-words; split -> lower -> count; every result is checked against a plain Counter.
-Figures are M words/s, best of 3. Targets (ratios measured in this run):
-  replay, single mode        >= 1.0x bytewax
-  none, single mode          >= 0.4x the plain loop
-  replay vs in-memory acking (confirm)  costs <= 15%
-  RSS after 10M tuples       within 10% of RSS after 1M
+words; split -> lower -> count; every result is checked against a plain Counter. Each system
+runs as a whole (its run from building to the result), in this process; process mode's
+workers are child processes. Figures are M words/s of wall time, best of 3. Targets (issue
+13; ratios measured in this run):
+  replay, single mode                      >= 1.0x bytewax
+  none, single mode                        >= 0.5x the plain loop
+  replay, process mode, 2 workers, split and lower of 2 tasks (shuffled), count of 2 tasks
+    behind a fields grouping               >= 1.4x replay, single mode
+  replay vs in-memory acking (confirm)     costs <= 10%
+  RSS after 10M tuples                     within 10% of RSS after 1M
 """
 import argparse
 import collections
@@ -190,15 +194,19 @@ def main(argv=None):
         for reliability in ("none", "confirm", "replay"):
             figures[f"{reliability}, {mode}"] = best_of_3(
                 lambda: run_consecution(lines, reliability, mode), expected, words)
+    figures["replay, process p2"] = best_of_3(lambda: run_consecution(lines, "replay", "process", 2),
+                                              expected, words)
     for name, value in figures.items():
         print(f"  {name:<20} {value:6.2f} M words/s")
     plain_rate = figures["plain loop"]
     print("ratios:")
     if "bytewax" in figures:
         print(f"  replay single / bytewax          {figures['replay, single'] / figures['bytewax']:5.2f}x  (target >= 1.0)")
-    print(f"  none single / plain loop         {figures['none, single'] / plain_rate:5.2f}x  (target >= 0.4)")
+    print(f"  none single / plain loop         {figures['none, single'] / plain_rate:5.2f}x  (target >= 0.5)")
+    print(f"  replay process p2 / single       {figures['replay, process p2'] / figures['replay, single']:5.2f}x  "
+          "(target >= 1.4)")
     cost = figures["confirm, single"] / figures["replay, single"] - 1
-    print(f"  replay cost vs in-memory acking  {cost:+6.1%}  (target <= +15%)")
+    print(f"  replay cost vs in-memory acking  {cost:+6.1%}  (target <= +10%)")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(f"peak RSS: {peak:.0f} MB (this process), {children:.0f} MB (largest worker process)")

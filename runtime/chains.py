@@ -237,12 +237,16 @@ class Chains:
         width = None if fields is None else len(fields)
         values = src.var("v")
         check = src.name("checked", _checker(task, "default"))
-        single = (src.var("one"), item) if width is None or width == 1 else None
+        single = None  # (flag, value) names: the next function may be called with the value itself
+        if (width is None or width == 1) and self._feeds_function(task, "default", depth):
+            single = (src.var("one"), item)
         src.add(d, f"if {item}.__class__ is str or {item}.__class__ in SCALARS:")
         if single is not None:
             if not self._only_functions(task, "default", depth):  # else no one needs the tuple
                 src.add(d + 1, f"{values} = ({item},)")
             src.add(d + 1, f"{single[0]} = True")
+        elif width is None or width == 1:
+            src.add(d + 1, f"{values} = ({item},)")
         else:
             src.add(d + 1, f"{values} = {check}(({item},))")  # raises the FieldError
         src.add(d, f"elif {item}.__class__ is tuple and {_safe(item, width)}:")
@@ -254,6 +258,13 @@ class Chains:
         if single is not None:
             src.add(d + 1, f"{single[0]} = False")
         self._send(src, d, task, "default", values, depth, single)
+
+    def _feeds_function(self, task, stream, depth):
+        """Whether some of what `task` emits on `stream` goes to a plain function inlined here."""
+        targets = task.routing.fixed.get(stream)
+        if not targets or self.fused is None or depth + 1 >= INLINE_DEPTH:
+            return False
+        return any(self.fused[t] is not None and _is_function(self.fused[t]) for t in targets)
 
     def _only_functions(self, task, stream, depth):
         """Whether what `task` emits on `stream` goes only to plain functions inlined here."""

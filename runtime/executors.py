@@ -113,7 +113,7 @@ class ThreadExecutor(LocalState, Concurrent):
     thread i mod N), so that everything of a task (prepare, process, finish, cleanup) runs on
     one thread: a database connection opened in `prepare` can be used in `process` (sqlite3
     insists). Each task has a mailbox; a task with mail is put on its thread's run queue; the
-    thread runs up to `batch` of its inputs, then hands the task's outbox to the core, which
+    thread runs up to `batch` of its inputs, then hands the task's events to the core, which
     puts the task back on the run queue if more mail came."""
 
     def __init__(self, core, workers, batch=64):

@@ -136,9 +136,9 @@ class State(MutableMapping):
         self._undo = {}
 
 
-class OutboxBuffer:
+class OutputEntries:
     """The state of a named output's writer (`OutputBolt`): values appended in the current
-    epoch; a checkpoint hands them to the log's outbox, a rollback drops them. `tracked=False`
+    epoch; a checkpoint hands them to the log (the output's entries), a rollback drops them. `tracked=False`
     (reliability "none": no epochs) keeps nothing."""
 
     __slots__ = ("_rows", "_tracked")
@@ -160,9 +160,9 @@ class OutboxBuffer:
 
 
 def state_for(obj, data, where, tracked):
-    """What a stateful bolt gets as `self.state`: an outbox for an output's writer, else State."""
+    """What a stateful bolt gets as `self.state`: the entries of an output's writer, else State."""
     if getattr(obj, "writes_output", False):
-        return OutboxBuffer(tracked)
+        return OutputEntries(tracked)
     return State(data, where, tracked)
 
 

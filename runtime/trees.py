@@ -49,7 +49,7 @@ class TreeLifecycle:
         for record in records:
             task = self._origin(record)
             if isinstance(task, SpoutTask) and task.has_logged:
-                msg_ids.setdefault(task, []).append(record.msg_id if record.msg_id is not None else record.root)
+                msg_ids.setdefault(task, []).append(record.msg_id if record.msg_id is not None else record.seq)
         for task, ids in msg_ids.items():
             self.call_user(task, "logged", ids)
 

@@ -222,7 +222,7 @@ class Topology:
 
     def output(self, name, component, stream=DEFAULT):
         """Declare a named output: the tuples `component` emits on `stream` leave the topology as
-        output `name` (with the stream's fields). Each is appended to a durable outbox in the
+        output `name` (with the stream's fields). Each is appended to the output's durable entries in the
         state directory in the transaction that completes the trees that made it, exactly once;
         another topology reads it with `consecution.spouts.Output(state_dir, name)`."""
         if not isinstance(name, str) or not _NAME.match(name) or name.startswith("__"):

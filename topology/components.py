@@ -339,7 +339,7 @@ class ChunkBolt(Bolt):
 
 
 class OutputBolt(Bolt):
-    """Writes a named output (`Topology.output`): the runtime gives it an outbox as its state,
+    """Writes a named output (`Topology.output`): the runtime gives it the output's entries as its state,
     which is committed with the trees that made its tuples, like any stateful bolt's state."""
 
     stateful = True
