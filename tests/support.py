@@ -15,8 +15,8 @@ EXAMPLES = os.path.join(ROOT, "examples")
 
 
 def cli(*args, cwd, env=None, timeout=60, input=None):
-    """Run `consecution ARGS` as a real subprocess (the installed package, not the source
-    folder: cwd is a temporary directory)."""
+    """Run `consecution ARGS` as a real subprocess of the installed package, in `cwd` (the
+    test's temporary directory under `run_cli`, so `./.consecution/<name>` lands there)."""
     full_env = dict(os.environ, **(env or {}))
     return subprocess.run([sys.executable, "-m", "consecution", *args], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout, input=input)
