@@ -18,3 +18,50 @@ def test_the_root_imports_the_installed_package(args):
     proc = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 0, proc.stderr
+
+
+def loaded_after(statement):
+    """The consecution modules and third-party I/O libraries that a fresh interpreter has
+    loaded after running `statement`."""
+    code = (f"{statement}\nimport sys\n"
+            "print(' '.join(m for m in sys.modules if m.split('.')[0] in "
+            "('consecution', 'lmdb', 'msgpack', 'multiprocess', 'structlog', 'croniter')))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return set(proc.stdout.split())
+
+
+def test_importing_the_acker_loads_neither_the_runtime_nor_lmdb():
+    loaded = loaded_after("import consecution.acker")
+    assert not {m for m in loaded if m.startswith(("consecution.runtime", "lmdb"))}, loaded
+    # nor any other part, nor any third-party library: the acker is pure
+    assert loaded <= {"consecution", "consecution.errors", "consecution.acker",
+                      "consecution.acker.tracker"}, loaded
+
+
+@pytest.mark.parametrize("part, others", [
+    ("topology", ("runtime", "storage", "acker")),
+    ("storage", ("runtime", "topology", "acker")),
+])
+def test_importing_a_part_loads_no_other_part(part, others):
+    loaded = loaded_after(f"import consecution.{part}")
+    assert not {m for m in loaded if m.startswith(tuple(f"consecution.{o}" for o in others))}, loaded
+
+
+def test_the_public_names_load_on_first_use():
+    import consecution
+    import consecution.runtime
+    import consecution.storage
+    import consecution.topology
+
+    assert loaded_after("import consecution") == {"consecution", "consecution.errors"}
+    for name in consecution.__all__:
+        value = getattr(consecution, name)
+        assert any(getattr(part, name, None) is value
+                   for part in (consecution.errors, consecution.topology, consecution.storage,
+                                consecution.runtime)), name
+        assert name in dir(consecution)
+    assert "consecution.runtime" in loaded_after("from consecution import *\nassert run and Topology")
+    assert "consecution.runtime" in loaded_after("import consecution\nconsecution.runtime.Scheduler")
+    with pytest.raises(AttributeError):
+        consecution.no_such_name
