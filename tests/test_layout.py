@@ -1,8 +1,16 @@
-"""The repository's layout: nothing at the root shadows the installed package."""
+"""The repository's layout: nothing at the root shadows the installed package, the parts
+import one way (the contracts in pyproject.toml), and importing one part loads no other."""
+import os
+import shutil
 import subprocess
 import sys
 
 import pytest
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 
 from support import ROOT
 
@@ -65,3 +73,21 @@ def test_the_public_names_load_on_first_use():
     assert "consecution.runtime" in loaded_after("import consecution\nconsecution.runtime.Scheduler")
     with pytest.raises(AttributeError):
         consecution.no_such_name
+
+
+def test_the_parts_import_one_way(tmp_path):
+    """`lint-imports` checks the contracts of pyproject.toml on this checkout's files, laid out
+    as the wheel installs them (an editable install keeps the parts in their own folders, where
+    the linter, which walks one package folder, would not find them)."""
+    pyproject = os.path.join(ROOT, "pyproject.toml")
+    with open(pyproject, "rb") as f:
+        package_dir = tomllib.load(f)["tool"]["setuptools"]["package-dir"]
+    for package, folder in sorted(package_dir.items()):  # consecution before its parts
+        shutil.copytree(os.path.join(ROOT, folder), tmp_path.joinpath(*package.split(".")),
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    lint_imports = shutil.which("lint-imports", path=os.path.dirname(sys.executable)) or "lint-imports"
+    # lint-imports puts its working directory first on sys.path: the copy is what it reads
+    proc = subprocess.run([lint_imports, "--config", pyproject, "--no-cache"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "2 kept, 0 broken" in proc.stdout, proc.stdout
