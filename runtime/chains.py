@@ -89,6 +89,14 @@ class Chains:
         self.debug = debug if debug is not None else bool(os.environ.get("CONSECUTION_DEBUG_CHAINS"))
         self._runs = {}
 
+    @classmethod
+    def bind(cls, tasks, fused, topology, tracking, collect):
+        """Chains for `tasks` (task id -> BoltTask), each task bound to them."""
+        chains = cls(tasks, fused, {name: c.streams for name, c in topology.components.items()}, tracking, collect)
+        for task in tasks.values():
+            task.bind(chains)
+        return chains
+
     def run(self, task_id, source, source_task, stream):
         """The generated function for inputs of task `task_id` from (`source`, `source_task`,
         `stream`)."""

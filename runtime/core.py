@@ -44,7 +44,7 @@ from .retries import Backoff, NoRetry, Retries
 from .routing import Routing, RoutingError
 from .spout_driver import COMMIT_INTERVAL, SpoutDriver
 from .state_dir import close_state, load_state, open_state
-from .tasks import BoltTask, SpoutTask, TopologyContext, assign_tasks
+from .tasks import BoltTask, assign_tasks, build_task
 from .trees import TreeLifecycle
 
 STATEFUL_MAX_PENDING = 1000  # max_pending when stateful bolts need the trees in flight to end
@@ -116,6 +116,9 @@ class Scheduler(TreeLifecycle):
         self.stop_deadline = None
         self.signals = 0
         self.now = clock()
+        # what every task is built with, here and in worker processes (tasks.build_task)
+        self.spec = {"state_dir": state_dir, "mode": mode, "max_pending": self.max_pending,
+                     "reliability": self.reliability, "tracking": self.tracking, "collect": collect}
         self._build_tasks()
         self.stateful = {t.task_id: t for t in self.bolt_tasks_in_order
                          if topology.components[t.component].stateful}
@@ -131,11 +134,8 @@ class Scheduler(TreeLifecycle):
         if mode == "single" and fuse:
             self.fused = [t if isinstance(t, BoltTask) and t.auto_ack else None for t in self.tasks]
         if mode != "process":
-            bolts = {t.task_id: t for t in self.bolt_tasks_in_order}
-            self.chains = Chains(bolts, self.fused, {n: c.streams for n, c in topology.components.items()},
-                                 self.tracking, self.collected is not None)
-            for task in self.bolt_tasks_in_order:
-                task.bind(self.chains)
+            self.chains = Chains.bind({t.task_id: t for t in self.bolt_tasks_in_order}, self.fused, topology,
+                                      self.tracking, self.collected is not None)
         if mode == "single":
             self.executor = SingleExecutor(self)
         elif mode == "thread":
@@ -160,26 +160,18 @@ class Scheduler(TreeLifecycle):
         self.spout_tasks, self.bolt_tasks_in_order = [], []
         for name in order:
             component = topology.components[name]
-            routing_proto = None
             for index, task_id in enumerate(tasks_by_component[name]):
                 shared = component.parallelism == 1 and uses[id(component.obj)] == 1
                 if component.kind == "bolt" and self.mode == "process":
                     obj = None  # the task runs in a worker process; the core keeps its routing
                 else:
                     obj = component.obj if shared else copy.deepcopy(component.obj)
-                routing = Routing(topology, component, tasks_by_component)
-                routing_proto = routing_proto or routing
-                context = TopologyContext(topology.name, name, index, task_id, component.parallelism,
-                                          tasks_by_component, self.state_dir, self.mode, self.max_pending,
-                                          self.reliability)
                 if component.kind == "spout":
-                    task = SpoutTask(self.driver, component, task_id, obj, routing, context)
-                    self.spout_tasks.append(task)
+                    sink = self.driver
                 else:
                     sink = self if self.mode == "single" else EventSink(_to_the_core)
-                    task = BoltTask(sink, component, task_id, obj, routing, context, self.tracking,
-                                    self.collected is not None)
-                    self.bolt_tasks_in_order.append(task)
+                task = build_task(topology, name, index, task_id, tasks_by_component, self.spec, obj, sink)
+                (self.spout_tasks if component.kind == "spout" else self.bolt_tasks_in_order).append(task)
                 self.tasks[task_id] = task
         for component in topology.components.values():  # round robin routes start afresh
             for grouping in component.inputs:

@@ -86,11 +86,9 @@ class ProcessExecutor(Concurrent):
         parent, child = self.ctx.Pipe(duplex=True)
         ids = [t for t, w in self.placement.items() if w == k]
         lock_fd = self.core.lock.fd if self.core.lock is not None else None
-        settings = {"tracking": self.core.tracking, "placement": self.placement, "max_pending": self.core.max_pending,
-                    "reliability": self.core.reliability, "collect": self.core.collected is not None,
-                    "state_dir": self.core.state_dir, "lock_fd": lock_fd, "parent": os.getpid(),
-                    "fork": self.start_method == "fork", "epochs": self.core.epochs,
-                    "state": {t: self.committed[t] for t in ids if t in self.committed}}
+        settings = {"spec": dict(self.core.spec, mode="process"), "placement": self.placement,
+                    "lock_fd": lock_fd, "parent": os.getpid(), "fork": self.start_method == "fork",
+                    "epochs": self.core.epochs, "state": {t: self.committed[t] for t in ids if t in self.committed}}
         proc = self.ctx.Process(target=worker_main, args=(child, self.view, ids, settings),
                                 name=f"consecution-worker-{k}", daemon=True)
         proc.start()

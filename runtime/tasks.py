@@ -20,7 +20,7 @@ from consecution.storage import normalize
 from consecution.storage.codec import SCALARS
 from consecution.topology import FieldError, Spout, Tuple
 
-from .routing import RoutingError
+from .routing import Routing, RoutingError
 
 
 def assign_tasks(topology):
@@ -32,6 +32,19 @@ def assign_tasks(topology):
         tasks_by_component[name] = list(range(next_id, next_id + n))
         next_id += n
     return tasks_by_component
+
+
+def build_task(topology, name, index, task_id, tasks_by_component, spec, obj, sink):
+    """Task `index` (id `task_id`) of component `name`, with its routing and context: the one
+    way tasks are built, in the core and in worker processes alike. `spec` holds the run's
+    settings (state_dir, mode, max_pending, reliability, tracking, collect)."""
+    component = topology.components[name]
+    routing = Routing(topology, component, tasks_by_component)
+    context = TopologyContext(topology.name, name, index, task_id, component.parallelism, tasks_by_component,
+                              spec["state_dir"], spec["mode"], spec["max_pending"], spec["reliability"])
+    if component.kind == "spout":
+        return SpoutTask(sink, component, task_id, obj, routing, context)
+    return BoltTask(sink, component, task_id, obj, routing, context, spec["tracking"], spec["collect"])
 
 
 class TopologyContext:

@@ -25,9 +25,8 @@ from consecution.storage import decode, encode
 
 from .chains import Chains
 from .events import EventSink
-from .routing import Routing
 from .state import state_for, state_where
-from .tasks import BoltTask, TopologyContext, assign_tasks
+from .tasks import assign_tasks, build_task
 
 def _die_with_parent(parent):
     if sys.platform.startswith("linux"):
@@ -66,24 +65,17 @@ def _build(topology, task_ids, settings, sink):
             if task_id not in task_ids:
                 continue
             obj = copy.deepcopy(component.obj)
-            routing = Routing(topology, component, tasks_by_component)
-            routing.localize(task_ids)
-            context = TopologyContext(topology.name, name, index, task_id, component.parallelism,
-                                      tasks_by_component, settings["state_dir"], "process", settings["max_pending"],
-                                      settings["reliability"])
-            tasks[task_id] = task = BoltTask(sink, component, task_id, obj, routing, context,
-                                             settings["tracking"], settings["collect"])
+            tasks[task_id] = task = build_task(topology, name, index, task_id, tasks_by_component, settings["spec"],
+                                               obj, sink)
+            task.routing.localize(task_ids)
             if component.stateful:
                 obj.state = state_for(obj, settings["state"].get(task_id), state_where(task), settings["epochs"])
     fused = [None] * sum(len(ids) for ids in tasks_by_component.values())
     for task_id, task in tasks.items():
         if task.auto_ack:
             fused[task_id] = task
-    chains = Chains(tasks, fused, {name: c.streams for name, c in topology.components.items()},
-                    settings["tracking"], settings["collect"])
-    for task in tasks.values():
-        task.bind(chains)
-    return tasks, chains
+    spec = settings["spec"]
+    return tasks, Chains.bind(tasks, fused, topology, spec["tracking"], spec["collect"])
 
 
 def user_error(task, phase, exc):
