@@ -149,38 +149,20 @@ class Chains:
         return self._compile(src, f"{task.component}[{task.task_id}] <- {source}/{stream}")
 
     def _bolt_run(self, src, task, edge):
-        """A Bolt's process: a queued input gets a Tuple of its own; a fused one the edge's
-        reused Tuple (see `_bolt_step`)."""
-        stream, source, source_task, fields = edge
-        src.names.update(task=task, process=task.obj.process)
+        """A Bolt's process of one input: fused (tid 0: the XOR of what it queued is returned)
+        or queued (acked here, unless the bolt acked or failed it by hand)."""
         src.add(0, "def run(values, roots, tid):")
-        src.add(1, "if tid:")
-        src.add(2, f"tup = Tuple(values, {stream}, {source}, {source_task}, tid, roots, {fields})")
-        src.add(2, "task.current = tup")
-        src.add(2, "try:")
-        src.add(3, "process(tup)")
-        src.add(2, "except Exception as exc:")
-        src.add(3, "task.current = None")
-        src.add(3, "task.ackval = 0")
-        src.add(3, "task.acked = False")
-        src.add(3, f"fail(roots, describe(exc), format_exc(), {src.name('COMPONENT', task.component)}, "
-                   f"{src.name('TASK', task.task_id)}, tup)")
-        src.add(3, "return 0")
-        src.add(2, "task.current = None")
-        src.add(2, "if task.acked:")
-        src.add(3, "task.acked = False")
-        if task.auto_ack:
-            src.add(2, "else:")
-            src.add(3, "ack(roots, tid ^ task.ackval)")
-            src.add(3, "task.ackval = 0")
-        src.add(2, "return 0")
         src.add(1, "xor = 0")
-        self._bolt_step(src, 1, task, "values", edge)
+        self._bolt_step(src, 1, task, "values", edge, queued=True)
+        src.add(1, "if tid:")
+        src.add(2, "ack(roots, tid ^ xor)")
+        src.add(2, "return 0")
         src.add(1, "return xor")
 
-    def _bolt_step(self, src, d, task, values, edge):
-        """Inline a Bolt's process of a fused input (or an untracked one): the edge's Tuple is
-        reused unless the bolt kept a reference to it; the XOR of what it queued joins `xor`."""
+    def _bolt_step(self, src, d, task, values, edge, queued=False):
+        """Inline a Bolt's process of one input: the edge's Tuple is reused unless the bolt kept
+        a reference to it; the XOR of what it queued joins `xor`. `queued`: at the top of a
+        run, where the input has an id (`tid`) and a failure or an ack by hand returns at once."""
         stream, source, source_task, fields = edge
         t, tup = src.name("task", task), src.var("tup")
         box, process = src.name("box", [None]), src.name("process", task.obj.process)
@@ -190,6 +172,8 @@ class Chains:
         src.add(d + 1, f"{tup} = {box}[0] = Tuple((), {stream}, {source}, {source_task}, {fused_id}, (), {fields})")
         src.add(d, f"{tup}.values = {values}")
         src.add(d, f"{tup}.roots = roots")
+        if queued:
+            src.add(d, f"{tup}.id = tid")
         src.add(d, f"{t}.current = {tup}")
         src.add(d, "try:")
         src.add(d + 1, f"{process}({tup})")
@@ -201,16 +185,22 @@ class Chains:
         src.add(d + 1, f"fail(roots, describe(exc), format_exc(), {src.name('COMPONENT', task.component)}, "
                        f"{src.name('TASK', task.task_id)}, Tuple({values}, {stream}, {source}, {source_task}, None, "
                        f"roots, {fields}))")
+        if queued:
+            src.add(d + 1, "return 0")
         src.add(d, "else:")
         src.add(d + 1, f"{t}.current = None")
         src.add(d + 1, f"if getrefcount({tup}) > 3:")  # the bolt kept it: the next input gets a new one
         src.add(d + 2, f"{box}[0] = None")
         src.add(d + 1, f"if {t}.acked:")  # between inputs, ackval is 0 and acked False (see BoltTask)
         src.add(d + 2, f"{t}.acked = False")
+        if queued:
+            src.add(d + 2, "return 0")
         if task.auto_ack:
             src.add(d + 1, f"elif {t}.ackval:")
             src.add(d + 2, f"xor ^= {t}.ackval")
             src.add(d + 2, f"{t}.ackval = 0")
+        elif queued:  # it acks or fails its inputs itself
+            src.add(d + 1, "return 0")
 
     def _function_step(self, src, d, task, args, edge, depth, single=None):
         """Inline a plain function's call on `args` (the name of a values tuple), what it emits

@@ -21,6 +21,7 @@ class SpoutDriver:
     def __init__(self, core):
         self.core = core
         self.tracking = core.tracking
+        self.bounded = core.max_pending is not None
         self.active = []  # spout tasks not exhausted (the core fills it when its tasks are built)
 
     def emit(self, task, stream, values, msg_id):
@@ -42,7 +43,8 @@ class SpoutDriver:
                         msg_id, 1, core.wall())
         core.log.append(record)
         core.unlogged.append(record)
-        core.held_back[task.task_id] += 1
+        if self.bounded:  # read by core.pending(), for max_pending only
+            core.held_back[task.task_id] += 1
         if core.finish.marks or core.named_outputs.closed:  # new input: every finish has to run again,
             core.finish.clear()                              # the outputs are open for what it brings
             core.named_outputs.reopen()
