@@ -281,7 +281,7 @@ class Chains:
         targets = task.routing.fixed.get(stream)
         edge = (stream_n, comp_n, task_n, fields_n)
         if targets is None:
-            self._route(src, d, task, stream, values, edge)
+            self._route(src, d, task, stream, values, edge, depth)
             return
         for target in targets:
             into = self.fused[target] if self.fused is not None else None
@@ -305,7 +305,7 @@ class Chains:
         src.add(d, "else:")
         src.add(d + 1, f"send({target}, {values}, {stream}, {component}, {task}, None, (), {fields})")
 
-    def _route(self, src, d, task, stream, values, edge):
+    def _route(self, src, d, task, stream, values, edge, depth):
         """Groupings that look at the values: a fields grouping (or a subscriber with one task)
         is compiled to a hash and a table of the runs of fused targets; anything else goes
         through `_Router`, one call per tuple."""
@@ -330,6 +330,20 @@ class Chains:
                     src.add(d, f"{target} = {tasks_n}[stable_hash([{keys}]) % {len(outlet.tasks)}]")
             else:
                 src.add(d, f"{target} = {outlet.tasks[0]!r}")
+            if len(runs) <= 2 and depth + 1 < INLINE_DEPTH:  # the fused targets inline, the rest queued
+                for i, fused in enumerate(runs):
+                    src.add(d, f"{'if' if i == 0 else 'elif'} {target} == {fused!r}:")
+                    into = self.fused[fused]
+                    if _is_function(into):
+                        self._function_step(src, d + 1, into, values, edge, depth + 1)
+                    else:
+                        self._bolt_step(src, d + 1, into, values, edge)
+                if runs:
+                    src.add(d, "else:")
+                    self._queue(src, d + 1, target, values, edge)
+                else:
+                    self._queue(src, d, target, values, edge)
+                continue
             run = src.var("run")
             src.add(d, f"{run} = {runs_n}.get({target})")
             src.add(d, f"if {run} is not None:")

@@ -6,7 +6,7 @@ go (`apply`):
 
     events   failures, roots emitted with no input, collected tuples: in order
     acks     root -> the XOR of everything acked in it (XOR is commutative: acks combine)
-    sends    destination -> deliveries [task, values, stream, source, source task, id, roots]
+    sends    per input edge (task, source, source task, stream): [values, id, roots] in order
 
 Order of application: the events, then the acks, then the sends. Failures must come before
 acks: a tree whose fused step failed is acked by the step before it, and that ack must not
@@ -31,11 +31,11 @@ class EventSink:
         self.sends = {}
 
     def send(self, task_id, values, stream, source, source_task, tid, roots, fields):
-        k = self.destination(task_id)
-        out = self.sends.get(k)
+        key = (task_id, source, source_task, stream)
+        out = self.sends.get(key)
         if out is None:
-            out = self.sends[k] = []
-        out.append((task_id, values, stream, source, source_task, tid, roots))
+            out = self.sends[key] = []
+        out.append((values, tid, roots))
 
     def ack(self, roots, xor):
         acks = self.acks
@@ -57,7 +57,7 @@ class EventSink:
         self.events.append((COLLECT, component, stream, values))
 
     def take(self):
-        """(events, acks as [root, xor, ...], {destination: deliveries}), and start afresh."""
+        """(events, acks as [root, xor, ...], {edge: [(values, id, roots)]}), and start afresh."""
         acks = []
         for root, xor in self.acks.items():
             if xor:
@@ -67,9 +67,13 @@ class EventSink:
         return taken
 
     def encoded(self):
-        """`take()` for the wire: the deliveries as [[destination, count, msgpack blob], ...]."""
+        """`take()` for the wire: the sends as [[destination, count, blob], ...], a blob being
+        the msgpack of [[task, source, source task, stream, [[values, id, roots], ...]], ...]."""
         events, acks, sends = self.take()
-        return [events, acks, [[k, len(out), encode(out)] for k, out in sends.items()]]
+        groups = {}
+        for edge, items in sends.items():
+            groups.setdefault(self.destination(edge[0]), []).append((*edge, items))
+        return [events, acks, [[k, sum(len(g[4]) for g in out), encode(out)] for k, out in groups.items()]]
 
 
 def apply(core, events, acks):

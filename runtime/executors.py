@@ -205,8 +205,8 @@ class ThreadExecutor(LocalState, Concurrent):
     def _apply_events(self, taken):
         events, acks, sends = taken
         apply(self.core, events, acks)
-        for deliveries in sends.values():
-            for task_id, values, stream, source, source_task, tid, roots in deliveries:
+        for (task_id, source, source_task, stream), items in sends.items():
+            for values, tid, roots in items:
                 self.send(task_id, values, stream, source, source_task, tid, roots, None)
 
     def call(self, task, method, *args):

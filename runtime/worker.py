@@ -93,6 +93,14 @@ def _run_all(deliveries, run_of):
         run_of(task_id, source, source_task, stream)(tuple(values), tuple(roots), tid)
 
 
+def _run_groups(groups, run_of):
+    """Deliveries another worker sent, grouped by input edge (see runtime/events.py)."""
+    for task_id, source, source_task, stream, items in groups:
+        run = run_of(task_id, source, source_task, stream)
+        for values, tid, roots in items:
+            run(tuple(values), tuple(roots), tid)
+
+
 def _serve(conn, topology, task_ids, settings):
     sink = EventSink(settings["placement"].__getitem__)
     tasks, chains = _build(topology, set(task_ids), settings, sink)
@@ -117,7 +125,7 @@ def _serve(conn, topology, task_ids, settings):
             _run_all(message[1], run_of)
             n = len(message[1])
             for count, blob in message[2]:
-                _run_all(decode(blob), run_of)
+                _run_groups(decode(blob), run_of)
                 n += count
             conn.send_bytes(encode(["r", n, *sink.encoded()]))
         elif kind == "c":
