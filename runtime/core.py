@@ -143,9 +143,9 @@ class Scheduler(TreeLifecycle):
         else:
             from .process import ProcessExecutor
             self.executor = ProcessExecutor(self, workers, start_method)
-            for task in self.tasks:  # no task runs here: shuffles go to the least loaded worker
-                task.routing.localize((), self.executor.load)
-            self.failure_routing.localize((), self.executor.load)
+            for task in self.tasks:  # no task runs here: a shuffle's tuples go to the worker that asks
+                task.routing.localize((), self.executor.shared)
+            self.failure_routing.localize((), self.executor.shared)
 
     # -- building ----------------------------------------------------------------------------
 

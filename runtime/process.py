@@ -19,7 +19,9 @@ Stateful bolt tasks keep their `State` in their worker. The supervisor keeps a c
 as of the last checkpoint (the changes workers hand over at checkpoints), which a worker started
 again begins from; the epoch is rolled back on every worker (see runtime/trees.py).
 """
+import collections
 import copy
+import itertools
 import os
 import pickle
 
@@ -39,6 +41,8 @@ from .worker import worker_main
 FRAME = 256       # deliveries per frame, at most (forwarded blobs come on top, up to FORWARD)
 FORWARD = 4096    # forwarded deliveries per frame, at most
 IN_FLIGHT = 2     # frames per worker sent and not yet answered
+FRAME_SECONDS = 0.01  # the work a frame should hold: its size follows what the worker measured
+FIRST_FRAME = 16      # deliveries in a worker's first frames, before it measured any
 
 
 class WorkerDied(ConsecutionError):
@@ -75,6 +79,10 @@ class ProcessExecutor(Concurrent):
         self.forwarded = [[] for _ in range(self.n)]  # per worker: [count, blob] other workers sent it
         self.sent = [[] for _ in range(self.n)]       # per worker: deliveries in each frame in flight
         self.loads = [0] * self.n                     # per worker: deliveries queued or in flight
+        self.budget = [FIRST_FRAME] * self.n          # per worker: deliveries its next frame may hold
+        self.turn = 0
+        self.shared_queues = []  # per shuffle from here: deliveries any of its tasks may take
+        self.shared_tasks = []   # per shuffle from here: per worker, its tasks there
         self.outstanding = 0
         self.view = bolts_only(core.topology)
         self.restarts = 0
@@ -139,6 +147,7 @@ class ProcessExecutor(Concurrent):
         lost = self.loads[k]
         self.outstanding -= lost
         self.loads[k] = 0
+        self.budget[k] = FIRST_FRAME
         self.sent[k], self.pending[k], self.forwarded[k] = [], [], []
         try:
             self.conns[k].close()
@@ -153,6 +162,10 @@ class ProcessExecutor(Concurrent):
     # -- the executor protocol ---------------------------------------------------------------
 
     def send(self, task_id, values, stream, source, source_task, tid, roots, fields):
+        if task_id < 0:  # any task of a shuffle: the worker that asks first (see shared)
+            self.shared_queues[-1 - task_id].append((values, stream, source, source_task, tid, roots))
+            self.outstanding += 1
+            return
         k = self.placement[task_id]
         self.pending[k].append((task_id, values, stream, source, source_task, tid, roots))
         self.loads[k] += 1
@@ -161,20 +174,29 @@ class ProcessExecutor(Concurrent):
     def submit(self, task_id, tup):
         self.send(task_id, tup.values, tup.stream, tup.source, tup.task, tup.id, tup.roots, None)
 
-    def load(self, task_id):
-        """Deliveries queued for the worker of `task_id` or in flight there."""
-        return self.loads[self.placement[task_id]]
+    def shared(self, tasks):
+        """A stand-in task id (< 0) for "any of `tasks`": a shuffle from the supervisor. Its
+        deliveries wait here, and each goes to the first worker with room for more work, in a
+        frame sized to what that worker does in FRAME_SECONDS (Storm's load-aware shuffle, by
+        pull: a worker on a busier core asks less often, so it gets less)."""
+        per_worker = [[t for t in tasks if self.placement[t] == k] for k in range(self.n)]
+        self.shared_queues.append(collections.deque())
+        self.shared_tasks.append([itertools.cycle(mine) if mine else None for mine in per_worker])
+        return -len(self.shared_queues)
 
     def _send(self):
-        for k in range(self.n):
-            while (self.pending[k] or self.forwarded[k]) and len(self.sent[k]) < IN_FLIGHT:
-                pending, forwarded = self.pending[k], self.forwarded[k]
-                batch, self.pending[k] = pending[:FRAME], pending[FRAME:]
-                blobs, count = [], 0
+        self.turn = (self.turn + 1) % self.n  # no worker is always the first to take shared work
+        for i in range(self.n):
+            k = (self.turn + i) % self.n
+            while len(self.sent[k]) < IN_FLIGHT:
+                batch = self._take(k)
+                forwarded, blobs, count = self.forwarded[k], [], 0
                 while forwarded and count < FORWARD:
                     blob = forwarded.pop(0)
                     blobs.append(blob)
                     count += blob[0]
+                if not batch and not blobs:
+                    break
                 try:
                     self.conns[k].send_bytes(encode(["t", batch, blobs]))
                 except (BrokenPipeError, OSError):
@@ -182,6 +204,18 @@ class ProcessExecutor(Concurrent):
                     self.forwarded[k] = blobs + forwarded
                     break
                 self.sent[k].append(len(batch) + count)
+
+    def _take(self, k):
+        """The deliveries of worker k's next frame: those addressed to its tasks, then those of
+        shuffles any of its tasks may take, up to its budget."""
+        budget, pending = self.budget[k], self.pending[k]
+        batch, self.pending[k] = pending[:budget], pending[budget:]
+        for queue, tasks in zip(self.shared_queues, self.shared_tasks):
+            mine = tasks[k]
+            while queue and mine is not None and len(batch) < budget:
+                batch.append((next(mine), *queue.popleft()))
+                self.loads[k] += 1
+        return batch
 
     def run_some(self):
         self._send()
@@ -209,9 +243,12 @@ class ProcessExecutor(Concurrent):
                 self._died(k)
                 return
             self.sent[k].pop(0)
-            self.outstanding -= reply[1]
-            self.loads[k] -= reply[1]
-            self._apply(*reply[2:5])
+            n, busy = reply[1], reply[2]
+            self.outstanding -= n
+            self.loads[k] -= n
+            if n:
+                self.budget[k] = max(1, min(FRAME, int(FRAME_SECONDS * n / busy) if busy > 0 else FRAME))
+            self._apply(*reply[3:6])
 
     def _apply(self, events, acks, forwards):
         """A worker's reply (runtime/events.py), then the deliveries it has for other workers."""

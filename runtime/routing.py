@@ -25,7 +25,7 @@ def stable_hash(values):
 class Outlet:
     """One subscription of one bolt to one stream, compiled."""
 
-    __slots__ = ("kind", "bolt", "tasks", "positions", "fn", "_next", "load")
+    __slots__ = ("kind", "bolt", "tasks", "positions", "fn", "_next", "shared")
 
     SHUFFLES = ("shuffle", "local_or_shuffle", "none", "failure")  # any task will do
 
@@ -38,25 +38,19 @@ class Outlet:
         if self.kind == "fields":
             self.positions = tuple(fields.index[f] for f in grouping.fields) if fields is not None else (0,)
         self._next = 0
-        self.load = None  # task id -> work queued for it: shuffles pick the least loaded task
+        self.shared = None  # a shuffle whose task is picked later, by the executor (see localize)
 
     def choose(self, values, tup, choices):
         """The task ids for one tuple. `tup` is a callable that makes the Tuple on demand;
         `choices` caches each router's pick for this tuple."""
         kind, tasks = self.kind, self.tasks
         if kind == "shuffle" or kind == "local_or_shuffle" or kind == "none" or kind == "failure":
+            if self.shared is not None:
+                return (self.shared,)
             if len(tasks) == 1:
                 return tasks
             i = self._next
             self._next = (i + 1) % len(tasks)
-            if self.load is not None:  # the least loaded task, the round robin's turn first on a tie
-                load = self.load
-                pick = tasks[i]
-                least = load(pick)
-                for task in tasks:
-                    if load(task) < least:
-                        pick, least = task, load(task)
-                return (pick,)
             return (tasks[i],)
         if kind == "fields":
             key = [values[p] for p in self.positions]
@@ -113,14 +107,16 @@ class Routing:
         targets are a constant answer."""
         self.fixed = {}
         for stream, outlets in self.outlets.items():
-            if all(len(o.tasks) == 1 and o.kind not in ("route", "custom") for o in outlets):
-                self.fixed[stream] = tuple(o.tasks[0] for o in outlets)
+            if all(o.shared is not None or len(o.tasks) == 1 and o.kind not in ("route", "custom") for o in outlets):
+                self.fixed[stream] = tuple(o.shared if o.shared is not None else o.tasks[0] for o in outlets)
 
-    def localize(self, local, load=None):
+    def localize(self, local, shared=None):
         """Process mode: shuffle groupings send to the subscriber's tasks in this process when
         it has some (as Storm's local-or-shuffle and load-aware shuffle do: a direct call
-        instead of a frame to another process); where it has none, to the task with the least
-        work queued (`load(task id)`), so a busy worker gets less."""
+        instead of a frame to another process). Where it has none and `shared` is given (the
+        supervisor's), the task is picked later: `shared(tasks)` returns a stand-in id (< 0)
+        for "any of these", and the executor gives each such tuple to whichever worker asks
+        for work next, so a busy worker gets less."""
         for outlets in self.outlets.values():
             for outlet in outlets:
                 if outlet.kind not in Outlet.SHUFFLES or len(outlet.tasks) == 1:
@@ -128,8 +124,8 @@ class Routing:
                 mine = tuple(t for t in outlet.tasks if t in local)
                 if mine:
                     outlet.tasks = mine
-                else:
-                    outlet.load = load
+                elif shared is not None:
+                    outlet.shared = shared(outlet.tasks)
         self._fix()
 
     def targets(self, stream, values, task=None, direct=None):

@@ -4,7 +4,7 @@
         each delivery runs its task's generated function (runtime/chains.py); tasks of this
         worker call each other directly; what goes to another worker's task is gathered per
         worker into one msgpack blob, which the supervisor forwards without decoding it
-    worker k --("r", n, [events], [root, xor, ...], [[worker, count, blob], ...])--> supervisor
+    worker k --("r", n, seconds, [events], [root, xor, ...], [[worker, count, blob], ...])--> supervisor
         events, acks and sends as runtime/events.py gathers them
     lifecycle ("c", task, method) -> ("k", reply..., error); state ("p",) and ("u",); stop ("s",)
 
@@ -17,6 +17,7 @@ import ctypes
 import os
 import signal
 import sys
+import time
 import traceback as tb_module
 
 from multiprocess.reduction import ForkingPickler
@@ -122,12 +123,13 @@ def _serve(conn, topology, task_ids, settings):
         message = decode(conn.recv_bytes())
         kind = message[0]
         if kind == "t":
+            started = time.perf_counter()
             _run_all(message[1], run_of)
             n = len(message[1])
             for count, blob in message[2]:
                 _run_groups(decode(blob), run_of)
                 n += count
-            conn.send_bytes(encode(["r", n, *sink.encoded()]))
+            conn.send_bytes(encode(["r", n, time.perf_counter() - started, *sink.encoded()]))
         elif kind == "c":
             task = tasks[message[1]]
             error = None
