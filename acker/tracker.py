@@ -100,6 +100,26 @@ class Acker:
         self._per_task[entry[1]] -= 1
         return True
 
+    def ack_all(self, acks, now: float) -> list[int]:
+        """`ack` for a flat list [root, xor, root, xor, ...] (a worker's acks of one frame,
+        one per root); returns the roots of the inited trees it completed, in order."""
+        trees, per_task, completed = self._trees, self._per_task, []
+        for i in range(0, len(acks), 2):
+            root = acks[i]
+            entry = trees.get(root)
+            if entry is None:
+                trees[root] = [acks[i + 1], None, now]
+                continue
+            value = entry[0] ^ acks[i + 1]
+            entry[0] = value
+            if value or entry[1] is None:
+                continue
+            del trees[root]
+            per_task[entry[1]] -= 1
+            completed.append(root)
+        self._inited -= len(completed)
+        return completed
+
     def fail(self, root: int) -> bool:
         """Remove tree `root`, inited or not. True if it was there, False if unknown."""
         entry = self._trees.pop(root, None)

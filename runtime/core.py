@@ -209,12 +209,12 @@ class Scheduler(TreeLifecycle):
                 self._complete(trees.pop(root))
 
     def ack_each(self, acks):
-        """Acks from a worker: [root, xor, root, xor, ...]."""
-        trees, acker, now = self.trees, self.acker, self.now
-        for i in range(0, len(acks), 2):
-            root = acks[i]
-            if root in trees and acker.ack(root, acks[i + 1], now):
-                self._complete(trees.pop(root))
+        """Acks from a worker: [root, xor, root, xor, ...], one per root."""
+        trees = self.trees
+        for root in self.acker.ack_all(acks, self.now):
+            record = trees.pop(root, None)
+            if record is not None:
+                self._complete(record)
 
     def fail(self, roots, error, traceback, component, task_id, tup):
         if not roots:

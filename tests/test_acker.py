@@ -379,3 +379,24 @@ def test_interleaved_trees_each_complete_at_their_last_message_with_pending_coun
             assert acker.pending(task) == expected[task]
         assert all(acker.spout_task(r) == task_of[r] for r in inited)
     assert len(acker) == 0 and acker.pending() == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_ack_all_of_a_frame_completes_exactly_what_the_same_acks_one_by_one_complete(data):
+    messages = data.draw(st.permutations(data.draw(forests(max_roots=5))))
+    cut = data.draw(st.integers(0, len(messages)))
+    one_by_one, batched = Acker(), Acker()
+    done_one = [m[1] for m in messages if deliver(one_by_one, m, 0.0)]
+    done_batch = [m[1] for m in messages[:cut] if deliver(batched, m, 0.0)]
+    frame = {}
+    for message in messages[cut:]:  # the rest: inits one by one, acks combined per root
+        if message[0] == "init":
+            done_batch += [message[1]] if deliver(batched, message, 0.0) else []
+        else:
+            frame[message[1]] = frame.get(message[1], 0) ^ message[2]
+    done_batch += batched.ack_all([x for root, xor in frame.items() for x in (root, xor)], 0.0)
+    # every tree completes in both; in the batched acker those completed by the frame's acks
+    # come back from ack_all (or at an init that came after acks cancelling it)
+    assert sorted(done_one) == sorted(done_batch)
+    assert len(batched) == 0 and batched.pending() == 0
