@@ -56,6 +56,18 @@ class _Source:
         self.lines = []
         self.names = {}
         self.count = 0
+        self.prologue = None  # in a run function: lines run once per call, before the loops
+
+    def start(self, signature):
+        """Begin the function; a run function (whose `roots` is a parameter) gets a prologue."""
+        self.add(0, signature)
+        if signature.startswith("def run("):
+            self.prologue = len(self.lines)
+
+    def add_first(self, text):
+        """Add a line to the prologue (it runs once per call)."""
+        self.lines.insert(self.prologue, "    " + text)
+        self.prologue += 1
 
     def name(self, prefix, obj):
         if obj.__class__ in (str, int, bool, type(None)):
@@ -137,7 +149,7 @@ class Chains:
         edge = (src.name("STREAM", stream), src.name("SOURCE", source), src.name("SOURCE_TASK", source_task),
                 src.name("FIELDS", fields))
         if isinstance(task.obj, FunctionBolt) and type(task.obj).process is FunctionBolt.process:
-            src.add(0, "def run(values, roots, tid):")
+            src.start("def run(values, roots, tid):")
             src.add(1, "xor = 0")
             self._function_step(src, 1, task, "values", edge, 0)
             src.add(1, "if tid:")
@@ -151,7 +163,7 @@ class Chains:
     def _bolt_run(self, src, task, edge):
         """A Bolt's process of one input: fused (tid 0: the XOR of what it queued is returned)
         or queued (acked here, unless the bolt acked or failed it by hand)."""
-        src.add(0, "def run(values, roots, tid):")
+        src.start("def run(values, roots, tid):")
         src.add(1, "xor = 0")
         self._bolt_step(src, 1, task, "values", edge, queued=True)
         src.add(1, "if tid:")
@@ -162,16 +174,25 @@ class Chains:
     def _bolt_step(self, src, d, task, values, edge, queued=False):
         """Inline a Bolt's process of one input: the edge's Tuple is reused unless the bolt kept
         a reference to it; the XOR of what it queued joins `xor`. `queued`: at the top of a
-        run, where the input has an id (`tid`) and a failure or an ack by hand returns at once."""
+        run, where the input has an id (`tid`) and a failure or an ack by hand returns at once.
+        In a run function the Tuple is fetched, and given the call's roots, once per call."""
         stream, source, source_task, fields = edge
         t, tup = src.name("task", task), src.var("tup")
         box, process = src.name("box", [None]), src.name("process", task.obj.process)
         fused_id = "0" if self.tracking else "None"
-        src.add(d, f"{tup} = {box}[0]")
-        src.add(d, f"if {tup} is None:")
-        src.add(d + 1, f"{tup} = {box}[0] = Tuple((), {stream}, {source}, {source_task}, {fused_id}, (), {fields})")
+        fresh = f"{tup} = {box}[0] = Tuple((), {stream}, {source}, {source_task}, {fused_id}, roots, {fields})"
+        if src.prologue is not None:
+            src.add_first(f"{tup} = {box}[0]")
+            src.add_first(f"if {tup} is None:")
+            src.add_first(f"    {fresh}")
+            src.add_first("else:")
+            src.add_first(f"    {tup}.roots = roots")
+        else:
+            src.add(d, f"{tup} = {box}[0]")
+            src.add(d, f"if {tup} is None:")
+            src.add(d + 1, fresh)
+            src.add(d, f"{tup}.roots = roots")
         src.add(d, f"{tup}.values = {values}")
-        src.add(d, f"{tup}.roots = roots")
         if queued:
             src.add(d, f"{tup}.id = tid")
         src.add(d, f"{t}.current = {tup}")
@@ -181,7 +202,7 @@ class Chains:
         src.add(d + 1, f"{t}.current = None")
         src.add(d + 1, f"{t}.ackval = 0")
         src.add(d + 1, f"{t}.acked = False")
-        src.add(d + 1, f"{box}[0] = None")
+        src.add(d + 1, fresh)  # the traceback may hold the old one
         src.add(d + 1, f"fail(roots, describe(exc), format_exc(), {src.name('COMPONENT', task.component)}, "
                        f"{src.name('TASK', task.task_id)}, Tuple({values}, {stream}, {source}, {source_task}, None, "
                        f"roots, {fields}))")
@@ -190,7 +211,7 @@ class Chains:
         src.add(d, "else:")
         src.add(d + 1, f"{t}.current = None")
         src.add(d + 1, f"if getrefcount({tup}) > 3:")  # the bolt kept it: the next input gets a new one
-        src.add(d + 2, f"{box}[0] = None")
+        src.add(d + 2, fresh)
         src.add(d + 1, f"if {t}.acked:")  # between inputs, ackval is 0 and acked False (see BoltTask)
         src.add(d + 2, f"{t}.acked = False")
         if queued:
@@ -359,7 +380,7 @@ class Chains:
         src = _Source()
         self._common(src, task)
         src.names.update(task=task, general=task.general_emit)
-        src.add(0, "def emit(values, stream='default', anchors=None, direct=None):")
+        src.start("def emit(values, stream='default', anchors=None, direct=None):")
         src.add(1, "current = task.current")
         src.add(1, "if anchors is None and direct is None and current is not None and not task.acked:")
         src.add(2, "roots = current.roots")
