@@ -236,6 +236,7 @@ class Scheduler(TreeLifecycle):
         started = self.clock()
         open_state(self)
         load_state(self)
+        self.driver.opened()
         self.finish.load()
         self.named_outputs.opened()
         self.logger.info("run.started", topology=self.topology.name, mode=self.mode, reliability=self.reliability,

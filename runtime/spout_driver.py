@@ -24,30 +24,40 @@ class SpoutDriver:
         self.bounded = core.max_pending is not None
         self.active = []  # spout tasks not exhausted (the core fills it when its tasks are built)
 
+    def opened(self):
+        """The run's log is open: keep what `emit` calls per record at hand."""
+        core = self.core
+        self.result, self.wall, self.unlogged = core.result, core.wall, core.unlogged
+        self.new_seq, self.append = core.log.new_root, core.log.append
+        self.finish, self.outputs = core.finish, core.named_outputs
+
     def emit(self, task, stream, values, msg_id):
         """A spout task emitted `values` (checked) on `stream`."""
-        core = self.core
-        core.result.roots += 1
+        self.result.roots += 1
         if not self.tracking:  # nothing logged: delivered at once
-            plan = core.start_plan(task, stream)
-            runs = plan[2]
-            if runs is None:
-                runs = core._runs(task, stream, task.routing.targets(stream, values, task.task_id))
-            for target, run in runs:
-                if run is not None:
-                    run(values, (), None)
-                else:
-                    core.executor.send(target, values, stream, task.component, task.task_id, None, (), plan[1])
+            self._deliver(task, stream, values)
             return
-        record = Record(core.log.new_root(), task.component, task.context.task_index, stream, values,
-                        msg_id, 1, core.wall())
-        core.log.append(record)
-        core.unlogged.append(record)
+        record = Record(self.new_seq(), task.component, task.index, stream, values, msg_id, 1, self.wall())
+        self.append(record)
+        self.unlogged.append(record)
         if self.bounded:  # read by core.pending(), for max_pending only
-            core.held_back[task.task_id] += 1
-        if core.finish.marks or core.named_outputs.closed:  # new input: every finish has to run again,
-            core.finish.clear()                              # the outputs are open for what it brings
-            core.named_outputs.reopen()
+            self.core.held_back[task.task_id] += 1
+        if self.finish.marks or self.outputs.closed:  # new input: every finish has to run again,
+            self.finish.clear()                        # the outputs are open for what it brings
+            self.outputs.reopen()
+
+    def _deliver(self, task, stream, values):
+        """Reliability "none": the tuple goes to its subscribers at once."""
+        core = self.core
+        plan = core.start_plan(task, stream)
+        runs = plan[2]
+        if runs is None:
+            runs = core._runs(task, stream, task.routing.targets(stream, values, task.task_id))
+        for target, run in runs:
+            if run is not None:
+                run(values, (), None)
+            else:
+                core.executor.send(target, values, stream, task.component, task.task_id, None, (), plan[1])
 
     def pull(self):
         """Ask the spouts again and again, in rounds of one call each, until a commit's worth

@@ -92,6 +92,7 @@ class SpoutTask:
     def __init__(self, sink, component, task_id, obj, routing, context):
         self.sink = sink
         self.component = component.name
+        self.index = context.task_index
         self.streams = component.streams
         self.task_id = task_id
         self.obj = obj

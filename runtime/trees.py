@@ -37,7 +37,8 @@ class TreeLifecycle:
         """Commit the log, then start the trees of the records that commit made durable."""
         self.log.commit()
         self.last_commit = self.clock()
-        unlogged, self.unlogged = self.unlogged, []
+        unlogged = self.unlogged[:]  # the list itself stays: the spout driver holds it
+        self.unlogged.clear()
         self.held_back.clear()
         if any(task.has_logged for task in self.spout_tasks):
             self._tell_logged(unlogged)
