@@ -15,14 +15,13 @@ import json
 import re
 from typing import NamedTuple
 
-from .components import DEFAULT, IterableSpout, as_bolt, as_spout
-from .errors import (ComponentError, CycleError, DuplicateNameError, FieldError, FieldsNotKnown,
-                     TopologyError, UnknownSourceError)
+from . import validation
+from .components import DEFAULT, OUTPUT_PREFIX, IterableSpout, as_bolt, as_spout
+from .errors import ComponentError, DuplicateNameError, FieldError, TopologyError, UnknownSourceError
 from .tuples import Fields
 
 RELIABILITY_LEVELS = ("none", "confirm", "track", "replay")
 FAILURES = "__failures"  # the pseudo-source of the failure stream
-OUTPUT_PREFIX = "__output."  # components that write a named output (see Topology.output)
 FAILURE_FIELDS = Fields(("root", "spout", "values", "component", "task", "error",
                          "traceback", "attempts"))
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
@@ -303,27 +302,9 @@ class Topology:
 
     def topological_order(self):
         """Component names, every source before its subscribers (declaration order otherwise)."""
-        order, state = [], {}
+        return validation.topological_order(self)
 
-        def visit(name, path):
-            if state.get(name) == "done":
-                return
-            if state.get(name) == "visiting":
-                cycle = path[path.index(name):] + [name]
-                raise CycleError(
-                    f"topology {self.name!r} has a cycle: {' -> '.join(cycle)}; tuples must flow one way")
-            state[name] = "visiting"
-            for g in self.components[name].inputs:
-                if g.source in self.components:
-                    visit(g.source, path + [name])
-            state[name] = "done"
-            order.append(name)
-
-        for name in self.components:
-            visit(name, [])
-        return order
-
-    # -- late fields -------------------------------------------------------------------------
+    # -- late fields and checking (topology/validation.py) -----------------------------------
 
     def resolve_fields(self, allow_unknown=False):
         """Look once, without waiting, for the fields of each component that resolves them late
@@ -339,54 +320,12 @@ class Topology:
         again by this topology: `validate()` calls this first, so a run asks once.
 
         Waiting until they are known is the runtime's: `consecution.runtime.wait_for_fields`."""
-        unknown = []
-        for c in self.components.values():
-            if c.late and not c.resolved:
-                exc = self._resolve(c)
-                if exc is not None:
-                    unknown.append(exc)
-        if unknown and not allow_unknown:
-            first = unknown[0]
-            exc = FieldsNotKnown(
-                f"{first}; `consecution run` and consecution.run() wait for them; before Scheduler(...), "
-                "wait with consecution.runtime.wait_for_fields(topology)", first.event, **first.details)
-            exc.component = first.component
-            raise exc
-        return unknown
-
-    def _resolve(self, c):
-        """Ask `c` once; its FieldsNotKnown (naming it) while its fields are not known."""
-        try:
-            fields = c.obj.resolve_fields()
-        except FieldsNotKnown as exc:
-            exc.args = (f"component {c.name!r}: {exc}",)
-            exc.component = c.name
-            c.unknown = exc
-            return exc
-        if isinstance(fields, str) or fields is None:
-            raise FieldError(f"component {c.name!r}: resolve_fields() returned {fields!r}, not a tuple of names")
-        fields = Fields(fields)
-        declared = c.streams.get(DEFAULT)
-        if declared is not None and tuple(declared) != tuple(fields):
-            raise FieldError(
-                f"component {c.name!r} declares fields {tuple(declared)!r}, but {c.obj!r} has {tuple(fields)!r}")
-        self._set_fields(c, fields)
-        c.unknown, c.resolved = None, True
-        return None
-
-    def _set_fields(self, c, fields):
-        """`c`'s default stream has `fields`, and so has each output that re-exports it."""
-        c.streams = {**c.streams, DEFAULT: fields}
-        for name, (source, stream) in self.outputs.items():
-            if source == c.name and stream == DEFAULT:
-                self.components[OUTPUT_PREFIX + name].streams = {DEFAULT: fields}
+        return validation.resolve_fields(self, allow_unknown)
 
     def unknown_fields(self):
         """{component name: FieldsNotKnown} of the components whose fields were not known at the
         last look (`resolve_fields`, `validate`)."""
         return {c.name: c.unknown for c in self.components.values() if c.unknown is not None}
-
-    # -- checking ----------------------------------------------------------------------------
 
     def validate(self, allow_open=False, allow_unknown=False):
         """Raise a `TopologyError` naming the place if the topology cannot run; return self.
@@ -399,50 +338,8 @@ class Topology:
         unless `allow_unknown=True`, which checks all that does not depend on them (what
         `consecution validate` and `show` do; `unknown_fields()` names them). The checks that
         do (a fields grouping on such a stream) run, with the same errors, once they are known."""
-        self.resolve_fields(allow_unknown)
-        entries = {e[0] for e in self.entries} if allow_open else set()
-        if not self.spouts and not entries:
-            if self.entries:
-                raise TopologyError(
-                    f"topology {self.name!r} has no spout: it starts with "
-                    f"{', '.join(repr(e[0]) for e in self.entries)}; feed it with `producer | topology`")
-            raise TopologyError(f"topology {self.name!r} has no spout: nothing would ever flow")
-        for c in self.bolts:
-            if not c.inputs and c.name not in entries:
-                raise UnknownSourceError(
-                    f"bolt {c.name!r} subscribes to nothing; chain a grouping on it, e.g. "
-                    f"topology.bolt({c.name!r}, ...).shuffle_grouping('<source>')")
-            for g in c.inputs:
-                self._check_input(c, g)
-        self.topological_order()
+        validation.validate(self, allow_open, allow_unknown)
         return self
-
-    def _check_input(self, c, g):
-        if g.kind == "failure":
-            return
-        source = self.components.get(g.source)
-        if source is None:
-            known = ", ".join(sorted(self.components)) or "none"
-            raise UnknownSourceError(
-                f"bolt {c.name!r} subscribes to unknown component {g.source!r} (declared: {known})")
-        if g.stream not in source.streams:
-            raise UnknownSourceError(
-                f"bolt {c.name!r} subscribes to stream {g.stream!r} of {g.source!r}, which declares "
-                f"only {', '.join(sorted(source.streams))}")
-        if g.kind != "fields" or (source.unknown is not None and g.stream == DEFAULT):
-            return  # a stream whose fields are not known yet is checked once they are
-        declared = source.streams[g.stream]
-        for field in g.fields:
-            if declared is None:
-                if g.fields == ("value",):
-                    continue
-                raise FieldError(
-                    f"bolt {c.name!r} groups on field {field!r} of {g.source!r} stream {g.stream!r}, "
-                    f"which declares no fields; declare them (fields=(...)) on {g.source!r}")
-            if field not in declared:
-                raise FieldError(
-                    f"bolt {c.name!r} groups on field {field!r} of {g.source!r} stream {g.stream!r}, "
-                    f"which declares {tuple(declared)!r}")
 
     # -- identity ----------------------------------------------------------------------------
 

@@ -28,7 +28,8 @@ class Spout:
     Override `next_tuple` to emit zero or more tuples and return (never block long); raise
     `StopIteration` when the source is exhausted. Optional: `open(context)`, `close()`,
     `position()`/`seek(position)` to resume after a restart (a msgpack-serializable value,
-    read after every `next_tuple` and stored with the tuples it emitted), `ack(msg_id)` when
+    read after the runtime's batch of `next_tuple` calls, and stored in the commit that holds
+    the tuples they emitted), `ack(msg_id)` when
     a tuple's tree completed and `fail(msg_id, error)` when it was given up.
 
     Optional `logged(msg_ids)`: called with the msg_ids (root ids where none was given) of
@@ -336,6 +337,9 @@ class ChunkBolt(Bolt):
 
     def finish(self):
         self.flush()
+
+
+OUTPUT_PREFIX = "__output."  # the names of the components that write a named output
 
 
 class OutputBolt(Bolt):
