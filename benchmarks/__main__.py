@@ -121,15 +121,19 @@ def run_consecution(lines, reliability, mode, parallelism=1):
         shutil.rmtree(folder)
 
 
-def best_of_3(fn, expected, words):
-    best = None
-    for _ in range(3):
-        started = time.perf_counter()
-        got = fn()
-        elapsed = time.perf_counter() - started
-        assert got == expected, "wrong counts"
-        best = elapsed if best is None else min(best, elapsed)
-    return words / best / 1e6
+def best_of(runs, expected, words, rounds=3):
+    """{name: M words/s}: the best of `rounds` timings of each run, taken in interleaved
+    rounds (every run once per round) so that a change of the host's load over the minutes
+    of the benchmark weighs on every run alike; ratios are taken between these."""
+    best = {}
+    for _ in range(rounds):
+        for name, fn in runs.items():
+            started = time.perf_counter()
+            got = fn()
+            elapsed = time.perf_counter() - started
+            assert got == expected, f"{name}: wrong counts"
+            best[name] = min(best.get(name, elapsed), elapsed)
+    return {name: words / elapsed / 1e6 for name, elapsed in best.items()}
 
 
 def rss_mb():
@@ -184,18 +188,19 @@ def main(argv=None):
     lines = make_lines(args.lines)
     expected = plain(lines)
     words = args.lines * 10
-    print(f"workload W: {args.lines:,} lines, {words:,} words; M words/s, best of 3; {os.cpu_count()} cores")
-    figures = {"plain loop": best_of_3(lambda: plain(lines), expected, words)}
+    print(f"workload W: {args.lines:,} lines, {words:,} words; M words/s, best of 3 interleaved rounds; "
+          f"{os.cpu_count()} cores")
+    runs = {"plain loop": lambda: plain(lines)}
     try:
-        figures["bytewax"] = best_of_3(lambda: run_bytewax(lines), expected, words)
+        import bytewax  # noqa: F401 - only to know whether it is there
+        runs["bytewax"] = lambda: run_bytewax(lines)
     except ImportError:
         print("  (bytewax not installed: pip install '.[bench]')")
     for mode in ("single", "process"):
         for reliability in ("none", "confirm", "replay"):
-            figures[f"{reliability}, {mode}"] = best_of_3(
-                lambda: run_consecution(lines, reliability, mode), expected, words)
-    figures["replay, process p2"] = best_of_3(lambda: run_consecution(lines, "replay", "process", 2),
-                                              expected, words)
+            runs[f"{reliability}, {mode}"] = (lambda r, m: lambda: run_consecution(lines, r, m))(reliability, mode)
+    runs["replay, process p2"] = lambda: run_consecution(lines, "replay", "process", 2)
+    figures = best_of(runs, expected, words)
     for name, value in figures.items():
         print(f"  {name:<20} {value:6.2f} M words/s")
     plain_rate = figures["plain loop"]
