@@ -50,4 +50,5 @@ def wait_for_fields(topology, stop=None, poll=POLL, log_every=LOG_EVERY):
 def _log_resolved(topology, names):
     for name in sorted(names):
         fields = topology.components[name].streams["default"]
-        logger().info("fields.resolved", topology=topology.name, component=name, fields=list(fields))
+        logger().info("fields.resolved", topology=topology.name, component=name,
+                      fields=list(fields) if fields is not None else None)

@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 
@@ -712,3 +713,49 @@ def test_one_module_declares_both_and_the_consumer_started_first_without_fields_
     assert info["closed"] and info["next"] == n + 1
     assert [seq for seq, _ in entries] == list(range(info["trimmed"] + 1, n + 1))
     assert consumer_positions(str(tmp_path / "p"), "doubled") == {"consumer.doubled": n}
+
+
+def test_a_consumer_of_an_output_without_declared_fields_resolves_it_and_reads_every_entry(tmp_path, run_cli):
+    """The producer's stream is a plain function's, with no fields: the consumer (no `fields=`,
+    started first) waits, then reads the entries as one-value tuples named `value`."""
+    (tmp_path / "pair.py").write_text(textwrap.dedent("""
+        import json
+        from consecution import Bolt, Topology
+        from consecution.spouts import Output
+
+        def double(n):
+            return n * 2
+
+        producer = Topology("producer")
+        producer.spout("numbers", list(range(100)))
+        producer.bolt("double", double).shuffle_grouping("numbers")
+        producer.output("doubled", "double")
+
+        class Sum(Bolt):
+            def prepare(self, context):
+                self.total = 0
+
+            def process(self, tup):
+                self.total += tup["value"]
+
+            def finish(self):
+                with open("sum.json", "w") as f:
+                    json.dump(self.total, f)
+
+        consumer = Topology("consumer")
+        consumer.spout("read", Output("p", "doubled"))
+        consumer.bolt("sum", Sum()).shuffle_grouping("read")
+    """))
+    consumer = start_cli(["run", "pair.py:consumer", "--state-dir", "c"], tmp_path, log="consumer.log")
+    try:
+        deadline = time.monotonic() + 20
+        while "output.waiting" not in (tmp_path / "consumer.log").read_text():
+            assert consumer.poll() is None, (tmp_path / "consumer.log").read_text()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert run_cli("run", "pair.py:producer", "--state-dir", "p").returncode == 0
+        assert consumer.wait(timeout=30) == 0, (tmp_path / "consumer.log").read_text()
+    finally:
+        if consumer.poll() is None:
+            consumer.kill()
+    assert json.loads((tmp_path / "sum.json").read_text()) == 2 * sum(range(100))

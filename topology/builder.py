@@ -313,7 +313,8 @@ class Topology:
 
         A component resolves late when its object has a `resolve_fields()` method (the `Output`
         spout: it reads them from its producer's state directory). That method returns the
-        fields of its default stream, raises `FieldsNotKnown` while they are not known yet, or
+        fields of its default stream (None: it declares none), raises `FieldsNotKnown` while they
+        are not known yet, or
         another `TopologyError` when they can never fit (raised here at once). The fields found
         replace the component's undeclared ones, in the outputs that re-export its stream too;
         fields declared with `fields=` must be equal. Once resolved, a component is not asked

@@ -56,7 +56,10 @@ def _resolve(topology, c):
         exc.component = c.name
         c.unknown = exc
         return exc
-    if isinstance(fields, str) or fields is None:
+    if fields is None:  # resolved: its stream declares no fields (positional values, `value`)
+        c.unknown, c.resolved = None, True
+        return None
+    if isinstance(fields, str):
         raise FieldError(f"component {c.name!r}: resolve_fields() returned {fields!r}, not a tuple of names")
     fields = Fields(fields)
     declared = c.streams.get(DEFAULT)

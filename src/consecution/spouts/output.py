@@ -86,8 +86,10 @@ class Output(Spout):
         Without `fields=`: the producer's, or `FieldsNotKnown` (event `output.waiting`, with
         the state directory, the output, the producer's topology and the outputs it declares)
         while its log does not declare the output: it has not run there yet, or its topology
-        has no output of that name (a typo, or a version not deployed yet). With `fields=`:
-        those, and a `ComponentError` naming both if the producer declares others. A log that
+        has no output of that name (a typo, or a version not deployed yet); None when the
+        producer's stream declares no fields (a plain function's: its entries' fields are
+        undeclared here too, a one-value entry is named `value`). With `fields=`: those, and a
+        `ComponentError` naming both if the producer declares others. A log that
         cannot be opened for `UNREADABLE_GRACE` seconds is a `ComponentError` without `fields=`;
         with them, the run says so (`output.unreadable`) and keeps trying."""
         try:
@@ -100,7 +102,10 @@ class Output(Spout):
             if self.given is not None:
                 return self.given
             raise self._not_declared(producer, declared)
-        stored = tuple(declared[self.name]["fields"])
+        stored = declared[self.name]["fields"]
+        if stored is None:  # the producer's stream declares no fields: entries are positional
+            return self.given
+        stored = tuple(stored)
         if self.given is not None and self.given != stored:
             raise ComponentError(f"{self!r}: fields {self.given!r} differ from the output's {stored!r}")
         self.fields = stored
