@@ -64,8 +64,8 @@ class TreeLifecycle:
         a commit's records: the usual case costs no call but the steps' own."""
         plans, trees, acker, now = self.start_plans, self.trees, self.acker, self.now
         send = self.executor.send
-        release = self.log.release if self.completion.__class__ is Release else None
-        completed = 0
+        release = self.completion.__class__ is Release
+        released = []
         for record in records:
             plan = plans.get((record.spout, record.task, record.stream))
             if plan is None:
@@ -96,12 +96,13 @@ class TreeLifecycle:
                 if xor and not acker.init(tree, xor, task.task_id, now):
                     continue
                 del trees[tree]
-            if release is None or task.__class__ is SpoutTask and task.has_ack:
+            if not release or task.__class__ is SpoutTask and task.has_ack:
                 self._complete(record)
                 continue
-            release(record.seq)  # Release.completed, inlined
-            completed += 1
-        self.result.completed += completed
+            released.append(record.seq)  # Release.completed, for the whole commit at once
+        if released:
+            self.log.release_all(released)
+            self.result.completed += len(released)
 
     def start_plan(self, task, stream):
         """(task, fields, [(target, generated run or None)]) for tuples that `task` emits on

@@ -49,6 +49,7 @@ class DurableLog:
         # the per-record calls go straight to their store (no layer on the hot path); the
         # methods below say what they do
         self.new_root, self.append, self.release = self._meta.new_seq, self._pending.append, self._pending.release
+        self.release_all = self._pending.release_all
 
     @property
     def next_root(self):
@@ -93,6 +94,10 @@ class DurableLog:
         """The record's tree is complete: remove the record of sequence number `root` at the
         next commit."""
         self._pending.release(root)
+
+    def release_all(self, seqs):
+        """`release` of each of `seqs`, in one call."""
+        self._pending.release_all(seqs)
 
     def dead_letter(self, letter):
         """Move the letter's record from pending to the dead letters at the next commit."""

@@ -57,6 +57,9 @@ class ReplayLog(Protocol):
     def release(self, root) -> None:
         """The tree of the record of seq `root` is complete: it is no longer pending."""
 
+    def release_all(self, seqs) -> None:
+        """`release` of each of `seqs` (the records of a commit whose trees completed at once)."""
+
     def dead_letter(self, letter) -> None:
         """The letter's record is given up: no longer pending, kept as a dead letter."""
 

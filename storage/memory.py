@@ -76,6 +76,11 @@ class MemoryLog:
     def release(self, root):
         return self._pending.pop(root, None)
 
+    def release_all(self, seqs):
+        pop = self._pending.pop
+        for seq in seqs:
+            pop(seq, None)
+
     def dead_letter(self, letter):
         self._pending.pop(letter.record.seq, None)
         self.dead_letters.append(letter)

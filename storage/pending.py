@@ -67,6 +67,15 @@ class PendingStore:
         self._puts.pop(seq, None)
         self._releases.add(seq)
 
+    def release_all(self, seqs):
+        if not self.keep_pending:
+            return
+        if self._puts:  # else none of them was appended since the last commit
+            pop = self._puts.pop
+            for seq in seqs:
+                pop(seq, None)
+        self._releases.update(seqs)
+
     def dead_letter(self, letter):
         """Move the letter's record from pending to the dead letters."""
         seq = letter.record.seq

@@ -97,8 +97,9 @@ RELEASES = {  # name: (leave a gap first, released(stored, every seq), kept(stor
 }
 
 
+@pytest.mark.parametrize("at_once", [False, True], ids=["release", "release_all"])
 @pytest.mark.parametrize("case", list(RELEASES))
-def test_releasing_many_records_at_once_keeps_exactly_the_others(log, case):
+def test_releasing_many_records_at_once_keeps_exactly_the_others(log, case, at_once):
     gap, released, kept = RELEASES[case]
     every = [r.seq for r in appended(log, range(50))]
     stored = every
@@ -107,15 +108,19 @@ def test_releasing_many_records_at_once_keeps_exactly_the_others(log, case):
             log.release(seq)
         log.commit()
         stored = every[:10] + every[20:]
-    for seq in released(stored, every):
-        log.release(seq)
+    if at_once:
+        log.release_all(released(stored, every))
+    else:
+        for seq in released(stored, every):
+            log.release(seq)
     log.commit()
     assert [r.seq for r in log.pending()] == kept(stored) and len(log) == len(kept(stored))
 
 
 def test_records_appended_in_the_commit_that_releases_every_other_record_stay_pending(log):
     records = appended(log, range(20))
-    for r in records:
+    log.release_all([r.seq for r in records[:10]])
+    for r in records[10:]:
         log.release(r.seq)
     new = record(log, "new")
     log.append(new)
@@ -275,3 +280,13 @@ def test_the_files_keep_the_layout_earlier_versions_wrote(tmp_path):
 def test_a_state_directory_without_a_log_is_named_when_read(tmp_path):
     with pytest.raises(StorageError, match=f"{tmp_path} holds no consecution state"):
         DurableLog(str(tmp_path), readonly=True)
+
+
+def test_records_released_at_once_before_the_commit_that_would_append_them_are_never_pending(log):
+    kept = appended(log, ["kept"])
+    fresh = [record(log, v) for v in ("a", "b", "c")]
+    for r in fresh:
+        log.append(r)
+    log.release_all([fresh[0].seq, fresh[2].seq])
+    log.commit()
+    assert [r.values for r in log.pending()] == [("kept",), ("b",)] and kept[0].seq == log.pending()[0].seq
