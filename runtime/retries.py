@@ -71,7 +71,7 @@ class Retries:
             self.give_up(record, error, traceback, component, task_id)
             return
         core.logger.warning("tuple.failed", topology=core.topology.name, component=component, task=task_id,
-                            root=record.seq, attempt=record.attempts, retry_in=round(delay, 3), error=error)
+                            seq=record.seq, attempt=record.attempts, retry_in=round(delay, 3), error=error)
         self._seq += 1
         heapq.heappush(self.heap, (core.now + delay, self._seq, record))
         self.waiting[core._origin(record).task_id] += 1
@@ -95,7 +95,7 @@ class Retries:
         if len(core.result.failures) < KEEP_FAILURES:
             core.result.failures.append(letter)
         core.logger.error("tuple.given_up", topology=core.topology.name, component=component, task=task_id,
-                          root=record.seq, spout=record.spout, attempts=record.attempts, error=error)
+                          seq=record.seq, spout=record.spout, attempts=record.attempts, error=error)
         task = core._origin(record)
         if isinstance(task, SpoutTask):
             core.call_user(task, "fail", record.msg_id if record.msg_id is not None else record.seq, error)

@@ -42,8 +42,9 @@ class DeadLetter:
         self.time = time
 
     def as_dict(self):
-        """The letter as the command line prints it; "root" is the record's sequence number."""
+        """The letter as the command line prints it. "seq" is the record's sequence number in
+        the log; "root" repeats it under its older name, for scripts written before."""
         r = self.record
-        return {"root": r.seq, "spout": r.spout, "values": list(r.values), "component": self.component,
+        return {"seq": r.seq, "root": r.seq, "spout": r.spout, "values": list(r.values), "component": self.component,
                 "task": self.task, "error": self.error, "traceback": self.traceback,
                 "attempts": r.attempts, "time": self.time}

@@ -287,3 +287,17 @@ def test_the_state_directory_defaults_to_state_directory_under_systemd(tmp_path,
     status = json.loads(run_cli("status", "--state-dir", str(tmp_path / "systemd" / "etl"), "--json").stdout)
     assert status["topology"] == "etl" and status["positions"]["orders/0"] > 0
     assert not (tmp_path / ".consecution").exists()
+
+
+def test_dead_letters_name_their_records_by_seq_and_act_on_one_with_seq_or_its_older_name_root(tmp_path, run_cli):
+    state = str(tmp_path / "state")
+    t, _ = _topology(fail_values={2, 3}, max_retries=0)
+    assert Scheduler(t, state_dir=state).run().exit_code == 3
+    listed = [json.loads(x) for x in run_cli("dead-letters", "--state-dir", state, "--json").stdout.splitlines()]
+    assert sorted(d["values"] for d in listed) == [[2], [3]] and all(d["seq"] == d["root"] for d in listed)
+    by_value = {d["values"][0]: d["seq"] for d in listed}
+    text = run_cli("dead-letters", "--state-dir", state, "--seq", str(by_value[2])).stdout  # a pipe: JSON
+    assert [json.loads(x)["values"] for x in text.splitlines()] == [[2]]
+    assert run_cli("dead-letters", "--state-dir", state, "--purge", "--seq", str(by_value[2])).returncode == 0
+    assert run_cli("dead-letters", "--state-dir", state, "--purge", "--root", str(by_value[3])).returncode == 0
+    assert json.loads(run_cli("status", "--state-dir", state, "--json").stdout)["dead_letters"] == 0

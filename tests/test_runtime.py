@@ -227,16 +227,17 @@ def test_reliability_track_keeps_the_last_failures_only(mode):
 
 def test_failure_stream_receives_each_given_up_record(mode):
     class Errors(Bolt):
-        streams = {"probe": ("fields", "values")}
+        streams = {"probe": ("fields", "values", "older")}
 
-        def process(self, tup):
-            self.emit((list(tup.fields), list(tup.values)), stream="probe", anchors=())
+        def process(self, tup):  # "root" is the older name of the field "seq"
+            self.emit((list(tup.fields), list(tup.values), tup["root"] == tup["seq"]), stream="probe", anchors=())
 
     t = pipeline(Numbers(4), FailOn({1}), max_retries=1)
     t.bolt("errors", Errors()).failure_grouping()
     got = probes(run_in(mode)(t), "errors")
     assert len(got) == 1
-    tup = dict(zip(*got[0]))
+    tup = dict(zip(*got[0][:2]))
+    assert got[0][2] is True and isinstance(tup["seq"], int) and "root" not in tup
     assert tup["values"] == [1] and tup["component"] == "b0" and tup["spout"] == "numbers"
     assert tup["attempts"] == 2 and "bad number 1" in tup["error"] and "Traceback" in tup["traceback"]
 

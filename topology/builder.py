@@ -22,8 +22,9 @@ from .tuples import Fields
 
 RELIABILITY_LEVELS = ("none", "confirm", "track", "replay")
 FAILURES = "__failures"  # the pseudo-source of the failure stream
-FAILURE_FIELDS = Fields(("root", "spout", "values", "component", "task", "error",
-                         "traceback", "attempts"))
+# `seq` is the record's sequence number in the log; `root`, its older name, still reads it
+FAILURE_FIELDS = Fields(("seq", "spout", "values", "component", "task", "error",
+                         "traceback", "attempts"), aliases={"root": "seq"})
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 
 

@@ -10,9 +10,10 @@ from .errors import FieldError
 
 
 class Fields(tuple):
-    """The field names of one stream, with a name -> position index built once."""
+    """The field names of one stream, with a name -> position index built once. `aliases`
+    ({older name: name}) index a field under a name it had before, too."""
 
-    def __new__(cls, names):
+    def __new__(cls, names, aliases=None):
         names = tuple(names)
         for name in names:
             if not isinstance(name, str) or not name:
@@ -21,6 +22,8 @@ class Fields(tuple):
             raise FieldError(f"field names must be unique, got {names!r}")
         self = super().__new__(cls, names)
         self.index = {name: i for i, name in enumerate(names)}
+        for old, name in (aliases or {}).items():
+            self.index[old] = self.index[name]
         return self
 
 

@@ -77,7 +77,8 @@ def _parser():
     action.add_argument("--requeue", action="store_true",
                         help="move them back to the log: the next run replays them with a fresh attempt count")
     action.add_argument("--purge", action="store_true", help="delete them")
-    d.add_argument("--root", type=int, default=None, help="act on this root id only")
+    d.add_argument("--seq", "--root", dest="seq", type=int, default=None,
+                   help="act on the dead letter of this sequence number only (--root: its older name)")
 
     v = sub.add_parser("validate", help="check a topology without running it")
     v.add_argument("topology")
@@ -243,14 +244,14 @@ def _dead_letters(args):
         with StateLock(args.state_dir):
             log = DurableLog(args.state_dir) if os.path.isdir(args.state_dir) else _open_log(args.state_dir)
             try:
-                n = log.requeue(args.root) if args.requeue else log.purge(args.root)
+                n = log.requeue(args.seq) if args.requeue else log.purge(args.seq)
             finally:
                 log.close()
         print(f"{'requeued' if args.requeue else 'purged'} {n} dead letters", file=sys.stderr)
         return EXIT_OK
     log = _open_log(args.state_dir)
     try:
-        letters = log.dead_letters(args.root)
+        letters = log.dead_letters(args.seq)
     finally:
         log.close()
     as_json = args.json or not sys.stdout.isatty()
@@ -259,7 +260,7 @@ def _dead_letters(args):
         if as_json:
             print(json.dumps(row, default=repr))
             continue
-        print(f"root {row['root']} from {row['spout']}: {row['values']!r}\n"
+        print(f"seq {row['seq']} from {row['spout']}: {row['values']!r}\n"
               f"  failed in {row['component']} (task {row['task']}) after {row['attempts']} attempts: {row['error']}")
         for line in (row["traceback"] or "").rstrip().splitlines():
             print(f"    {line}")
