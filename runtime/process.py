@@ -85,7 +85,6 @@ class ProcessExecutor(Concurrent):
         self.shared_tasks = []   # per shuffle from here: per worker, its tasks there
         self.outstanding = 0
         self.view = bolts_only(core.topology)
-        self.restarts = 0
         self.committed = {}  # stateful task id -> its state at the last checkpoint
 
     # -- workers -----------------------------------------------------------------------------
@@ -153,7 +152,6 @@ class ProcessExecutor(Concurrent):
             self.conns[k].close()
         except OSError:
             pass
-        self.restarts += 1
         self.core.logger.error("worker.died", topology=self.core.topology.name, worker=k, exitcode=code,
                                deliveries_lost=lost)
         self.core.fail_all_pending(f"worker process {k} died (exit code {code})")

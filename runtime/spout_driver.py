@@ -29,7 +29,7 @@ class SpoutDriver:
         core = self.core
         self.result, self.wall, self.unlogged = core.result, core.wall, core.unlogged
         self.new_seq, self.append = core.log.new_root, core.log.append
-        self.finish, self.outputs = core.finish, core.named_outputs
+        self.finish, self.named_outputs = core.finish, core.named_outputs
 
     def emit(self, task, stream, values, msg_id):
         """A spout task emitted `values` (checked) on `stream`."""
@@ -42,9 +42,9 @@ class SpoutDriver:
         self.unlogged.append(record)
         if self.bounded:  # read by core.pending(), for max_pending only
             self.core.held_back[task.task_id] += 1
-        if self.finish.marks or self.outputs.closed:  # new input: every finish has to run again,
+        if self.finish.marks or self.named_outputs.closed:  # new input: every finish has to run again,
             self.finish.clear()                        # the outputs are open for what it brings
-            self.outputs.reopen()
+            self.named_outputs.reopen()
 
     def _deliver(self, task, stream, values):
         """Reliability "none": the tuple goes to its subscribers at once."""

@@ -242,8 +242,3 @@ def _roots_of(anchors):
 
 def _describe(exc):
     return f"{type(exc).__name__}: {exc}"
-
-
-def task_class(obj):
-    """The task class of a bolt object (one for every kind: `Chains` specialises per task)."""
-    return BoltTask

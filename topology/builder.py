@@ -85,8 +85,7 @@ def _streams_of(name, obj, fields, streams):
 class BoltDeclarer:
     """Returned by `Topology.bolt()`: chain groupings on it, as in Storm."""
 
-    def __init__(self, topology, component):
-        self._topology = topology
+    def __init__(self, component):
         self.component = component
 
     @property
@@ -211,7 +210,7 @@ class Topology:
         spouts = Pipe.of(producer).compile_into(fed, open_start=False, spouts_only=True)
         for spout in spouts:
             for name, routes, group_by in self.entries:
-                declarer = BoltDeclarer(fed, fed.components[name])
+                declarer = BoltDeclarer(fed.components[name])
                 if routes:
                     declarer._add("route", spout, fn=routes)
                 elif group_by:
@@ -284,7 +283,7 @@ class Topology:
         obj = as_bolt(name, bolt, fields)
         component = self._declare(name, "bolt", obj, parallelism,
                                   _streams_of(name, obj, fields, streams))
-        return BoltDeclarer(self, component)
+        return BoltDeclarer(component)
 
     # -- reading -----------------------------------------------------------------------------
 
