@@ -10,6 +10,7 @@ checkpoint of an epoch when there are stateful bolts; `Retries` (runtime/retries
 failed records after a backoff or gives them up. The scheduler core (`core.py`) mixes this in;
 it owns the state these methods use (trees, acker, log, executor, result).
 """
+import random
 import traceback as tb_module
 
 from consecution.acker import new_id
@@ -18,6 +19,8 @@ from consecution.errors import ConsecutionError
 from .epochs import Release
 from .spout_driver import COMMIT_BATCH
 from .tasks import SpoutTask
+
+getrandbits = random.getrandbits  # the source of new_id (acker/tracker.py)
 
 
 
@@ -66,11 +69,18 @@ class TreeLifecycle:
         send = self.executor.send
         release = self.completion.__class__ is Release
         released = []
+        last = None  # (spout, task, stream) of the record before: a commit's records mostly share it
         for record in records:
-            plan = plans.get((record.spout, record.task, record.stream))
-            if plan is None:
-                plan = self.start_plan(self._origin(record), record.stream)
-            task, fields, runs = plan
+            key = (record.spout, record.task, record.stream)
+            if key != last:
+                plan = plans.get(key)
+                if plan is None:
+                    plan = self.start_plan(self._origin(record), record.stream)
+                task, fields, runs = plan
+                acks = task.__class__ is SpoutTask and task.has_ack
+                last = key
+            else:
+                runs = plan[2]
             values = record.values
             if runs is None:  # a grouping that looks at the values
                 try:
@@ -81,14 +91,14 @@ class TreeLifecycle:
                     continue
                 runs = self._runs(task, record.stream, targets)
             if runs:
-                tree, xor = new_id(), 0
+                tree, xor = getrandbits(64) or new_id(), 0  # new_id, inlined: never 0
                 roots = (tree,)
                 trees[tree] = record  # before any fused processing, which may fail the tree
                 for target, run in runs:
                     if run is not None:
                         xor ^= run(values, roots, 0)
                         continue
-                    i = new_id()
+                    i = getrandbits(64) or new_id()
                     xor ^= i
                     send(target, values, record.stream, record.spout, task.task_id, i, roots, fields)
                 if tree not in trees:
@@ -96,7 +106,7 @@ class TreeLifecycle:
                 if xor and not acker.init(tree, xor, task.task_id, now):
                     continue
                 del trees[tree]
-            if not release or task.__class__ is SpoutTask and task.has_ack:
+            if not release or acks:
                 self._complete(record)
                 continue
             released.append(record.seq)  # Release.completed, for the whole commit at once
