@@ -1,17 +1,19 @@
-"""The runtime: runs a topology with guaranteed processing.
+"""The runtime: runs a topology with guaranteed processing (ARCHITECTURE.md tells it whole).
 
-    spouts --emit--> [log] --> acker.init --> queue --> bolt tasks --emit--> queue --> ...
-                                  ^                        |
-                                  +------ ack / fail ------+
-    tree complete: release the log entry, spout.ack     failed: replay after backoff,
-                                                         or dead letter + spout.fail
+    spouts --emit--> spout driver --> [log commit] --> start_all: a tree per record
+        --> fused steps run here, in generated chains; other tasks get deliveries with ids
+        --> executor (single | thread | process) --> acks and failures back to the core
+    tree complete: the completion releases the record (at once, or with an epoch's checkpoint)
+    failed: Retries replays it after a backoff, or gives it up (dead letter, spout.fail)
 
-`core.Scheduler` holds the whole path (read its module docstring first), with `trees` for
-what happens to a record (started, completed, replayed, given up); `executors` runs
-bolt tasks in single and thread mode and `process` on worker processes (the one thing modes
-change); `tasks` binds components to the run, `routing` turns groupings into task ids,
-`retry` decides replays, `result` is what a run returns, `logs` sets up structlog, `waiting`
-waits for fields resolved late (an `Output` spout's) before a run.
+`core` is the loop; `spout_driver` asks the spouts and logs their records; `trees` starts and
+ends trees; `chains` generates what each task runs per tuple; `epochs` decides when a
+completed tree's record is released (exactly-once state); `retries` replays or gives up;
+`named_outputs` and `finish` are the named outputs and the finish phase; `state_dir` opens
+and closes the run's state directory; `executors` runs tasks in single and thread mode,
+`process` and `worker` in worker processes, with `events` the one set of what tasks did;
+`tasks` builds tasks, `routing` turns groupings into task ids, `result` is what a run
+returns, `logs` sets up structlog, `waiting` waits for fields resolved late.
 """
 from consecution.errors import ConsecutionError
 
