@@ -5,20 +5,22 @@ In single mode the core runs each delivery itself, in order, on one thread.
 
 The life of a spout tuple (reliability "confirm", "track" and "replay"):
 
-    spout.next_tuple() -> emit -> Record appended to the log, with the spout's position()
-        ... up to COMMIT_BATCH records or COMMIT_INTERVAL seconds, or until a round of
-        next_tuple calls emits nothing -> one log commit (group commit) -> each record's tree
-        started in the acker -> one Tuple per subscribing task, with a fresh 64-bit id, queued
-    bolt task.execute(tup) -> process(tup) -> children emitted (ids XORed into the input's ack)
-        -> returned: ack(roots, tup.id ^ children)  | raised: fail(roots, error)
-    acker: XOR of a tree back to 0 -> tree complete -> record released, spout.ack(msg_id)
-    fail or message_timeout -> tree failed -> replayed after a backoff (attempts + 1)
+    spout.next_tuple() -> emit -> Record appended to the log (spout_driver.py), and after the
+        spout's calls its position() ... up to COMMIT_BATCH records or COMMIT_INTERVAL seconds,
+        or until a round of calls emits nothing -> one log commit (group commit)
+    start_all (trees.py): a tree per record; fused subscribers run it here, in the generated
+        chains (chains.py); others get a delivery with a fresh 64-bit id, queued
+    a task's chain -> process/function -> children emitted (ids XORed into the input's ack)
+        -> returned: ack(roots, id ^ children)  | raised: fail(roots, error)
+    acker: XOR of a tree back to 0 -> the completion (epochs.py): record released (at once, or
+        with its epoch's checkpoint), spout.ack(msg_id)
+    fail or message_timeout -> Retries (retries.py): replayed after a backoff (attempts + 1)
         -> past max_retries (or at once for confirm/track): dead letter, spout.fail, and a
            tuple on the failure stream
     on start: lock the state directory, check the topology's fingerprint, seek each spout to
         its stored position, replay every pending record before asking spouts for new tuples
     every spout exhausted, the queue empty, no tree pending -> bolts' finish() in topological
-        order, each followed by the same wait -> cleanup() and close() -> RunResult
+        order, each followed by the same wait (finish.py) -> cleanup() and close() -> RunResult
 
 With reliability "none" nothing is logged or tracked: tuples carry no id and an error in a
 bolt is logged, counted and sent to the failure stream, the input is not replayed.
