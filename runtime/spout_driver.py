@@ -8,8 +8,10 @@ With reliability "none" nothing is logged: a spout tuple goes straight to its su
 A spout task is asked only while it has fewer than `max_pending` records in flight.
 """
 from consecution.storage import Record
+from consecution.storage.codec import SCALARS
 
 from .errors import UserCodeError
+from .tasks import checked
 
 COMMIT_BATCH = 512       # spout records per log commit, at most
 COMMIT_INTERVAL = 0.005  # seconds a spout record may wait for its commit, at most
@@ -31,11 +33,23 @@ class SpoutDriver:
         self.new_seq, self.append = core.log.new_root, core.log.append
         self.finish, self.named_outputs = core.finish, core.named_outputs
 
-    def emit(self, task, stream, values, msg_id):
-        """A spout task emitted `values` (checked) on `stream`."""
+    def emit(self, task, values, stream="default", msg_id=None):
+        """Spout task `task` emitted `values` on `stream` (its `Spout.emit`): checked against
+        the stream's fields and made msgpack-safe, then logged (or, with reliability "none",
+        delivered at once)."""
+        fields = task.streams.get(stream, ())
+        if values.__class__ is tuple and (fields is None or len(values) == len(fields)):
+            for value in values:
+                if value.__class__ not in SCALARS:
+                    values = checked(values, task.component, stream, task.streams)
+                    break
+        else:  # converts, or raises naming the stream or the fields
+            values = checked(values, task.component, stream, task.streams)
         self.result.roots += 1
         if not self.tracking:  # nothing logged: delivered at once
             self._deliver(task, stream, values)
+            if task.has_logged:  # no log, no commit to wait for
+                task.obj.logged([msg_id])
             return
         record = Record(self.new_seq(), task.component, task.index, stream, values, msg_id, 1, self.wall())
         self.append(record)

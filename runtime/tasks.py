@@ -1,9 +1,10 @@
 """Tasks: one running copy of a spout or bolt, bound to the run through a `sink`.
 
 A task binds `emit` (and a bolt's `ack`/`fail`) on its component. A spout task's sink is the
-spout driver (`driver.emit(task, stream, values, msg_id)`: log it, runtime/spout_driver.py).
-A bolt task's sink is the scheduler core in single mode, the task's `TaskEvents` in thread
-mode and the worker's `WorkerSink` in process mode; what a bolt does per tuple runs in the
+spout driver: `driver.emit(task, values, stream, msg_id)`, bound to the spout as its `emit`,
+checks what it emits and logs it (runtime/spout_driver.py).
+A bolt task's sink is the scheduler core in single mode, and an `EventSink` (runtime/events.py)
+in thread mode (one per task) and in a worker process (one per worker); what a bolt does per tuple runs in the
 functions `Chains` generates (runtime/chains.py), which call the sink:
 
     sink.emit_root(task, stream, values)            a bolt emit with no input to anchor to
@@ -13,6 +14,7 @@ functions `Chains` generates (runtime/chains.py), which call the sink:
     sink.fail(roots, error, traceback, component, task)
     sink.collect(component, stream, values)         only when the run collects outputs
 """
+import functools
 import traceback as tb_module
 
 from consecution.acker import new_id
@@ -102,21 +104,7 @@ class SpoutTask:
         self.has_position = type(obj).position is not Spout.position
         self.has_ack = type(obj).ack is not Spout.ack  # the default ack does nothing: skip the call
         self.has_logged = type(obj).logged is not Spout.logged  # likewise; see Spout.logged
-        self.logged_at_emit = self.has_logged and not sink.tracking  # no log, no commit to wait for
-        obj._emit = self.emit
-
-    def emit(self, values, stream="default", msg_id=None):
-        fields = self.streams.get(stream, ())
-        if values.__class__ is tuple and (fields is None or len(values) == len(fields)):
-            for value in values:
-                if value.__class__ not in SCALARS:
-                    values = checked(values, self.component, stream, self.streams)
-                    break
-        else:  # converts, or raises naming the stream or the fields
-            values = checked(values, self.component, stream, self.streams)
-        self.sink.emit(self, stream, values, msg_id)
-        if self.logged_at_emit:
-            self.obj.logged([msg_id])
+        obj._emit = functools.partial(sink.emit, self)  # the spout driver's, for this task
 
 
 class BoltTask:
