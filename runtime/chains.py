@@ -121,6 +121,24 @@ class Chains:
     def is_fused(self, task_id):
         return self.fused is not None and self.fused[task_id] is not None
 
+    def deliver(self, task, stream, fields, values, roots, targets):
+        """What `task` emitted on `stream` to each of `targets` (task ids), not compiled: fused
+        ones run here, the others are queued through the task's sink with a fresh id (none
+        when `roots` is empty). Returns the XOR of the ids queued and of what the fused ones
+        queued, for the emitter's ack."""
+        xor = 0
+        component, task_id, sink = task.component, task.task_id, task.sink
+        for target in targets:
+            if self.is_fused(target):
+                xor ^= self.run(target, component, task_id, stream)(values, roots, 0)
+            elif roots:
+                i = new_id()
+                xor ^= i
+                sink.send(target, values, stream, component, task_id, i, roots, fields)
+            else:
+                sink.send(target, values, stream, component, task_id, None, (), fields)
+        return xor
+
     # -- generation --------------------------------------------------------------------------
 
     def _common(self, src, task):
@@ -409,19 +427,9 @@ class _Router:
         self.fields = task.streams[stream]
 
     def __call__(self, values, roots):
-        chains, task, stream = self.chains, self.task, self.stream
-        xor = 0
-        sink = task.sink
-        for target in task.routing.targets(stream, values, task.task_id):
-            if chains.is_fused(target):
-                xor ^= chains.run(target, task.component, task.task_id, stream)(values, roots, 0)
-            elif roots:
-                i = new_id()
-                xor ^= i
-                sink.send(target, values, stream, task.component, task.task_id, i, roots, self.fields)
-            else:
-                sink.send(target, values, stream, task.component, task.task_id, None, (), self.fields)
-        return xor
+        task, stream = self.task, self.stream
+        targets = task.routing.targets(stream, values, task.task_id)
+        return self.chains.deliver(task, stream, self.fields, values, roots, targets)
 
 
 def _is_function(task):

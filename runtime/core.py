@@ -44,7 +44,7 @@ from .finish import FinishPhase
 from .named_outputs import NamedOutputs
 from .result import RunResult
 from .retries import Backoff, NoRetry, Retries
-from .routing import Routing, RoutingError
+from .routing import Routing
 from .spout_driver import COMMIT_INTERVAL, SpoutDriver
 from .state_dir import close_state, load_state, open_state
 from .tasks import BoltTask, assign_tasks, build_task
@@ -190,13 +190,9 @@ class Scheduler(TreeLifecycle):
     def send(self, task_id, values, stream, source, source_task, tid, roots, fields):
         self.executor.send(task_id, values, stream, source, source_task, tid, roots, fields)
 
-    def emit_root(self, task, stream, values, direct):
+    def emit_root(self, task, stream, values):
         """A bolt emitted with no input to anchor to (from finish, flush or prepare): the tuple
         starts a tree of its own, logged and replayed like a spout tuple."""
-        if direct is not None:
-            raise RoutingError(
-                f"component {task.component!r}: emit_direct needs an input to anchor to; "
-                "it cannot be used from finish, flush or prepare")
         self.new_root(task.component, task.context.task_index, stream, values)
 
     def new_root(self, component, index, stream, values):

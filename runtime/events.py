@@ -46,11 +46,7 @@ class EventSink:
         self.events.append((FAIL, roots, error, traceback, component, task_id, tup.values, tup.stream, tup.source,
                             tup.task))
 
-    def emit_root(self, task, stream, values, direct):
-        if direct is not None:
-            from .routing import RoutingError
-            raise RoutingError(f"component {task.component!r}: emit_direct needs an input to anchor to; "
-                               "it cannot be used from finish, flush or prepare")
+    def emit_root(self, task, stream, values):
         self.events.append((ROOT, task.component, task.context.task_index, stream, values))
 
     def collect(self, component, stream, values):

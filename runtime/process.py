@@ -78,7 +78,6 @@ class ProcessExecutor(Concurrent):
         self.pending = [[] for _ in range(self.n)]    # per worker: deliveries to send
         self.forwarded = [[] for _ in range(self.n)]  # per worker: [count, blob] other workers sent it
         self.sent = [[] for _ in range(self.n)]       # per worker: deliveries in each frame in flight
-        self.loads = [0] * self.n                     # per worker: deliveries queued or in flight
         self.budget = [FIRST_FRAME] * self.n          # per worker: deliveries its next frame may hold
         self.turn = 0
         self.shared_queues = []  # per shuffle from here: deliveries any of its tasks may take
@@ -143,9 +142,8 @@ class ProcessExecutor(Concurrent):
         proc = self.procs[k]
         proc.join(timeout=1)
         code = proc.exitcode
-        lost = self.loads[k]
+        lost = sum(self.sent[k]) + len(self.pending[k]) + sum(count for count, _ in self.forwarded[k])
         self.outstanding -= lost
-        self.loads[k] = 0
         self.budget[k] = FIRST_FRAME
         self.sent[k], self.pending[k], self.forwarded[k] = [], [], []
         try:
@@ -166,7 +164,6 @@ class ProcessExecutor(Concurrent):
             return
         k = self.placement[task_id]
         self.pending[k].append((task_id, values, stream, source, source_task, tid, roots))
-        self.loads[k] += 1
         self.outstanding += 1
 
     def submit(self, task_id, tup):
@@ -212,7 +209,6 @@ class ProcessExecutor(Concurrent):
             mine = tasks[k]
             while queue and mine is not None and len(batch) < budget:
                 batch.append((next(mine), *queue.popleft()))
-                self.loads[k] += 1
         return batch
 
     def run_some(self):
@@ -243,7 +239,6 @@ class ProcessExecutor(Concurrent):
             self.sent[k].pop(0)
             n, busy = reply[1], reply[2]
             self.outstanding -= n
-            self.loads[k] -= n
             if n:
                 self.budget[k] = max(1, min(FRAME, int(FRAME_SECONDS * n / busy) if busy > 0 else FRAME))
             self._apply(*reply[3:6])
@@ -253,7 +248,6 @@ class ProcessExecutor(Concurrent):
         apply(self.core, events, acks)
         for k, count, blob in forwards:
             self.forwarded[k].append((count, blob))
-            self.loads[k] += count
             self.outstanding += count
 
     def call(self, task, method, *args):

@@ -17,7 +17,6 @@ functions `Chains` generates (runtime/chains.py), which call the sink:
 import functools
 import traceback as tb_module
 
-from consecution.acker import new_id
 from consecution.storage import normalize
 from consecution.storage.codec import SCALARS
 from consecution.topology import FieldError, Spout, Tuple
@@ -167,7 +166,10 @@ class BoltTask:
         if anchors is None:
             if current is None:
                 if self.tracking:
-                    return self.sink.emit_root(self, stream, values, direct)
+                    if direct is not None:
+                        raise RoutingError(f"component {component!r}: emit_direct needs an input to anchor to; "
+                                           "it cannot be used from finish, flush or prepare")
+                    return self.sink.emit_root(self, stream, values)
                 roots = ()
             else:
                 roots = current.roots
@@ -176,17 +178,7 @@ class BoltTask:
             roots = _roots_of((anchors,) if isinstance(anchors, Tuple) else anchors)
             fast = False
         targets = self.routing.targets(stream, values, self.task_id, direct)
-        chains, task_id = self.chains, self.task_id
-        xor = 0
-        for target in targets:
-            if chains.is_fused(target):
-                xor ^= chains.run(target, component, task_id, stream)(values, roots, 0)
-            elif roots:
-                i = new_id()
-                xor ^= i
-                self.sink.send(target, values, stream, component, task_id, i, roots, fields)
-            else:
-                self.sink.send(target, values, stream, component, task_id, None, (), fields)
+        xor = self.chains.deliver(self, stream, fields, values, roots, targets)
         if fast:
             self.ackval ^= xor
         elif xor and roots:

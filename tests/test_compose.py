@@ -486,26 +486,28 @@ topology = Topology("producer", IterableSpout(range(int(os.environ["N"])), field
 topology.output("doubled", "double")
 """
 
-CONSUMER = """
-import json, os, time
-from consecution import Bolt, Topology, component
-from consecution.spouts import Output
-
-DELAY = float(os.environ.get("CONSUMER_DELAY", "0"))
-
-class Sum(Bolt):
+SUM = """
+class Sum(Bolt):  # the consumers' counting bolt: its sum and count go to $REPORT at the end
     stateful = True
 
     def process(self, tup):
-        if DELAY:
-            time.sleep(DELAY)
+        if CONSUMER_DELAY:
+            time.sleep(CONSUMER_DELAY)
         self.state["sum"] = self.state.get("sum", 0) + tup["value"]
         self.state["count"] = self.state.get("count", 0) + 1
 
     def finish(self):
         with open(os.environ["REPORT"], "w") as f:
             json.dump({"sum": self.state.get("sum", 0), "count": self.state.get("count", 0)}, f)
+"""
 
+CONSUMER = """
+import json, os, time
+from consecution import Bolt, Topology, component
+from consecution.spouts import Output
+
+CONSUMER_DELAY = float(os.environ.get("CONSUMER_DELAY", "0"))
+""" + SUM + """
 topology = Topology("consumer", component(Output(os.environ["PRODUCER_STATE"], "doubled", fields=("value",)),
                                           name="doubled") | Sum(), max_pending=50)
 """
@@ -607,20 +609,7 @@ def double(n):
 producer = Topology("producer", IterableSpout(range(int(os.environ["N"])), fields=("n",))
                     | component(double, fields=("value",)), max_pending=50)
 producer.output("doubled", "double")
-
-class Sum(Bolt):
-    stateful = True
-
-    def process(self, tup):
-        if CONSUMER_DELAY:
-            time.sleep(CONSUMER_DELAY)
-        self.state["sum"] = self.state.get("sum", 0) + tup["value"]
-        self.state["count"] = self.state.get("count", 0) + 1
-
-    def finish(self):
-        with open(os.environ["REPORT"], "w") as f:
-            json.dump({"sum": self.state.get("sum", 0), "count": self.state.get("count", 0)}, f)
-
+""" + SUM + """
 # no fields=: they are read from the producer's log when this topology runs (group_by checks them)
 spout = Output(os.environ["PRODUCER_STATE"], os.environ.get("OUTPUT", "doubled"), fields=FIELDS)
 consumer = Topology("consumer", component(spout, name="doubled") | component(Sum(), group_by="value"), max_pending=50)
@@ -746,13 +735,11 @@ def test_a_consumer_of_an_output_without_declared_fields_resolves_it_and_reads_e
         consumer.spout("read", Output("p", "doubled"))
         consumer.bolt("sum", Sum()).shuffle_grouping("read")
     """))
-    consumer = start_cli(["run", "pair.py:consumer", "--state-dir", "c"], tmp_path, log="consumer.log")
+    consumer = start_cli(["run", "pair.py:consumer", "--state-dir", "c", "--log-format", "json"], tmp_path,
+                         log="consumer.log")
     try:
-        deadline = time.monotonic() + 20
-        while "output.waiting" not in (tmp_path / "consumer.log").read_text():
-            assert consumer.poll() is None, (tmp_path / "consumer.log").read_text()
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        logged_event(tmp_path / "consumer.log", "output.waiting", timeout=20)
+        assert consumer.poll() is None
         assert run_cli("run", "pair.py:producer", "--state-dir", "p").returncode == 0
         assert consumer.wait(timeout=30) == 0, (tmp_path / "consumer.log").read_text()
     finally:
