@@ -42,7 +42,8 @@ FRAME = 256       # deliveries per frame, at most (forwarded blobs come on top, 
 FORWARD = 4096    # forwarded deliveries per frame, at most
 IN_FLIGHT = 2     # frames per worker sent and not yet answered
 FRAME_SECONDS = 0.01  # the work a frame should hold: its size follows what the worker measured
-FIRST_FRAME = 16      # deliveries in a worker's first frames, before it measured any
+FIRST_FRAME = 1       # deliveries in a worker's first frame; its frames grow at most 4x a reply
+                      # (slow start: a slow worker does not grab a big share before it measured)
 
 
 class WorkerDied(ConsecutionError):
@@ -240,7 +241,8 @@ class ProcessExecutor(Concurrent):
             n, busy = reply[1], reply[2]
             self.outstanding -= n
             if n:
-                self.budget[k] = max(1, min(FRAME, int(FRAME_SECONDS * n / busy) if busy > 0 else FRAME))
+                fits = int(FRAME_SECONDS * n / busy) if busy > 0 else FRAME
+                self.budget[k] = max(1, min(FRAME, fits, self.budget[k] * 4))
             self._apply(*reply[3:6])
 
     def _apply(self, events, acks, forwards):

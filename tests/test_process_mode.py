@@ -1,4 +1,5 @@
 """Process mode's own promises: spawn and fork, supervision of dead workers, no orphans."""
+import collections
 import json
 import os
 import signal
@@ -189,3 +190,55 @@ def test_an_error_in_prepare_in_a_worker_stops_the_run():
         run_local(t, mode="process", workers=1)
     assert info.value.component == "broken" and info.value.phase == "prepare"
     assert "no database here" in str(info.value) and "OSError" in info.value.traceback
+
+
+def test_a_spouts_shuffle_gives_a_slow_worker_fewer_tuples_than_a_fast_one():
+    """Tuples a spout shuffles wait in the supervisor until a worker asks for work: the task on
+    the slow worker gets fewer than round robin's half."""
+    from consecution.runtime import Scheduler
+
+    class Work(Bolt):
+        fields = ("task",)
+
+        def prepare(self, context):
+            self.index = context.task_index
+
+        def process(self, tup):
+            if self.index == 0:
+                time.sleep(0.05)  # task 0 (worker 0) is slow
+            self.emit((self.index,))
+
+    t = Topology("balance")
+    t.spout("numbers", range(60))
+    t.bolt("work", Work(), parallelism=2).shuffle_grouping("numbers")
+    result = Scheduler(t, mode="process", workers=2, collect=True).run()
+    by_task = collections.Counter(v[0] for v in result.emitted("work"))
+    assert sum(by_task.values()) == 60 and by_task[1] > 40, by_task
+
+
+def test_a_shuffle_between_bolts_stays_inside_the_emitting_worker():
+    """split and lower have a task on each worker: each lower task gets only what the split task
+    of its own worker emitted (a direct call, no frame to the other worker)."""
+    from consecution.runtime import Scheduler
+
+    def split(line):
+        yield from line.split()
+
+    class Lower(Bolt):
+        fields = ("source_task", "task")
+
+        def prepare(self, context):
+            self.task_id = context.task_id
+
+        def process(self, tup):
+            self.emit((tup.task, self.task_id))
+
+    t = Topology("local")
+    t.spout("lines", [f"a{i} b{i} c{i}" for i in range(40)])
+    t.bolt("split", split, parallelism=2).shuffle_grouping("lines")
+    t.bolt("lower", Lower(), parallelism=2).shuffle_grouping("split")
+    result = Scheduler(t, mode="process", workers=2, collect=True).run()
+    pairs = collections.Counter((s, t) for s, t in result.emitted("lower"))
+    assert sum(pairs.values()) == 120 and len({s for s, _ in pairs}) == 2  # both split tasks worked
+    placement = {s: t for s, t in pairs}  # split task -> the one lower task that got its words
+    assert len(placement) == 2 and len(set(placement.values())) == 2 and len(pairs) == 2, pairs

@@ -529,3 +529,29 @@ def test_every_method_of_a_task_runs_on_one_thread(mode):
     t.bolt("store", Store(), parallelism=3).shuffle_grouping("numbers")
     result = run_in(mode)(t)
     assert result.given_up == 0 and sum(n for (n,) in result.emitted("store")) == 50
+
+
+def test_a_bolt_that_keeps_its_input_tuples_finds_each_with_its_own_values(mode):
+    """The runtime reuses a Tuple object for the next input only when the bolt kept no
+    reference to it: kept tuples keep their values, in every mode."""
+    class Keep(Bolt):
+        fields = ("values",)
+
+        def prepare(self, context):
+            self.kept = []
+
+        def process(self, tup):
+            if tup[0] % 2 == 0:
+                self.kept.append(tup)
+
+        def finish(self):
+            self.emit(([t[0] for t in self.kept],), anchors=())
+
+    def double(n):
+        return n * 2
+
+    t = Topology("keep")
+    t.spout("numbers", range(10))
+    t.bolt("double", double).shuffle_grouping("numbers")
+    t.bolt("keep", Keep()).shuffle_grouping("double")
+    assert run_in(mode)(t).emitted("keep") == [([0, 2, 4, 6, 8, 10, 12, 14, 16, 18],)]
