@@ -91,9 +91,10 @@ class Chains:
     task to call directly, or None (queued through the emitting task's sink); `streams`:
     component -> its streams (for the fields of each input edge)."""
 
-    def __init__(self, tasks, fused, streams, tracking, collect, debug=None):
+    def __init__(self, tasks, fused, streams, tracking, collect, debug=None, remote=()):
         self.tasks = tasks
         self.fused = fused
+        self.remote = frozenset(remote)  # auto-ack tasks of other workers: fed through outlets
         self.streams = dict(streams)
         self.streams[FAILURES] = {"default": FAILURE_FIELDS}
         self.tracking = tracking
@@ -102,9 +103,12 @@ class Chains:
         self._runs = {}
 
     @classmethod
-    def bind(cls, tasks, fused, topology, tracking, collect):
-        """Chains for `tasks` (task id -> BoltTask), each task bound to them."""
-        chains = cls(tasks, fused, {name: c.streams for name, c in topology.components.items()}, tracking, collect)
+    def bind(cls, tasks, fused, topology, tracking, collect, remote=()):
+        """Chains for `tasks` (task id -> BoltTask), each task bound to them. `remote`: the ids
+        of auto-ack tasks in other processes, whose deliveries go through the sink's outlets
+        (runtime/events.py)."""
+        chains = cls(tasks, fused, {name: c.streams for name, c in topology.components.items()}, tracking, collect,
+                     remote=remote)
         for task in tasks.values():
             task.bind(chains)
         return chains
@@ -325,7 +329,7 @@ class Chains:
         for target in targets:
             into = self.fused[target] if self.fused is not None else None
             if into is None:
-                self._queue(src, d, src.name("TARGET", target), values, edge)
+                self._queue(src, d, task, stream, repr(target), values, edge, [target])
             elif depth + 1 < INLINE_DEPTH and _is_function(into):
                 self._function_step(src, d, into, values, edge, depth + 1, single)
             elif depth + 1 < INLINE_DEPTH:
@@ -334,10 +338,38 @@ class Chains:
                 run = src.name("run", self.run(target, task.component, task.task_id, stream))
                 src.add(d, f"xor ^= {run}({values}, roots, 0)")
 
-    def _queue(self, src, d, target, values, edge):
-        """Queue `values` for task `target` (a name) through the sink, with a fresh id if tracked."""
+    def _queue(self, src, d, emitter, emitted_on, target, values, edge, candidates):
+        """Queue `values` that `emitter` emitted on stream `emitted_on` for task `target` (a
+        name; one of the task ids `candidates`) through the sink: into an outlet's columns for
+        an auto-ack task of another worker, else with a fresh id if tracked."""
         stream, component, task, fields = edge
-        src.add(d, "if roots:")
+        declared = emitter.streams[emitted_on]
+        width = None if declared is None else len(declared)
+        outlets = {t: emitter.sink.outlet(t, emitter.component, emitter.task_id, emitted_on, width)
+                   for t in candidates if t in self.remote}
+        if outlets:  # values flat when their width is known (see EventSink.outlet)
+            flat = width is not None and width != 1
+            appends = {t: (values_.extend if flat else values_.append, roots_.append)
+                       for t, (values_, roots_) in outlets.items()}
+            item = f"{values}[0]" if width == 1 else values
+            if len(appends) == len(candidates) == 1:
+                (append_values, append_roots), = appends.values()
+                src.add(d, f"{src.name('add_values', append_values)}({item})")
+                src.add(d, f"{src.name('add_roots', append_roots)}(roots)")
+                return
+            table, add_values, add_roots = src.name("OUTLETS", appends), src.var("av"), src.var("ar")
+            if len(appends) == len(candidates):
+                src.add(d, f"{add_values}, {add_roots} = {table}[{target}]")
+                src.add(d, f"{add_values}({item})")
+                src.add(d, f"{add_roots}(roots)")
+                return
+            src.add(d, f"if {target} in {table}:")
+            src.add(d + 1, f"{add_values}, {add_roots} = {table}[{target}]")
+            src.add(d + 1, f"{add_values}({item})")
+            src.add(d + 1, f"{add_roots}(roots)")
+            src.add(d, "elif roots:")
+        else:
+            src.add(d, "if roots:")
         src.add(d + 1, "i = new_id()")
         src.add(d + 1, "xor ^= i")
         src.add(d + 1, f"send({target}, {values}, {stream}, {component}, {task}, i, roots, {fields})")
@@ -377,18 +409,19 @@ class Chains:
                         self._function_step(src, d + 1, into, values, edge, depth + 1)
                     else:
                         self._bolt_step(src, d + 1, into, values, edge)
+                others = [t for t in outlet.tasks if t not in runs]
                 if runs:
                     src.add(d, "else:")
-                    self._queue(src, d + 1, target, values, edge)
+                    self._queue(src, d + 1, task, stream, target, values, edge, others)
                 else:
-                    self._queue(src, d, target, values, edge)
+                    self._queue(src, d, task, stream, target, values, edge, others)
                 continue
             run = src.var("run")
             src.add(d, f"{run} = {runs_n}.get({target})")
             src.add(d, f"if {run} is not None:")
             src.add(d + 1, f"xor ^= {run}({values}, roots, 0)")
             src.add(d, "else:")
-            self._queue(src, d + 1, target, values, edge)
+            self._queue(src, d + 1, task, stream, target, values, edge, [t for t in outlet.tasks if t not in runs])
 
     def emit(self, task):
         """The `emit` a Bolt calls: a generated short path for the usual call (anchored to the

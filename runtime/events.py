@@ -7,13 +7,24 @@ go (`apply`):
     events   failures, roots emitted with no input, collected tuples: in order
     acks     root -> the XOR of everything acked in it (XOR is commutative: acks combine)
     sends    per input edge (task, source, source task, stream): [values, id, roots] in order
+    columns  per input edge to an auto-ack task of another worker (process mode): the values
+             and the roots of each delivery, in two lists (`outlet`)
 
 Order of application: the events, then the acks, then the sends. Failures must come before
 acks: a tree whose fused step failed is acked by the step before it, and that ack must not
 complete it. In process mode the sends for each worker travel as one msgpack blob
 (`EventSink.encoded`), which the supervisor forwards without decoding; `FAIL`, `ROOT` and
 `COLLECT` events are lists of plain values, so they travel as msgpack too.
+
+A delivery in a column has no id of its own. The receiving worker runs it as a fused input
+(its task is auto-ack, so it is done when its run returns), so the ids that track it can be
+per *run*: consecutive deliveries of one edge with the same roots (the words of one line). Each
+run gets one fresh id, XORed into its roots here, with the sender's acks, and acked by the
+receiver, with the XOR of what the run's deliveries queued, once it ran them all. A tree stays
+open until the whole run is done; one delivery that fails fails its roots, as a queued one does.
+Per delivery this costs two appends and its values in the blob, not an id, a tuple and an ack.
 """
+from consecution.acker import new_id
 from consecution.storage import encode
 from consecution.topology import Tuple
 
@@ -29,6 +40,18 @@ class EventSink:
         self.events = []
         self.acks = {}
         self.sends = {}
+        self.columns = {}  # edge -> ([values, ...], [roots, ...]), kept: generated chains append to them
+
+    def outlet(self, task_id, source, source_task, stream, width):
+        """The two lists (values, roots) to which a generated chain appends its deliveries to
+        `task_id`, an auto-ack task of another worker, on the given edge. With a known `width`
+        (the stream's declared fields) the values lie flat, `width` per delivery (one value
+        each: no list per delivery in the blob); else one tuple per delivery."""
+        key = (task_id, source, source_task, stream, width)
+        columns = self.columns.get(key)
+        if columns is None:
+            columns = self.columns[key] = ([], [])
+        return columns
 
     def send(self, task_id, values, stream, source, source_task, tid, roots, fields):
         key = (task_id, source, source_task, stream)
@@ -64,12 +87,43 @@ class EventSink:
 
     def encoded(self):
         """`take()` for the wire: the sends as [[destination, count, blob], ...], a blob being
-        the msgpack of [[task, source, source task, stream, [[values, id, roots], ...]], ...]."""
-        events, acks, sends = self.take()
+        the msgpack of a list of edges' deliveries, each
+            [task, source, source task, stream, count, [[values, id, roots], ...]]     queued
+            [task, source, source task, stream, count, width, [values...], [roots, run id, n, ...]]
+        the second for an outlet's columns: its values (flat when the width is known), and
+        its runs of `n` deliveries with the same roots (see the module docstring)."""
         groups = {}
+        for (task_id, source, source_task, stream, width), (values, roots) in self.columns.items():
+            if roots:
+                groups.setdefault(self.destination(task_id), []).append(
+                    (task_id, source, source_task, stream, len(roots), width, values, self._runs(roots)))
+        events, acks, sends = self.take()
         for edge, items in sends.items():
-            groups.setdefault(self.destination(edge[0]), []).append((*edge, items))
-        return [events, acks, [[k, sum(len(g[4]) for g in out), encode(out)] for k, out in groups.items()]]
+            groups.setdefault(self.destination(edge[0]), []).append((*edge, len(items), items))
+        encoded = [events, acks, [[k, sum(g[4] for g in out), encode(out)] for k, out in groups.items()]]
+        for values, roots in self.columns.values():
+            values.clear()
+            roots.clear()
+        return encoded
+
+    def _runs(self, roots):
+        """[roots, run id, n, ...]: the runs of deliveries with the same roots (the same object:
+        a step's emits share their input's), each run's id XORed into its roots here (0, and
+        no ack, for untracked deliveries)."""
+        out, last, n = [], roots[0], 0
+        for r in roots:
+            if r is not last:
+                out += (last, 0, n)
+                last, n = r, 0
+            n += 1
+        out += (last, 0, n)
+        acks = self.acks
+        for i in range(0, len(out), 3):
+            if out[i]:
+                out[i + 1] = tid = new_id()
+                for root in out[i]:
+                    acks[root] = acks.get(root, 0) ^ tid
+        return out
 
 
 def apply(core, events, acks):

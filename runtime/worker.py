@@ -8,7 +8,8 @@
         events, acks and sends as runtime/events.py gathers them
     lifecycle ("c", task, method) -> ("k", reply..., error); state ("p",) and ("u",); stop ("s",)
 
-A delivery is [task, values, stream, source, source task, id, roots]. Workers ignore SIGINT and
+A delivery is [task, values, stream, source, source task, id, roots]; a blob from another
+worker holds, per input edge, queued deliveries or an outlet's runs (EventSink.encoded). Workers ignore SIGINT and
 SIGTERM (the supervisor stops them), never hold the state directory's lock (closed after
 fork) and die with the supervisor (PR_SET_PDEATHSIG, and a check of their parent).
 """
@@ -76,8 +77,11 @@ def _build(topology, task_ids, settings, sink):
     for task_id, task in tasks.items():
         if task.auto_ack:
             fused[task_id] = task
+    remote = [task_id for name, ids in tasks_by_component.items() for task_id in ids
+              if task_id not in tasks and topology.components[name].kind == "bolt"
+              and getattr(topology.components[name].obj, "auto_ack", True)]
     spec = settings["spec"]
-    return tasks, Chains.bind(tasks, fused, topology, spec["tracking"], spec["collect"])
+    return tasks, Chains.bind(tasks, fused, topology, spec["tracking"], spec["collect"], remote)
 
 
 def user_error(task, phase, exc):
@@ -95,12 +99,31 @@ def _run_all(deliveries, run_of):
         run_of(task_id, source, source_task, stream)(tuple(values), tuple(roots), tid)
 
 
-def _run_groups(groups, run_of):
-    """Deliveries another worker sent, grouped by input edge (see runtime/events.py)."""
-    for task_id, source, source_task, stream, items in groups:
-        run = run_of(task_id, source, source_task, stream)
-        for values, tid, roots in items:
-            run(tuple(values), tuple(roots), tid)
+def _run_groups(groups, run_of, ack):
+    """Deliveries another worker sent, grouped by input edge (see runtime/events.py): queued
+    ones, each acked by its run, or an outlet's runs, each acked once all its values ran."""
+    for group in groups:
+        run = run_of(group[0], group[1], group[2], group[3])
+        if len(group) == 6:
+            for values, tid, roots in group[5]:
+                run(tuple(values), tuple(roots), tid)
+            continue
+        width, values, runs = group[5], group[6], iter(group[7])
+        start = 0
+        for roots, tid, n in zip(runs, runs, runs):
+            roots, xor = tuple(roots), tid
+            if width == 1:
+                for value in values[start:start + n]:
+                    xor ^= run((value,), roots, 0)
+            elif width is None:
+                for value in values[start:start + n]:
+                    xor ^= run(tuple(value), roots, 0)
+            else:
+                for i in range(start * width, (start + n) * width, width):
+                    xor ^= run(tuple(values[i:i + width]), roots, 0)
+            start += n
+            if xor:
+                ack(roots, xor)
 
 
 def _serve(conn, topology, task_ids, settings):
@@ -129,7 +152,7 @@ def _serve(conn, topology, task_ids, settings):
             _run_all(message[1], run_of)
             n = len(message[1])
             for count, blob in message[2]:
-                _run_groups(decode(blob), run_of)
+                _run_groups(decode(blob), run_of, sink.ack)
                 n += count
             conn.send_bytes(encode(["r", n, time.perf_counter() - started, *sink.encoded()]))
         elif kind == "c":

@@ -242,3 +242,57 @@ def test_a_shuffle_between_bolts_stays_inside_the_emitting_worker():
     assert sum(pairs.values()) == 120 and len({s for s, _ in pairs}) == 2  # both split tasks worked
     placement = {s: t for s, t in pairs}  # split task -> the one lower task that got its words
     assert len(placement) == 2 and len(set(placement.values())) == 2 and len(pairs) == 2, pairs
+
+
+@pytest.mark.parametrize("width", [1, 2, None])
+@pytest.mark.parametrize("reliability", ["none", "replay"])
+def test_tuples_between_workers_reach_the_task_of_their_hash_and_a_failure_fails_only_its_record(
+        width, reliability, tmp_path):
+    """What a task emits to a task of the other worker travels as columns in runs that share
+    their roots (runtime/events.py): each value reaches the task of its hash with its own
+    values, for declared fields of one or two values and for undeclared ones; a value that
+    raises there fails its own record only (dead-lettered with replay, reported with none)."""
+    from consecution.runtime import Scheduler
+
+    class Split(Bolt):
+        fields = {1: ("word",), 2: ("word", "position"), None: None}[width]
+
+        def process(self, tup):
+            for position, word in enumerate(tup[0].split()):
+                self.emit((word,) if width == 1 else (word, position))
+
+    class Where(Bolt):
+        fields = ("word", "task", "width")
+
+        def prepare(self, context):
+            self.task_id = context.task_id
+
+        def process(self, tup):
+            if tup[0] == "boom":
+                raise ValueError("boom")
+            self.emit((tup[0], self.task_id, len(tup.values)))
+
+    lines = [f"w{i} x{i} y{i} z{i}" for i in range(200)] + ["a boom b"]
+    t = Topology("cross", reliability=reliability, max_retries=1, retry_backoff=0)
+    t.spout("lines", lines)
+    t.bolt("split", Split(), parallelism=2).shuffle_grouping("lines")
+    where = t.bolt("where", Where(), parallelism=2)
+    if width is None:
+        where.global_grouping("split")  # a grouping that needs no field: task 0 gets all
+    else:
+        where.fields_grouping("split", "word")
+    state = str(tmp_path / "state") if reliability == "replay" else None
+    result = Scheduler(t, mode="process", workers=2, collect=True, state_dir=state).run()
+    got = result.emitted("where")
+    words = [w for line in lines[:-1] for w in line.split()]
+    assert sorted(w for w, _, _ in got if w not in ("a", "b")) == sorted(words)
+    assert {n for _, _, n in got} == {1 if width == 1 else 2}
+    tasks = {w: task for w, task, _ in got}
+    assert len(set(tasks.values())) == (1 if width is None else 2)  # both workers' tasks got words
+    for w, task, _ in got:
+        assert tasks[w] == task  # one task per word
+    if reliability == "replay":
+        assert result.completed == len(lines) - 1 and result.failed == 2  # the attempt and its retry
+        assert result.dead_letters == 1 and result.given_up == 1
+    else:
+        assert result.errors == 1

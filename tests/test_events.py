@@ -1,0 +1,60 @@
+"""The events of tasks away from the core, as process mode sends them (runtime/events.py)."""
+from consecution.storage import decode
+from consecution.runtime.events import EventSink
+from consecution.runtime.worker import _run_groups
+
+
+def xor_of(acks):
+    """root -> XOR, from acks as [root, xor, ...] of several replies."""
+    out = {}
+    for reply in acks:
+        for root, xor in zip(reply[::2], reply[1::2]):
+            out[root] = out.get(root, 0) ^ xor
+    return out
+
+
+def test_an_outlets_runs_close_their_trees_once_the_receiver_ran_every_value():
+    """Deliveries through an outlet carry no id: each run of deliveries with the same roots
+    gets one, XORed into its roots by the sender and acked by the receiver once the run's
+    values ran. The sender's acks alone leave every tree open; with the receiver's, each is
+    back to the XOR of what the receiver's runs queued."""
+    sender = EventSink(lambda task: 1)
+    values, roots = sender.outlet(7, "split", 0, "default", 2)
+    line_a, line_b, untracked = (101,), (102, 103), ()
+    for position, word in enumerate("a b c".split()):
+        values.extend((word, position))
+        roots.append(line_a)
+    values.extend(("d", 0))
+    roots.append(untracked)
+    values.extend(("e", 0))
+    roots.append(line_b)
+    events, sent_acks, forwards = sender.encoded()
+    assert set(xor_of([sent_acks])) == {101, 102, 103} and all(xor_of([sent_acks]).values())
+    assert values == [] and roots == []  # the columns are emptied for the next frame, not replaced
+    [(worker, count, blob)] = forwards
+    assert (worker, count) == (1, 5)
+
+    receiver = EventSink(lambda task: 0)
+    ran, queued = [], {"e": 0xBEEF}  # what each value's run queued (returned for the ack)
+
+    def run(values, roots, tid):
+        assert tid == 0  # a run from an outlet is fused: it returns what it queued
+        ran.append((values, roots))
+        return queued.get(values[0], 0)
+
+    _run_groups(decode(blob), lambda task, source, source_task, stream: run, receiver.ack)
+    assert ran == [(("a", 0), line_a), (("b", 1), line_a), (("c", 2), line_a), (("d", 0), ()), (("e", 0), line_b)]
+    _, received_acks, _ = receiver.take()
+    assert xor_of([sent_acks, received_acks]) == {101: 0, 102: 0xBEEF, 103: 0xBEEF}
+
+
+def test_an_outlet_of_one_value_per_delivery_sends_the_values_themselves():
+    sender = EventSink(lambda task: 1)
+    values, roots = sender.outlet(3, "lower", 1, "default", 1)
+    shared = (5,)
+    for word in ("x", "y"):
+        values.append(word)
+        roots.append(shared)
+    _, _, [(_, _, blob)] = sender.encoded()
+    [group] = decode(blob)
+    assert group[5:7] == [1, ["x", "y"]] and group[7][0] == [5] and group[7][2] == 2  # one run of two
