@@ -1,6 +1,6 @@
 """The durable replay log: one LMDB environment in `<state dir>/log`, four stores over it.
 
-    PendingStore   pending records and dead letters, by sequence number   (pending.py)
+    PendingStore   pending records, in one batch per commit, and dead letters (pending.py)
     StateStore     the rows of stateful bolts' checkpointed state           (state_store.py)
     OutputStore    named outputs' entries, their meta, consumer files      (outputs.py)
     MetaStore      topology, spout positions, next sequence number, meta   (meta.py)

@@ -126,13 +126,15 @@ class ReplayLog(Protocol):
         """Records pending."""
 
     def iter_pending(self, chunk=10000):
-        """Every pending record, oldest (lowest seq) first."""
+        """Every pending record, about oldest first (a DurableLog: by the commit that last
+        appended it; records appended while it iterates are not met again)."""
 
     def pending(self) -> list:
         """Every pending record, oldest first, as a list."""
 
     def oldest_pending(self):
-        """The pending record of the lowest seq, or None."""
+        """The pending record of the lowest seq (a DurableLog: of those in its oldest batch and
+        single entry), or None."""
 
     def dead_count(self) -> int:
         """Dead letters kept."""

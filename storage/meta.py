@@ -10,7 +10,8 @@ import json
 from .codec import CodecError, decode, encode
 from .errors import TopologyMismatch
 
-FORMAT = 1
+FORMAT = 2      # 2: pending records in batches (pending.py); format 1 logs are read and upgraded
+READS = (1, 2)
 NEXT_SEQ = b"next_root"  # the key of the first version, kept so that its state directories open
 
 
@@ -111,8 +112,11 @@ def check_topology(get, record, held, place, name, fingerprint, shape):
     if stored != name:
         raise TopologyMismatch(f"{place} belongs to topology {stored!r}, not {name!r}; "
                                "give this topology its own --state-dir")
-    if get("format") != FORMAT:
-        raise TopologyMismatch(f"{place} has log format {get('format')!r}; this version reads {FORMAT}")
+    if get("format") not in READS:
+        raise TopologyMismatch(f"{place} has log format {get('format')!r}; this version reads "
+                               f"{' and '.join(map(str, READS))}")
+    if get("format") != FORMAT:  # a version that reads only the older format must refuse it from now on
+        record(format=FORMAT)
     if get("fingerprint") == fingerprint:
         return None
     old = get("shape") or {}

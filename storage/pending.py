@@ -1,15 +1,24 @@
 """Pending records and dead letters, keyed by the log's sequence number.
 
-    pending      seq (8 bytes, big-endian) -> [spout, task, stream, values, msg_id, attempts, first_seen]
+    batches      batch number (8 bytes, big-endian) -> [[seq, spout, task, stream, values,
+                 msg_id, attempts, first_seen], ...]: the records one commit appended
+    pending      seq (8 bytes, big-endian) -> [spout, task, stream, values, msg_id, attempts,
+                 first_seen]: one record per entry (written by `requeue`, and by log format 1)
     dead         seq -> the same record + [component, task, error, traceback, time]
 
-Sequence numbers grow, so the oldest pending record is the first key.
+A commit writes the records appended since the one before as one batch: one pack and one put,
+not one per record (the records of a spout's commit mostly complete together, and their batch
+is then deleted with one `delete`). The store keeps which batch holds each pending record and
+which of a batch's records are still pending; a batch some of whose records were released is
+written again with the others, in the same commit as the releases. A record appended again
+(its attempts went up) moves to the new batch. Batch numbers grow, so the oldest records are
+in the first batch.
 """
 import struct
 
 import msgpack
 
-from .codec import CodecError, decode, encode
+from .codec import SCALARS, CodecError, decode, encode
 from .record import DeadLetter, Record
 
 SEQ = struct.Struct(">Q")
@@ -29,8 +38,8 @@ def record_from(seq, row):
 
 
 class PendingStore:
-    """The `pending` and `dead` databases: writes buffered until the log commits, reads of
-    what is committed.
+    """The `batches`, `pending` and `dead` databases: writes buffered until the log commits,
+    reads of what is committed.
 
     `keep_pending=False` keeps dead letters only (appends and releases are ignored);
     `keep_dead=N` keeps only the N dead letters with the highest sequence numbers."""
@@ -39,12 +48,32 @@ class PendingStore:
         self.env = env
         self.keep_pending = keep_pending
         self.keep_dead = keep_dead
+        self.batches_db = env.database(b"batches", optional=True)  # None: a read-only log of format 1
         self.pending_db = env.database(b"pending")
         self.dead_db = env.database(b"dead")
-        self._pack = msgpack.Packer(use_bin_type=True).pack  # reused: cheaper than packb per record
-        self._puts = {}        # seq -> encoded record (appends and attempt updates)
+        self._pack = msgpack.Packer(use_bin_type=True).pack
+        self._puts = {}        # seq -> Record (appends and attempt updates since the last commit)
         self._releases = set()
         self._letters = {}     # seq -> encoded dead letter
+        self._batch_of = {}    # seq -> the batch that holds it (every pending record in a batch)
+        self._live = {}        # batch -> the seqs it holds that are pending
+        self._next_batch = 1
+        self._singles = 0      # entries in `pending` (one record each)
+        self._plan = None      # what write() wrote, applied by committed()
+        self._load()
+
+    def _load(self):
+        """Which batch holds which pending record, from what is committed."""
+        with self.env.reading() as txn:
+            self._singles = txn.stat(self.pending_db)["entries"]
+            if self.batches_db is None:
+                return
+            for key, value in txn.cursor(db=self.batches_db):
+                batch = SEQ.unpack(key)[0]
+                seqs = [row[0] for row in decode(value)]
+                self._live[batch] = set(seqs)
+                self._batch_of.update(dict.fromkeys(seqs, batch))
+                self._next_batch = batch + 1
 
     # -- buffered writes ---------------------------------------------------------------------
 
@@ -53,12 +82,14 @@ class PendingStore:
         spout when its msg_id cannot be stored."""
         if not self.keep_pending:
             return
-        try:
-            self._puts[record.seq] = self._pack((record.spout, record.task, record.stream, record.values, record.msg_id,
-                                                 record.attempts, record.first_seen))  # record_row, inlined
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise CodecError(f"spout {record.spout!r}: msg_id {record.msg_id!r} cannot be stored "
-                             f"as msgpack ({exc})") from None
+        msg_id = record.msg_id
+        if msg_id is not None and msg_id.__class__ not in SCALARS:
+            try:
+                self._pack(msg_id)
+            except (TypeError, ValueError, OverflowError) as exc:
+                raise CodecError(f"spout {record.spout!r}: msg_id {msg_id!r} cannot be stored "
+                                 f"as msgpack ({exc})") from None
+        self._puts[record.seq] = record
         self._releases.discard(record.seq)
 
     def release(self, seq):
@@ -88,36 +119,68 @@ class PendingStore:
         return len(self._puts) + len(self._releases) + len(self._letters)
 
     def write(self, txn):
-        """Write the buffered changes in the log's commit transaction."""
-        if self._releases:
-            self._delete_released(txn)
-        if self._puts:
-            txn.cursor(db=self.pending_db).putmulti([(seq_key(s), v) for s, v in self._puts.items()])
+        """Write the buffered changes in the log's commit transaction: batches that lost
+        records deleted or written again with the others, the appended records as a new batch.
+        The store's own bookkeeping changes in `committed` (`write` may run again, on a fresh
+        transaction, when the map grew)."""
+        puts, batch_of = self._puts, self._batch_of
+        gone = self._releases
+        moved = puts.keys() & batch_of.keys()  # appended again: they leave their batch
+        if moved:
+            gone = gone | moved
+        touched = {batch_of.get(seq) for seq in gone} if gone else set()
+        kept = {}
+        for batch in touched:
+            if batch is None:  # never in a batch: a single entry, or released before its commit
+                continue
+            live = self._live[batch] - gone
+            key = seq_key(batch)
+            if live:
+                kept[batch] = live
+                txn.put(key, self._pack([row for row in decode(txn.get(key, db=self.batches_db)) if row[0] in live]),
+                        db=self.batches_db)
+            else:
+                txn.delete(key, db=self.batches_db)
+        singles = 0
+        if self._singles:  # a single entry leaves when released, or when appended again (to a batch)
+            db = self.pending_db
+            for seq in gone | puts.keys():
+                if seq not in batch_of and txn.delete(seq_key(seq), db=db):
+                    singles += 1
+        batch = None
+        if puts:
+            batch = self._next_batch
+            txn.put(seq_key(batch), self._pack([(r.seq, r.spout, r.task, r.stream, r.values, r.msg_id, r.attempts,
+                                                 r.first_seen) for r in puts.values()]),
+                    db=self.batches_db, append=True)
         for seq, value in self._letters.items():
             txn.put(seq_key(seq), value, db=self.dead_db)
         if self._letters and self.keep_dead is not None:
             self._keep_newest_letters(txn)
+        self._plan = (gone, touched, kept, singles, batch)
 
     def committed(self):
-        """The commit transaction succeeded: forget what it wrote."""
+        """The commit transaction succeeded: what it wrote is now the store's bookkeeping."""
+        if self._plan is not None:
+            gone, touched, kept, singles, batch = self._plan
+            batch_of, live = self._batch_of, self._live
+            for old in touched:
+                if old is not None:
+                    if old in kept:
+                        live[old] = kept[old]
+                    else:
+                        del live[old]
+            if gone and batch_of:
+                pop = batch_of.pop
+                for seq in gone:
+                    pop(seq, None)
+            self._singles -= singles
+            if batch is not None:
+                live[batch] = set(self._puts)
+                batch_of.update(dict.fromkeys(self._puts, batch))
+                self._next_batch = batch + 1
+            self._plan = None
         self._puts, self._releases, self._letters = {}, set(), {}
-
-    def _delete_released(self, txn):
-        """One drop when the releases cover every stored record, else a cursor walking the
-        released sequence numbers in order (`delete` leaves it on the next entry, so a run of
-        consecutive ones costs no search). Both measured faster than a delete per key."""
-        db, released = self.pending_db, self._releases
-        stored = txn.stat(db)["entries"]  # O(1): the count the transaction already holds
-        if not stored:
-            return
-        if len(released) >= stored and _covers(txn.cursor(db=db), released):
-            txn.drop(db, delete=False)
-            return
-        cursor = txn.cursor(db=db)
-        for seq in sorted(released):
-            key = seq_key(seq)
-            if cursor.key() == key or cursor.set_key(key):
-                cursor.delete()
 
     def _keep_newest_letters(self, txn):
         extra = txn.stat(self.dead_db)["entries"] - self.keep_dead
@@ -129,28 +192,46 @@ class PendingStore:
     # -- reading (what is committed) ---------------------------------------------------------
 
     def count(self):
+        """Pending records: single entries as committed, batches' records as last committed by
+        this store (or found when it opened)."""
         with self.env.reading() as txn:
-            return txn.stat(self.pending_db)["entries"]
+            singles = txn.stat(self.pending_db)["entries"]
+        return singles + sum(len(live) for live in self._live.values())
 
     def dead_count(self):
         with self.env.reading() as txn:
             return txn.stat(self.dead_db)["entries"]
 
     def iter(self, chunk=10000):
-        """Every pending record, oldest first, read in short transactions of `chunk`."""
+        """Every pending record, read in short transactions of about `chunk` records: the
+        single entries by sequence number, then the batches, oldest first. Records appended
+        while it iterates (a replay appends each record again, with one more attempt) are not
+        met again: batches written after it started are not read."""
         after = None
         while True:
-            rows = self._rows_after(after, chunk)
+            rows = self._rows_after(self.pending_db, after, chunk)
             if not rows:
-                return
+                break
             for key, value in rows:
                 yield record_from(SEQ.unpack(key)[0], decode(value))
             after = SEQ.unpack(rows[-1][0])[0]
+        if self.batches_db is None:
+            return
+        after, end = None, self._next_batch
+        while True:
+            batches = [(key, value) for key, value in self._rows_after(self.batches_db, after, max(1, chunk // 512))
+                       if SEQ.unpack(key)[0] < end]
+            if not batches:
+                return
+            for _, value in batches:
+                for row in decode(value):
+                    yield record_from(row[0], row[1:])
+            after = SEQ.unpack(batches[-1][0])[0]
 
-    def _rows_after(self, after, chunk):
+    def _rows_after(self, db, after, chunk):
         rows = []
         with self.env.reading() as txn:
-            cursor = txn.cursor(db=self.pending_db)
+            cursor = txn.cursor(db=db)
             found = cursor.set_range(seq_key(after + 1)) if after is not None else cursor.first()
             while found and len(rows) < chunk:
                 rows.append((cursor.key(), cursor.value()))
@@ -158,11 +239,19 @@ class PendingStore:
         return rows
 
     def oldest(self):
+        """The pending record with the lowest sequence number of the first single entry and
+        the first batch (the oldest of each)."""
+        found = []
         with self.env.reading() as txn:
             cursor = txn.cursor(db=self.pending_db)
-            if not cursor.first():
-                return None
-            return record_from(SEQ.unpack(cursor.key())[0], decode(cursor.value()))
+            if cursor.first():
+                found.append(record_from(SEQ.unpack(cursor.key())[0], decode(cursor.value())))
+            if self.batches_db is not None:
+                cursor = txn.cursor(db=self.batches_db)
+                if cursor.first():
+                    row = min(decode(cursor.value()), key=lambda row: row[0])
+                    found.append(record_from(row[0], row[1:]))
+        return min(found, key=lambda record: record.seq) if found else None
 
     def dead_letters(self, seq=None):
         """Every dead letter by sequence number, or the one of `seq` (an empty list if none)."""
@@ -194,6 +283,7 @@ class PendingStore:
                 txn.put(key, encode(record_row(letter.record)), db=self.pending_db)
 
         self.env.write(fill)
+        self._singles += len(letters)
         return len(letters)
 
     def purge(self, seq=None):
@@ -206,19 +296,3 @@ class PendingStore:
 
         self.env.write(fill)
         return len(letters)
-
-
-def _covers(cursor, released):
-    """Whether every key of the cursor's database is in `released` (which holds at least as
-    many sequence numbers as the database has entries, so this is "the database would be
-    empty"). A run of consecutive sequence numbers, the usual case, is checked at both ends
-    only; anything else key by key, stopping at the first one kept."""
-    cursor.last()
-    last = SEQ.unpack(cursor.key())[0]
-    cursor.first()
-    first = SEQ.unpack(cursor.key())[0]
-    low, high = min(released), max(released)
-    if high - low + 1 == len(released):
-        return low <= first and last <= high
-    unpack = SEQ.unpack
-    return all(unpack(key)[0] in released for key in cursor.iternext(values=False))

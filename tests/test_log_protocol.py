@@ -5,6 +5,8 @@ import struct
 import lmdb
 import msgpack
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from consecution.storage import (DeadLetter, DurableLog, MemoryLog, Record, ReplayLog, StorageError,
                                  TopologyMismatch, decode)
@@ -251,8 +253,8 @@ def test_a_commit_that_fails_writes_nothing_of_any_store(tmp_path):
 
 
 def test_the_files_keep_the_layout_earlier_versions_wrote(tmp_path):
-    """Database names, keys and values as the first version of the log wrote them, so that a
-    state directory written before opens after an upgrade (and the other way round)."""
+    """Database names, keys and values as the log writes them (format 2: pending records in
+    batches; the other databases as the first version wrote them)."""
     log = DurableLog(str(tmp_path))
     log.check_topology("wc", "f1", SHAPE)
     r = record(log, "a")
@@ -264,17 +266,55 @@ def test_the_files_keep_the_layout_earlier_versions_wrote(tmp_path):
     log.close()
     env = lmdb.open(str(tmp_path / "log"), max_dbs=8, readonly=True)
     dbs = {name: env.open_db(name, create=False) for name in
-           (b"pending", b"dead", b"positions", b"meta", b"state", b"outbox")}
+           (b"batches", b"pending", b"dead", b"positions", b"meta", b"state", b"outbox")}
     with env.begin() as txn:
-        assert decode(txn.get(struct.pack(">Q", r.seq), db=dbs[b"pending"])) == ["numbers", 0, "default", ["a"], None, 1, 0.0]
+        batch = [[r.seq, "numbers", 0, "default", ["a"], None, 1, 0.0]]
+        assert decode(txn.get(struct.pack(">Q", 1), db=dbs[b"batches"])) == batch
         assert decode(txn.get(b"numbers/0", db=dbs[b"positions"])) == 7
         key = msgpack.packb("totals") + msgpack.packb(0) + msgpack.packb(("k", 1))
         assert decode(txn.get(key, db=dbs[b"state"])) == 3
         assert decode(txn.get(msgpack.packb("out") + struct.pack(">Q", 1), db=dbs[b"outbox"])) == [1]
         assert decode(txn.get(b"next_root", db=dbs[b"meta"])) == r.seq + 1
-        assert decode(txn.get(b"format", db=dbs[b"meta"])) == 1
+        assert decode(txn.get(b"format", db=dbs[b"meta"])) == 2
         assert decode(txn.get(b"output:out", db=dbs[b"meta"]))["next"] == 2
     env.close()
+
+
+def test_a_log_of_format_1_is_read_and_upgraded_so_that_older_versions_refuse_it(tmp_path):
+    """Format 1 kept one record per entry of `pending`: such a log opens, its records are
+    pending (and replayed, released, dead-lettered as any), and checking the topology marks it
+    format 2, which a version that reads only format 1 refuses instead of missing batches."""
+    log = DurableLog(str(tmp_path))
+    log.check_topology("wc", "f1", SHAPE)
+    log.close()
+    env = lmdb.open(str(tmp_path / "log"), max_dbs=8)
+    with env.begin(write=True) as txn:
+        pending, meta = env.open_db(b"pending", txn=txn), env.open_db(b"meta", txn=txn)
+        for seq, value in ((3, "old"), (5, "older")):
+            txn.put(struct.pack(">Q", seq), msgpack.packb(["numbers", 0, "default", [value], None, 1, 0.0]), db=pending)
+        txn.put(b"format", msgpack.packb(1), db=meta)
+        txn.put(b"next_root", msgpack.packb(6), db=meta)
+    env.close()
+    log = DurableLog(str(tmp_path))
+    assert log.get_meta("format") == 1 and len(log) == 2
+    assert [(r.seq, r.values) for r in log.pending()] == [(3, ("old",)), (5, ("older",))]
+    log.check_topology("wc", "f1", SHAPE)
+    assert log.get_meta("format") == 2
+    again = log.pending()[0]
+    again.attempts += 1
+    log.append(again)  # a replay: the record moves to a batch
+    log.release(5)
+    fresh = record(log, "new")
+    log.append(fresh)
+    log.commit()
+    assert [(r.seq, r.values, r.attempts) for r in log.pending()] == [(3, ("old",), 2), (fresh.seq, ("new",), 1)]
+    log.close()
+    log = DurableLog(str(tmp_path))
+    assert len(log) == 2 and log.oldest_pending().seq == 3
+    log.release_all([3, fresh.seq])
+    log.commit()
+    assert len(log) == 0 and log.pending() == []
+    log.close()
 
 
 def test_a_state_directory_without_a_log_is_named_when_read(tmp_path):
@@ -290,3 +330,61 @@ def test_records_released_at_once_before_the_commit_that_would_append_them_are_n
     log.release_all([fresh[0].seq, fresh[2].seq])
     log.commit()
     assert [r.values for r in log.pending()] == [("kept",), ("b",)] and kept[0].seq == log.pending()[0].seq
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["new", "again", "release", "letter", "commit", "reopen", "map"]),
+                          st.integers(0, 1000)), max_size=80))
+def test_the_batches_keep_exactly_the_records_appended_and_not_released(tmp_path_factory, steps):
+    """Any sequence of appends (new records, and records appended again with one more attempt),
+    releases, dead letters, commits, reopenings and map growth leaves the durable log pending
+    exactly what a plain dict says, after every commit and after reopening."""
+    path = str(tmp_path_factory.mktemp("batches"))
+    log = DurableLog(path, map_size=64 * 1024)
+    model, committed = {}, {}  # seq -> attempts: buffered / as of the last commit
+
+    def check():
+        assert {r.seq: r.attempts for r in log.pending()} == committed
+        assert len(log) == len(committed)
+
+    for op, n in steps:
+        if op == "new":
+            for _ in range(n % 7 + 1):
+                r = Record(log.new_root(), "numbers", 0, "default", ("x" * (n % 50),), None, 1, 0.0)
+                log.append(r)
+                model[r.seq] = 1
+        elif model and op in ("again", "release", "letter"):
+            seq = sorted(model)[n % len(model)]
+            if op == "again":
+                model[seq] += 1
+                log.append(Record(seq, "numbers", 0, "default", ("y",), None, model[seq], 0.0))
+            elif op == "release":
+                log.release(seq)
+                del model[seq]
+            else:
+                log.dead_letter(DeadLetter(Record(seq, "numbers", 0, "default", ("y",), None, model.pop(seq), 0.0),
+                                           "c", 0, "boom", None, 0.0))
+        elif op == "commit":
+            log.commit()
+            committed = dict(model)
+            check()
+        elif op == "map":  # many records at once: the map grows, and the commit is written again
+            for _ in range(300):
+                r = Record(log.new_root(), "numbers", 0, "default", ("z" * 200,), None, 1, 0.0)
+                log.append(r)
+                model[r.seq] = 1
+            log.commit()
+            committed = dict(model)
+            check()
+        elif op == "reopen":  # close commits what is buffered
+            log.close()
+            log = DurableLog(path)
+            committed = dict(model)
+            check()
+    log.commit()
+    committed = dict(model)
+    check()
+    log.close()
+    log = DurableLog(path)
+    check()
+    log.close()
