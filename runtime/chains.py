@@ -122,6 +122,42 @@ class Chains:
             fn = self._runs[key] = self._build_run(self.tasks[task_id], source, source_task, stream)
         return fn
 
+    def run_each(self, task_id, source, source_task, stream, width):
+        """The generated function for a run of inputs another worker sent through an outlet
+        (runtime/events.py): `run(items, roots, 0)` runs each item as a fused input (each a
+        values tuple when `width` is None, the value itself when it is 1, else `width` values
+        in a row) and returns the XOR of what they queued. All items share `roots`: when one
+        fails, their trees fail (a plain function's run stops there; a Bolt sees the rest)."""
+        key = (task_id, source, source_task, stream, width)
+        fn = self._runs.get(key)
+        if fn is None:
+            fn = self._runs[key] = self._build_run_each(self.tasks[task_id], source, source_task, stream, width)
+        return fn
+
+    def _build_run_each(self, task, source, source_task, stream, width):
+        fields = self.streams[source][stream]
+        src = _Source()
+        self._common(src, task)
+        edge = (src.name("STREAM", stream), src.name("SOURCE", source), src.name("SOURCE_TASK", source_task),
+                src.name("FIELDS", fields))
+        src.start("def run(items, roots, tid):")
+        src.add(1, "xor = 0")
+        if width == 1:
+            src.add(1, "for item in items:")
+            src.add(2, "values = (item,)")
+        elif width is None:
+            src.add(1, "for item in items:")
+            src.add(2, "values = tuple(item)")
+        else:
+            src.add(1, f"for i in range(0, len(items), {width}):")
+            src.add(2, f"values = tuple(items[i:i + {width}])")
+        if _is_function(task):
+            self._function_step(src, 2, task, "values", edge, 0)  # an error returns: the run's trees failed
+        else:
+            self._bolt_step(src, 2, task, "values", edge)  # an error fails the roots; the rest still run
+        src.add(1, "return xor")
+        return self._compile(src, f"{task.component}[{task.task_id}] <- {source}/{stream}, runs")
+
     def is_fused(self, task_id):
         return self.fused is not None and self.fused[task_id] is not None
 

@@ -99,29 +99,24 @@ def _run_all(deliveries, run_of):
         run_of(task_id, source, source_task, stream)(tuple(values), tuple(roots), tid)
 
 
-def _run_groups(groups, run_of, ack):
+def _run_groups(groups, chains, ack):
     """Deliveries another worker sent, grouped by input edge (see runtime/events.py): queued
-    ones, each acked by its run, or an outlet's runs, each acked once all its values ran."""
+    ones, each acked by its run, or an outlet's runs, each run by one generated loop and acked
+    once all its values ran."""
     for group in groups:
-        run = run_of(group[0], group[1], group[2], group[3])
         if len(group) == 6:
+            run = chains.run(group[0], group[1], group[2], group[3])
             for values, tid, roots in group[5]:
                 run(tuple(values), tuple(roots), tid)
             continue
         width, values, runs = group[5], group[6], iter(group[7])
+        run_each = chains.run_each(group[0], group[1], group[2], group[3], width)
+        size = width or 1
         start = 0
         for roots, tid, n in zip(runs, runs, runs):
-            roots, xor = tuple(roots), tid
-            if width == 1:
-                for value in values[start:start + n]:
-                    xor ^= run((value,), roots, 0)
-            elif width is None:
-                for value in values[start:start + n]:
-                    xor ^= run(tuple(value), roots, 0)
-            else:
-                for i in range(start * width, (start + n) * width, width):
-                    xor ^= run(tuple(values[i:i + width]), roots, 0)
-            start += n
+            end = start + n * size
+            xor = tid ^ run_each(values[start:end], tuple(roots), 0)
+            start = end
             if xor:
                 ack(roots, xor)
 
@@ -152,7 +147,7 @@ def _serve(conn, topology, task_ids, settings):
             _run_all(message[1], run_of)
             n = len(message[1])
             for count, blob in message[2]:
-                _run_groups(decode(blob), run_of, sink.ack)
+                _run_groups(decode(blob), chains, sink.ack)
                 n += count
             conn.send_bytes(encode(["r", n, time.perf_counter() - started, *sink.encoded()]))
         elif kind == "c":

@@ -13,6 +13,24 @@ def xor_of(acks):
     return out
 
 
+class Runs:
+    """Stands in for the worker's Chains: a run of `width`-value deliveries calls `run` per
+    delivery, as the generated loop does."""
+
+    def __init__(self, run):
+        self.fn = run
+
+    def run_each(self, task, source, source_task, stream, width):
+        assert width == 2
+
+        def each(items, roots, tid):
+            xor = 0
+            for i in range(0, len(items), width):
+                xor ^= self.fn(tuple(items[i:i + width]), roots, tid)
+            return xor
+        return each
+
+
 def test_an_outlets_runs_close_their_trees_once_the_receiver_ran_every_value():
     """Deliveries through an outlet carry no id: each run of deliveries with the same roots
     gets one, XORed into its roots by the sender and acked by the receiver once the run's
@@ -42,7 +60,7 @@ def test_an_outlets_runs_close_their_trees_once_the_receiver_ran_every_value():
         ran.append((values, roots))
         return queued.get(values[0], 0)
 
-    _run_groups(decode(blob), lambda task, source, source_task, stream: run, receiver.ack)
+    _run_groups(decode(blob), Runs(run), receiver.ack)
     assert ran == [(("a", 0), line_a), (("b", 1), line_a), (("c", 2), line_a), (("d", 0), ()), (("e", 0), line_b)]
     _, received_acks, _ = receiver.take()
     assert xor_of([sent_acks, received_acks]) == {101: 0, 102: 0xBEEF, 103: 0xBEEF}
