@@ -118,7 +118,7 @@ class ThreadExecutor(LocalState, Concurrent):
 
     def __init__(self, core, workers, batch=64):
         self.core = core
-        self.workers = workers
+        self.workers = workers = max(1, min(workers, len(core.bolt_tasks_in_order)))  # no idle thread
         self.batch = batch
         self.home = {t.task_id: i % workers for i, t in enumerate(core.bolt_tasks_in_order)}
         self.mail = {}                  # task id -> deque of deliveries (see runtime/events.py)

@@ -28,7 +28,10 @@ class LogEnvironment:
         data = os.path.join(state_dir, "log")
         if readonly and not os.path.exists(os.path.join(data, "data.mdb")):
             raise StorageError(f"{state_dir} holds no consecution state (no {data}/data.mdb)")
-        os.makedirs(data, exist_ok=True)
+        try:
+            os.makedirs(data, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot use {state_dir!r} as a state directory: {exc.strerror or exc}") from None
         sync = durability == "power"  # "kill": writes reach the OS before commit returns
         try:
             self.lmdb = lmdb.open(data, map_size=map_size, max_dbs=MAX_DBS, subdir=True, sync=sync,

@@ -22,8 +22,13 @@ class StateLock:
         self.fd = None
 
     def acquire(self):
-        os.makedirs(self.path, exist_ok=True)
-        fd = os.open(self.file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        if os.path.exists(self.path) and not os.path.isdir(self.path):
+            raise StorageError(f"cannot use {self.path!r} as a state directory: it is a file")
+        try:
+            os.makedirs(self.path, exist_ok=True)
+            fd = os.open(self.file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:  # a file in the way, no permission, a read-only file system
+            raise StorageError(f"cannot use {self.path!r} as a state directory: {exc.strerror or exc}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -6,6 +6,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from support import EXAMPLES
 
 GOOD = """
@@ -157,6 +159,9 @@ def test_every_mode_gives_the_same_output(run_cli, topology_file):
 def test_bad_flag_values_exit_2(run_cli, topology_file):
     assert run_cli("run", topology_file(GOOD), "--max-pending", "0").returncode == 2
     assert run_cli("run", topology_file(GOOD), "--mode", "cluster").returncode == 2
+    for flag in ("--message-timeout", "--grace", "--checkpoint-interval"):
+        refused = run_cli("run", topology_file(GOOD), flag, "nan")
+        assert refused.returncode == 2 and "'nan' is not a number" in refused.stderr, (flag, refused.stderr)
 
 
 def test_validate_and_show(run_cli):
@@ -396,3 +401,53 @@ def test_show_says_which_output_an_output_spout_reads(run_cli, topology_file, tm
     assert f"  spout doubled  x1  (Output {tmp_path / 'pstate'} 'doubled')" in text
     dot = run_cli("show", path, "--format", "dot").stdout
     assert '"doubled" [shape=box, label="doubled\\nOutput \'doubled\'"];' in dot
+
+
+def test_requeue_and_purge_refuse_a_path_that_holds_no_state_and_create_nothing(run_cli, tmp_path):
+    (tmp_path / "empty").mkdir()
+    for flag in ("--requeue", "--purge"):
+        missing = run_cli("dead-letters", "--state-dir", str(tmp_path / "missing"), flag)
+        assert missing.returncode == 2 and "no such state directory" in missing.stderr, missing.stderr
+        empty = run_cli("dead-letters", "--state-dir", str(tmp_path / "empty"), flag)
+        assert empty.returncode == 2 and "holds no consecution state" in empty.stderr, empty.stderr
+    assert not (tmp_path / "missing").exists() and list((tmp_path / "empty").iterdir()) == []
+
+
+def test_a_state_directory_that_cannot_be_one_is_a_clear_error(run_cli, topology_file, tmp_path):
+    (tmp_path / "afile").write_text("x")
+    for path, reason in ((tmp_path / "afile", "it is a file"), (tmp_path / "afile" / "sub", "Not a directory")):
+        done = run_cli("run", topology_file(GOOD), "--state-dir", str(path))
+        assert done.returncode == 2 and "as a state directory" in done.stderr and reason in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+
+
+def test_more_threads_than_tasks_start_only_one_per_task(run_cli, topology_file):
+    done = run_cli("run", topology_file(GOOD), "--mode", "thread", "--workers", "100000", "--state-dir", "many")
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+
+
+SHADOWING = """
+import copy
+from consecution import Topology
+
+topology = Topology("shadow")
+topology.spout("n", range(6))
+topology.bolt("p", lambda n: print("got", copy.copy(n)), parallelism=2).shuffle_grouping("n")
+"""
+
+
+@pytest.mark.parametrize("name", ["copy.py", "signal.py", "socket.py", "consecution.py"])
+def test_a_topology_file_named_like_a_module_hides_nothing(run_cli, tmp_path, name):
+    """The file is imported under a name of its own: process mode (fork) runs it, and spawn,
+    whose workers would import the other module by that name, is refused with the reason.
+    (The file is in a folder of its own: `python -m` puts the working directory first on
+    sys.path, where a copy.py would shadow the standard module before any topology loads.)"""
+    (tmp_path / "jobs").mkdir()
+    path = tmp_path / "jobs" / name
+    path.write_text(SHADOWING)
+    path = str(path)
+    done = run_cli("run", path, "--mode", "process", "--workers", "2", "--state-dir", "s")
+    assert done.returncode == 0, done.stderr
+    assert sorted(int(x) for x in done.stdout.replace("got", " ").split()) == list(range(6))
+    spawned = run_cli("run", path, "--mode", "process", "--start-method", "spawn", "--state-dir", "t")
+    assert spawned.returncode == 2 and "rename the file" in spawned.stderr, spawned.stderr

@@ -592,6 +592,7 @@ def test_default_reliability_settings():
 
 @pytest.mark.parametrize("setting, value", [("max_retries", -1), ("max_retries", 1.5),
                                             ("message_timeout", 0), ("message_timeout", "30"),
+                                            ("message_timeout", float("nan")), ("retry_backoff", float("nan")),
                                             ("max_pending", 0), ("retry_backoff", -1)])
 def test_bad_reliability_settings_are_refused_naming_the_setting(setting, value):
     with pytest.raises(TopologyError, match=setting):

@@ -374,6 +374,7 @@ def _count(name, value, minimum):
 
 
 def _seconds(name, value, allow_zero=False):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (value == 0 and not allow_zero):
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not value == value  # nan
+            or value < 0 or (value == 0 and not allow_zero)):
         raise TopologyError(f"{name} must be a positive number of seconds, got {value!r}")
     return float(value)

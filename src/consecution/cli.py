@@ -129,7 +129,7 @@ def _run(args):
     log_format = configure(args.log_format)
     log = structlog.get_logger("consecution")
     try:
-        topology = load(args.topology)
+        topology = load(args.topology, spawn=args.start_method == "spawn")
     except (UsageError, TopologyError):
         raise
     except Exception:
@@ -236,13 +236,14 @@ def _outputs(log):
 
 def _dead_letters(args):
     if args.requeue or args.purge:
+        _open_log(args.state_dir).close()  # refuses a path that holds no state: never creates one
         pid = holder(args.state_dir)
         if pid is not None:
             raise UsageError(f"state directory {args.state_dir} is in use by a running topology (pid {pid}); "
                              "stop it before --requeue or --purge")
         from consecution.storage import StateLock
         with StateLock(args.state_dir):
-            log = DurableLog(args.state_dir) if os.path.isdir(args.state_dir) else _open_log(args.state_dir)
+            log = DurableLog(args.state_dir)
             try:
                 n = log.requeue(args.seq) if args.requeue else log.purge(args.seq)
             finally:
@@ -273,6 +274,8 @@ def _number(kind, minimum, strict):
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
+        if value != value:  # nan compares false with everything: it would pass every check below
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number")
         if value < minimum or (strict and value == minimum):
             raise argparse.ArgumentTypeError(f"{text} must be {'>' if strict else '>='} {minimum}")
         return value
