@@ -29,7 +29,7 @@ import zlib
 from types import GeneratorType
 
 from consecution.acker import new_id
-from consecution.storage.codec import SCALARS
+from consecution.storage.codec import INT_MAX, INT_MIN, SCALARS
 from consecution.topology import FAILURE_FIELDS, FAILURES, FunctionBolt, Tuple
 
 from .routing import stable_hash
@@ -44,7 +44,7 @@ def describe(exc):
 
 def all_scalars(values):
     for value in values:
-        if value.__class__ not in SCALARS:
+        if value.__class__ not in SCALARS and not (value.__class__ is int and INT_MIN <= value <= INT_MAX):
             return False
     return True
 
@@ -317,7 +317,7 @@ class Chains:
         single = None  # (flag, value) names: the next function may be called with the value itself
         if (width is None or width == 1) and self._feeds_function(task, "default", depth):
             single = (src.var("one"), item)
-        src.add(d, f"if {item}.__class__ is str or {item}.__class__ in SCALARS:")
+        src.add(d, f"if {item}.__class__ is str or {item}.__class__ in SCALARS or {_fits(item)}:")
         if single is not None:
             if not self._only_functions(task, "default", depth):  # else no one needs the tuple
                 src.add(d + 1, f"{values} = ({item},)")
@@ -511,8 +511,13 @@ def _safe(name, width):
         return f"all_scalars({name})"
     if width == 0:
         return f"len({name}) == 0"
-    checks = " and ".join(f"{name}[{i}].__class__ in SCALARS" for i in range(width))
+    checks = " and ".join(f"({name}[{i}].__class__ in SCALARS or {_fits(f'{name}[{i}]')})" for i in range(width))
     return f"len({name}) == {width} and {checks}"
+
+
+def _fits(name):
+    """A Python expression: `name` is an int msgpack can hold."""
+    return f"{name}.__class__ is int and {INT_MIN} <= {name} <= {INT_MAX}"
 
 
 def _checker(task, stream):

@@ -12,12 +12,13 @@ undone like an assignment. Keys are str, int, float, bool, None, bytes or tuples
 values are what msgpack stores, and they read back as msgpack gives them: a tuple becomes a
 list at once (not only after a restart), so every mode and every run sees the same values.
 """
+import reprlib
 from collections.abc import MutableMapping
 
 from consecution.storage import CodecError
+from consecution.storage.codec import INT_MAX, INT_MIN, SCALARS as _SCALARS  # not int: its range is checked
 
 MISSING = object()
-_SCALARS = frozenset((str, int, float, bool, type(None), bytes))
 _BASES = (str, int, float, bytes)
 _CONTAINERS = frozenset((list, dict))
 
@@ -27,6 +28,11 @@ def plain(value, where):
     cls = value.__class__
     if cls in _SCALARS:
         return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        if INT_MIN <= value <= INT_MAX:
+            return value
+        raise CodecError(f"{where}: an int of {value.bit_length()} bits cannot be kept in state (msgpack "
+                         "stores ints from -2**63 to 2**64 - 1)")
     if cls is list or cls is tuple:
         return [plain(v, where) for v in value]
     if cls is dict:
@@ -34,17 +40,17 @@ def plain(value, where):
     if isinstance(value, _BASES):
         return value  # a subclass of str/int/float (an IntEnum, say) is stored as its base
     raise CodecError(f"{where}: a {type(value).__name__} cannot be kept in state (msgpack stores "
-                     f"None, bool, int, float, str, bytes, lists and dicts): {value!r}")
+                     f"None, bool, int, float, str, bytes, lists and dicts): {reprlib.repr(value)}")
 
 
 def _key(key, where):
     cls = key.__class__
-    if cls in _SCALARS:
+    if cls in _SCALARS or cls is int and INT_MIN <= key <= INT_MAX:
         return key
     if cls is tuple:
         return tuple(_key(k, where) for k in key)
     raise CodecError(f"{where}: a state key must be str, int, float, bool, None, bytes or a tuple of "
-                     f"those, not {type(key).__name__}: {key!r}")
+                     f"those, not {type(key).__name__}: {reprlib.repr(key)}")
 
 
 def _copy(value):
@@ -88,7 +94,8 @@ class State(MutableMapping):
     def __setitem__(self, key, value):
         if key.__class__ not in _SCALARS:
             key = _key(key, self._where)
-        if value.__class__ not in _SCALARS:
+        cls = value.__class__
+        if cls not in _SCALARS and not (cls is int and INT_MIN <= value <= INT_MAX):
             value = plain(value, f"{self._where}[{key!r}]")
         if self._tracked and key not in self._undo:
             self._undo[key] = self._data.get(key, MISSING)

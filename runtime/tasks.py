@@ -18,7 +18,7 @@ import functools
 import traceback as tb_module
 
 from consecution.storage import normalize
-from consecution.storage.codec import SCALARS
+from consecution.storage.codec import INT_MAX, INT_MIN, SCALARS
 from consecution.topology import FieldError, Spout, Tuple
 
 from .routing import Routing, RoutingError
@@ -157,7 +157,7 @@ class BoltTask:
             values = checked(values, component, stream, self.streams)  # converts, or raises
         else:
             for value in values:
-                if value.__class__ not in SCALARS:
+                if value.__class__ not in SCALARS and not (value.__class__ is int and INT_MIN <= value <= INT_MAX):
                     values = normalize(values, component, stream, fields)
                     break
         if self.collect:

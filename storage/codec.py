@@ -3,11 +3,20 @@
 Values that msgpack cannot encode raise `CodecError` naming the component, stream and field,
 so the user sees where a bad value came from, not a bare TypeError from deep inside.
 """
+import reprlib
+
 import msgpack
 
 from consecution.errors import ConsecutionError
 
-SCALARS = frozenset((str, int, float, bool, type(None), bytes))  # pass through msgpack unchanged
+SCALARS = frozenset((str, float, bool, type(None), bytes))  # pass through msgpack unchanged, any value
+INT_MIN, INT_MAX = -2**63, 2**64 - 1  # an int passes too when msgpack can hold it: in this range
+
+
+def scalar(value):
+    """Whether `value` passes through msgpack unchanged (a str, an int msgpack can hold, ...)."""
+    cls = value.__class__
+    return cls in SCALARS or cls is int and INT_MIN <= value <= INT_MAX
 
 
 class CodecError(ConsecutionError):
@@ -36,22 +45,21 @@ def normalize(values, component, stream="default", fields=None):
                 f"component {component!r}, stream {stream!r}: values must be a tuple or list, "
                 f"got {type(values).__name__} {values!r}")
         values = tuple(values)
-    scalars = SCALARS
     for value in values:
-        if value.__class__ not in scalars:
+        if not scalar(value):
             break
     else:
         return values
     out = []
     for position, value in enumerate(values):
-        if value.__class__ in scalars:
+        if scalar(value):
             out.append(value)
             continue
         try:
             out.append(decode(encode(value)))
-        except (TypeError, ValueError, OverflowError) as exc:
+        except (TypeError, ValueError, OverflowError, RecursionError) as exc:
             raise CodecError(
                 f"{_where(component, stream, fields, position)}: {type(value).__name__} value "
-                f"{value!r} cannot be encoded as msgpack ({exc}); use str, int, float, bool, None, "
-                "bytes, lists and dicts of them") from None
+                f"{reprlib.repr(value)} cannot be encoded as msgpack ({exc}); use str, int (of at most "
+                "64 bits), float, bool, None, bytes, lists and dicts of them") from None
     return tuple(out)
