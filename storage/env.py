@@ -15,6 +15,16 @@ INITIAL_MAP = 64 << 20
 MAX_DBS = 8
 
 
+class DamagedLog(StorageError):
+    """The log's file is damaged: it cannot be read without losing what it holds."""
+
+    def __init__(self, file, why):
+        super().__init__(f"the log {file} is damaged: {why}. Restore it from a backup, or move the state "
+                         "directory away to start afresh (its pending records, dead letters, positions and "
+                         "state are then lost)")
+        self.file = file
+
+
 class LogEnvironment:
     """`<state dir>/log`, opened once. `lmdb` is the py-lmdb Environment itself."""
 
@@ -33,11 +43,21 @@ class LogEnvironment:
         except OSError as exc:
             raise StorageError(f"cannot use {state_dir!r} as a state directory: {exc.strerror or exc}") from None
         sync = durability == "power"  # "kill": writes reach the OS before commit returns
+        file = os.path.join(data, "data.mdb")
+        if os.path.exists(file) and os.path.getsize(file) == 0:  # LMDB would start afresh on it
+            raise DamagedLog(file, "it is empty (truncated)")
         try:
             self.lmdb = lmdb.open(data, map_size=map_size, max_dbs=MAX_DBS, subdir=True, sync=sync,
                                   metasync=sync, readonly=readonly, lock=True, readahead=False)
         except lmdb.Error as exc:
             raise StorageError(f"cannot open the log in {data}: {exc}") from None
+        # LMDB maps the file and trusts its meta page: pages past the end of a truncated file
+        # would kill the process with SIGBUS when read. Compare the two before any read.
+        used = (self.lmdb.info()["last_pgno"] + 1) * self.lmdb.stat()["psize"]
+        size = os.path.getsize(file)
+        if size < used:
+            self.lmdb.close()
+            raise DamagedLog(file, f"it holds {size} bytes where its own header says {used} (truncated)")
 
     def database(self, name, optional=False):
         """The handle of database `name`, created unless read-only. `optional`: None when a

@@ -451,3 +451,36 @@ def test_a_topology_file_named_like_a_module_hides_nothing(run_cli, tmp_path, na
     assert sorted(int(x) for x in done.stdout.replace("got", " ").split()) == list(range(6))
     spawned = run_cli("run", path, "--mode", "process", "--start-method", "spawn", "--state-dir", "t")
     assert spawned.returncode == 2 and "rename the file" in spawned.stderr, spawned.stderr
+
+
+def _written_log(run_cli, topology_file):
+    done = run_cli("run", topology_file(GOOD), "--state-dir", "s")
+    assert done.returncode == 0, done.stderr
+    return topology_file(GOOD)
+
+
+@pytest.mark.parametrize("damage", ["half", "empty", "garbled"])
+def test_a_damaged_log_is_a_clear_error_never_a_signal_or_a_fresh_start(run_cli, topology_file, tmp_path, damage):
+    """A truncated data.mdb would be read past its end (SIGBUS), an empty one taken for a new
+    log (pending records, dead letters and positions silently gone), garbled pages raise from
+    deep in LMDB: each is exit 2 with the file and what to do, and the file is left as it was."""
+    path = _written_log(run_cli, topology_file)
+    data = tmp_path / "s" / "log" / "data.mdb"
+    size = data.stat().st_size
+    if damage == "half":
+        os.truncate(data, size // 2)
+    elif damage == "empty":
+        os.truncate(data, 0)
+    else:
+        with open(data, "r+b") as f:
+            for offset in range(2 * 4096, size, 4096):  # every page after the two meta pages
+                f.seek(offset)
+                f.write(b"\xff" * 64)
+    damaged = data.read_bytes()
+    for command in (("run", path, "--state-dir", "s"), ("status", "--state-dir", "s"),
+                    ("dead-letters", "--state-dir", "s"), ("dead-letters", "--state-dir", "s", "--requeue")):
+        done = run_cli(*command)
+        assert done.returncode == 2, (command, done.returncode, done.stderr)
+        assert "is damaged" in done.stderr and "move the state directory away" in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+    assert data.read_bytes() == damaged

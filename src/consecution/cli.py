@@ -16,6 +16,7 @@ import threading
 import time
 import traceback
 
+import lmdb
 import structlog
 
 from consecution import show as show_module
@@ -96,6 +97,12 @@ def main(argv=None):
                 "dead-letters": _dead_letters}[args.command](args)
     except (UsageError, TopologyError, ModeNotAvailable, StorageError) as exc:
         print(f"consecution: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except lmdb.Error as exc:  # garbled pages: LMDB's CorruptedError, PageNotFoundError, ...
+        where = getattr(args, "state_dir", None) or "the state directory"
+        print(f"consecution: the log in {where} is damaged ({type(exc).__name__}: {exc}). Restore it from a "
+              "backup, or move the state directory away to start afresh (what it holds is then lost)",
+              file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:  # `consecution show t.py | head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
