@@ -203,6 +203,10 @@ class DurableLog:
         """Every dead letter by sequence number, or the one of sequence number `root`."""
         return self._pending.dead_letters(root)
 
+    def iter_dead_letters(self, chunk=1000):
+        """Every dead letter by sequence number, read `chunk` at a time (not all in memory)."""
+        return self._pending.iter_dead(chunk)
+
     def state_count(self):
         return self._state.count()
 
@@ -223,11 +227,12 @@ class DurableLog:
     # -- commands ----------------------------------------------------------------------------
 
     def requeue(self, root=None):
-        """Move dead letters (all, or one) back to pending with a fresh attempt count, at once."""
+        """Move dead letters (all, or one) back to pending with a fresh attempt count: one, at
+        once; all, in transactions of 1,000 (each letter moves whole: never in both or neither)."""
         return self._pending.requeue(root)
 
     def purge(self, root=None):
-        """Delete dead letters (all, or one), at once."""
+        """Delete dead letters (all, or one), at once (all: in transactions of 1,000)."""
         return self._pending.purge(root)
 
     def close(self):

@@ -269,30 +269,53 @@ class PendingStore:
 
     # -- commands (each its own transaction) -------------------------------------------------
 
-    def requeue(self, seq=None):
-        """Move dead letters (all, or the one of `seq`) back to pending with attempts 0; how many."""
-        letters = self.dead_letters(seq)
-        for letter in letters:
-            letter.record.attempts = 0
-            self._letters.pop(letter.record.seq, None)
+    def iter_dead(self, chunk=1000):
+        """Every dead letter by sequence number, read in short transactions of `chunk`."""
+        after = None
+        while True:
+            rows = self._rows_after(self.dead_db, after, chunk)
+            if not rows:
+                return
+            for key, value in rows:
+                row = decode(value)
+                yield DeadLetter(record_from(SEQ.unpack(key)[0], row), *row[7:12])
+            after = SEQ.unpack(rows[-1][0])[0]
 
-        def fill(txn):
-            for letter in letters:
-                key = seq_key(letter.record.seq)
-                txn.delete(key, db=self.dead_db)
-                txn.put(key, encode(record_row(letter.record)), db=self.pending_db)
+    def requeue(self, seq=None, chunk=1000):
+        """Move dead letters (all, or the one of `seq`) back to pending with attempts 0, as
+        single entries; how many. All of them move `chunk` per transaction, read and written
+        as they are stored (never all in memory)."""
+        def move(txn, key, value):
+            row = decode(value)
+            row[5] = 0  # attempts
+            txn.put(key, encode(row[:7]), db=self.pending_db)
+            self._letters.pop(SEQ.unpack(key)[0], None)
 
-        self.env.write(fill)
-        self._singles += len(letters)
-        return len(letters)
+        moved = self._each_letter(seq, chunk, move)
+        self._singles += moved
+        return moved
 
-    def purge(self, seq=None):
+    def purge(self, seq=None, chunk=1000):
         """Delete dead letters (all, or the one of `seq`); how many."""
-        letters = self.dead_letters(seq)
+        return self._each_letter(seq, chunk, lambda txn, key, value: None)
 
-        def fill(txn):
-            for letter in letters:
-                txn.delete(seq_key(letter.record.seq), db=self.dead_db)
+    def _each_letter(self, seq, chunk, act):
+        """Call `act(txn, key, value)` for the dead letter of `seq`, or for every one, and
+        delete it, in write transactions of `chunk` letters; how many."""
+        done = 0
+        while True:
+            counted = []
 
-        self.env.write(fill)
-        return len(letters)
+            def fill(txn):
+                counted.clear()
+                cursor = txn.cursor(db=self.dead_db)
+                found = cursor.set_key(seq_key(seq)) if seq is not None else cursor.first()
+                while found and len(counted) < chunk:
+                    act(txn, cursor.key(), cursor.value())
+                    counted.append(1)
+                    cursor.delete()
+                    found = seq is None and cursor.first()
+            self.env.write(fill)
+            done += len(counted)
+            if seq is not None or len(counted) < chunk:
+                return done

@@ -258,20 +258,21 @@ def _dead_letters(args):
         print(f"{'requeued' if args.requeue else 'purged'} {n} dead letters", file=sys.stderr)
         return EXIT_OK
     log = _open_log(args.state_dir)
-    try:
-        letters = log.dead_letters(args.seq)
+    try:  # streamed: 50,000 letters are printed as they are read, not loaded first
+        letters = log.dead_letters(args.seq) if args.seq is not None else log.iter_dead_letters()
+        as_json = args.json or not sys.stdout.isatty()
+        for letter in letters:
+            row = letter.as_dict()
+            if as_json:
+                print(json.dumps(row, default=repr))
+                continue
+            print(f"seq {row['seq']} from {row['spout']}: {row['values']!r}\n"
+                  f"  failed in {row['component']} (task {row['task']}) after {row['attempts']} attempts: "
+                  f"{row['error']}")
+            for line in (row["traceback"] or "").rstrip().splitlines():
+                print(f"    {line}")
     finally:
         log.close()
-    as_json = args.json or not sys.stdout.isatty()
-    for letter in letters:
-        row = letter.as_dict()
-        if as_json:
-            print(json.dumps(row, default=repr))
-            continue
-        print(f"seq {row['seq']} from {row['spout']}: {row['values']!r}\n"
-              f"  failed in {row['component']} (task {row['task']}) after {row['attempts']} attempts: {row['error']}")
-        for line in (row["traceback"] or "").rstrip().splitlines():
-            print(f"    {line}")
     return EXIT_OK
 
 
