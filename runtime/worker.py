@@ -55,6 +55,11 @@ def worker_main(conn, topology, task_ids, settings):
         code = _serve(conn, topology, task_ids, settings)
     except (EOFError, OSError):
         code = 1
+    for stream in (sys.stdout, sys.stderr):  # os._exit skips it: what a bolt printed would be lost
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
     os._exit(code)
 
 

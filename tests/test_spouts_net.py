@@ -100,6 +100,46 @@ def test_tcp_closes_a_connection_whose_line_is_too_long():
     assert answers == [b"ok", b"error: line 2: longer than 100 bytes"]
 
 
+def test_tcp_refuses_a_whole_line_longer_than_max_line_with_its_line_break():
+    spout = Tcp(max_line=100)
+    with running(through(spout), "single") as run:
+        answers = send_lines(wait_listening(spout), [b"short\n", b"x" * 500 + b"\n", b"after\n"], shut=False)
+        wait_for(lambda: len(run.emitted("sink")) == 1)
+        assert run.emitted("sink") == [("short",)]
+        run.stop()
+    assert answers == [b"ok", b"error: line 2: longer than 100 bytes"]
+
+
+def test_tcp_stops_reading_a_client_that_never_reads_its_answers_and_serves_the_others():
+    """Answers owed to a client that does not read them are bounded: past OWED_BYTES the
+    server stops reading its lines (they wait in the client's socket), instead of reading and
+    answering into memory without end, while another client is served. (Reliability none:
+    answers are due at once, so nothing but this bound stops the reading.)"""
+    from consecution.spouts.net import OWED_BYTES
+    spout = Tcp()
+    with running(through(spout, reliability="none"), "single") as run:
+        address = wait_listening(spout)
+        greedy = socket.create_connection(address, timeout=10)
+        greedy.setblocking(False)
+        chunk, owed, blocked_since = b"1\n" * 32768, 0, None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                greedy.send(chunk)
+                blocked_since = None
+            except BlockingIOError:
+                blocked_since = blocked_since or time.monotonic()
+                if time.monotonic() - blocked_since > 2:
+                    break  # two seconds without the server taking a byte
+                time.sleep(0.01)
+            owed = max([owed] + [len(c.out) for c in list(spout.server.connections.values())])
+            assert owed <= OWED_BYTES + (1 << 17), f"{owed} bytes of answers owed to a client that reads none"
+        assert blocked_since is not None, "the server kept reading a client that reads nothing"
+        assert send_lines(address, [b"other\n"]) == [b"ok"]
+        greedy.close()
+        run.stop()
+
+
 def test_tcp_without_replies_closes_once_everything_is_logged():
     spout = Tcp(reply=False)
     with running(through(spout), "single") as run:
@@ -303,3 +343,40 @@ def test_killed_while_clients_send_every_confirmed_record_is_processed(tmp_path,
     confirmed = set().union(*(c.confirmed for c in clients))
     assert len(confirmed) > 150
     assert confirmed - stored == set()
+
+
+EMFILE = """
+import os
+from consecution import Topology
+from consecution.spouts import Tcp
+
+topology = Topology("fds", reliability="none")
+topology.spout("lines", Tcp(port=int(os.environ["SPOUT_PORT"])))
+topology.bolt("sink", print).shuffle_grouping("lines")
+"""
+
+
+def test_tcp_keeps_accepting_after_the_process_ran_out_of_file_descriptors(tmp_path):
+    """With 64 descriptors and 100 clients at once, accept() fails with EMFILE: the listener
+    backs off and goes on (it died for good before); once the clients leave, a new one is
+    served."""
+    import resource
+    (tmp_path / "fds.py").write_text(EMFILE)
+    port = free_port()
+    env = dict(os.environ, SPOUT_PORT=str(port))
+    with open(tmp_path / "run.log", "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "consecution", "run", "fds.py", "--log-format", "json"],
+                                cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=log,
+                                preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64)))
+    try:
+        wait_for(lambda: b"spout.listening" in (tmp_path / "run.log").read_bytes(), timeout=30)
+        clients = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(100)]
+        wait_for(lambda: b"spout.accept_failed" in (tmp_path / "run.log").read_bytes(), timeout=30)
+        for client in clients:
+            client.close()
+        time.sleep(1.5)  # the backoff is at most 1 s
+        assert send_lines(("127.0.0.1", port), [b"still here\n"]) == [b"ok"]
+        assert proc.poll() is None
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)

@@ -12,6 +12,7 @@ import json
 import selectors
 import socket
 import threading
+import time
 
 import msgpack
 
@@ -22,6 +23,8 @@ from .inbox import Closed, Full, InboxSpout
 __all__ = ["Tcp", "Http"]
 
 OK = b"ok\n"
+ACCEPT_BACKOFF = 0.05  # seconds a listener waits after accept() failed (doubling, up to 1 s)
+OWED_BYTES = 1 << 20  # answers waiting for a client that does not read them, at most (then it is not read)
 
 
 class Tcp(InboxSpout):
@@ -119,6 +122,8 @@ class LineServer:
         self.connections = {}    # socket -> Connection
         self.reading = True
         self.stopped = False
+        self.backoff = ACCEPT_BACKOFF  # seconds without accepting after accept() failed
+        self.accepting_again = None    # when to accept again, while paused
 
     def wake(self):
         try:
@@ -145,6 +150,7 @@ class LineServer:
                             self._send(key.data)
                 self._answer()
                 self._throttle()
+                self._resume_accepting()
         finally:
             for conn in list(self.connections.values()):
                 self._drop(conn)
@@ -158,9 +164,27 @@ class LineServer:
             sock, _ = self.listener.accept()
         except BlockingIOError:
             return
+        except OSError as exc:  # out of file descriptors (EMFILE, ENFILE) or memory: wait, go on
+            self._pause_accepting(exc)
+            return
+        self.backoff = ACCEPT_BACKOFF
         sock.setblocking(False)
         conn = self.connections[sock] = Connection(sock)
         self._update(conn)
+
+    def _pause_accepting(self, exc):
+        """Stop accepting for `backoff` seconds (doubled on each failure in a row, up to 1 s):
+        the clients wait in the listen backlog meanwhile, and the listener lives on."""
+        self.selector.unregister(self.listener)
+        self.accepting_again = time.monotonic() + self.backoff
+        logger().warning("spout.accept_failed", protocol="tcp", error=f"{type(exc).__name__}: {exc}",
+                         retry_in=self.backoff)
+        self.backoff = min(1.0, self.backoff * 2)
+
+    def _resume_accepting(self):
+        if self.accepting_again is not None and time.monotonic() >= self.accepting_again:
+            self.accepting_again = None
+            self.selector.register(self.listener, selectors.EVENT_READ, "accept")
 
     def _drain_wakes(self):
         try:
@@ -170,7 +194,10 @@ class LineServer:
             pass
 
     def _events(self, conn):
-        events = selectors.EVENT_READ if self.reading and not conn.eof and not conn.closing else 0
+        # a client that does not read its answers is not read from either: its answers wait in
+        # `out`, bounded by OWED_BYTES, and its lines wait in its own socket buffer
+        reading = self.reading and not conn.eof and not conn.closing and len(conn.out) < OWED_BYTES
+        events = selectors.EVENT_READ if reading else 0
         return events | (selectors.EVENT_WRITE if conn.out else 0)
 
     def _read(self, conn):
@@ -190,8 +217,11 @@ class LineServer:
             return
         parts = (conn.buffer + data).split(b"\n")
         conn.buffer = parts.pop()
+        too_long = next((i for i, part in enumerate(parts) if len(part) > self.max_line), None)
+        if too_long is not None:  # a whole line too long: the lines before it count, then no more
+            parts = parts[:too_long]
         self._lines(conn, parts)
-        if len(conn.buffer) > self.max_line:
+        if too_long is not None or len(conn.buffer) > self.max_line:
             conn.lines += 1
             conn.owe()[0] = f"error: line {conn.lines}: longer than {self.max_line} bytes\n".encode()
             conn.buffer = b""
