@@ -135,9 +135,14 @@ class ProcessExecutor(Concurrent):
 
     def _recv(self, k):
         try:
-            return decode(self.conns[k].recv_bytes())
+            reply = decode(self.conns[k].recv_bytes())
         except (EOFError, OSError):
             raise WorkerDied(f"worker process {k} ended (exit code {self.procs[k].exitcode})") from None
+        if reply[0] == "x":  # SystemExit or KeyboardInterrupt in user code: the run ends with it
+            exc = pickle.loads(reply[1])
+            exc.__cause__ = RemoteTraceback(reply[2])
+            raise exc
+        return reply
 
     def _died(self, k):
         proc = self.procs[k]

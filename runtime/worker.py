@@ -7,6 +7,8 @@
     worker k --("r", n, seconds, [events], [root, xor, ...], [[worker, count, blob], ...])--> supervisor
         events, acks and sends as runtime/events.py gathers them
     lifecycle ("c", task, method) -> ("k", reply..., error); state ("p",) and ("u",); stop ("s",)
+    ("x", pickled exception, traceback) instead of any reply: user code raised SystemExit or
+        KeyboardInterrupt; the supervisor raises it (the run ends, as in single mode)
 
 A delivery is [task, values, stream, source, source task, id, roots]; a blob from another
 worker holds, per input edge, queued deliveries or an outlet's runs (EventSink.encoded). Workers ignore SIGINT and
@@ -54,6 +56,12 @@ def worker_main(conn, topology, task_ids, settings):
     try:
         code = _serve(conn, topology, task_ids, settings)
     except (EOFError, OSError):
+        code = 1
+    except (SystemExit, KeyboardInterrupt) as exc:  # user code asked the run to end: as in single mode
+        try:
+            conn.send_bytes(encode(["x", bytes(ForkingPickler.dumps(exc)), tb_module.format_exc()]))
+        except OSError:
+            pass
         code = 1
     for stream in (sys.stdout, sys.stderr):  # os._exit skips it: what a bolt printed would be lost
         try:

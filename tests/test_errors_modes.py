@@ -108,3 +108,31 @@ def test_a_workers_context_says_what_single_modes_says(module):
     assert first[:5] == ["context", "context", 0, 1, 2] and first[6:] == [77, "confirm", [1, 2]]
     for mode in ("thread", "process"):
         assert facts[mode] == [[*f[:5], mode, *f[6:]] for f in facts["single"]]
+
+
+@pytest.mark.parametrize("mode", ["single", "thread", "process"])
+@pytest.mark.parametrize("raised", [SystemExit(4), KeyboardInterrupt()])
+def test_sys_exit_or_keyboard_interrupt_in_process_ends_the_run_in_every_mode(mode, raised, tmp_path):
+    """User code that raises SystemExit or KeyboardInterrupt asks the run to end: it ends with
+    that exception in every mode (process mode used to fail the tuple, and dead-letter the
+    records beside it, as if the worker had crashed). The record stays pending."""
+    from consecution import Topology
+    from consecution.storage import DurableLog
+
+    def leave(n):
+        if n == 3:
+            raise raised
+        return n
+
+    t = Topology("leave", max_retries=1, retry_backoff=0)
+    t.spout("numbers", range(6))
+    t.bolt("leave", leave).shuffle_grouping("numbers")
+    with pytest.raises(type(raised)) as info:
+        Scheduler(t, mode=mode, workers=2, state_dir=str(tmp_path / "s")).run()
+    if isinstance(raised, SystemExit):
+        assert info.value.code == 4
+    log = DurableLog(str(tmp_path / "s"), readonly=True)
+    try:
+        assert log.dead_count() == 0 and 4 in {r.seq for r in log.pending()}
+    finally:
+        log.close()
