@@ -323,6 +323,11 @@ class Scheduler(TreeLifecycle):
                 continue
             if self.unlogged:
                 self._commit()
+            if self.stopping and now >= self.stop_deadline:  # before waiting on busy workers
+                if self.trees or retries or executor.busy():
+                    self.logger.warning("run.grace_over", topology=self.topology.name, pending=len(self.trees),
+                                        waiting=len(retries))
+                return
             due = retries.next_due()
             if due is not None and due <= now and completion.admits():
                 retries.replay_due(now)
@@ -353,10 +358,6 @@ class Scheduler(TreeLifecycle):
             if completion.quiet():
                 continue
             if not self.trees and not retries and not asking:
-                return
-            if self.stopping and now >= self.stop_deadline:
-                self.logger.warning("run.grace_over", topology=self.topology.name, pending=len(self.trees),
-                                    waiting=len(retries))
                 return
             if self.trees and not retries and not asking and not self.driver.active and not flushed:
                 flushed = True

@@ -274,6 +274,8 @@ class ProcessExecutor(Concurrent):
             try:
                 conn.send_bytes(encode(["s"]))
                 reply = self._recv(k)
+                while reply[0] != "bye":  # replies to frames still in flight (a stop after the grace)
+                    reply = self._recv(k)
                 errors.extend(remote_error(error) for error in reply[1])
             except (WorkerDied, OSError):
                 pass

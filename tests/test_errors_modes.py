@@ -136,3 +136,33 @@ def test_sys_exit_or_keyboard_interrupt_in_process_ends_the_run_in_every_mode(mo
         assert log.dead_count() == 0 and 4 in {r.seq for r in log.pending()}
     finally:
         log.close()
+
+
+@pytest.mark.parametrize("mode", ["thread", "process"])
+def test_a_stop_ends_the_run_when_its_grace_is_over_even_with_work_queued(mode, tmp_path):
+    """2,000 inputs of 10 ms queued behind two workers; stop with a grace of 1 s: the run ends
+    about then (it waited for every queued input before: 18 s), and what did not complete
+    stays pending in the log, to be replayed."""
+    import threading
+    import time
+    from consecution import Topology
+    from consecution.storage import DurableLog
+
+    def slow(n):
+        time.sleep(0.01)
+        return n
+
+    t = Topology("grace", max_pending=4000)
+    t.spout("numbers", range(2000))
+    t.bolt("slow", slow, parallelism=2).shuffle_grouping("numbers")
+    scheduler = Scheduler(t, mode=mode, workers=2, grace=1.0, state_dir=str(tmp_path / "s"))
+    threading.Timer(0.5, scheduler.stop).start()
+    started = time.monotonic()
+    result = scheduler.run()
+    elapsed = time.monotonic() - started
+    assert result.status == "stopped" and elapsed < 6, elapsed
+    log = DurableLog(str(tmp_path / "s"), readonly=True)
+    try:
+        assert result.completed + len(log) == 2000 and len(log) > 0
+    finally:
+        log.close()
