@@ -90,6 +90,12 @@ class LogEnvironment:
                 return
             except lmdb.MapFullError:
                 self.lmdb.set_mapsize(self.lmdb.info()["map_size"] * 2)
+            except lmdb.Error as exc:
+                if "commit" not in str(exc) and not isinstance(exc, lmdb.DiskError):
+                    raise  # not the write of the commit: the caller's error, or a damaged log
+                raise StorageError(f"cannot write the log in {self.state_dir} ({exc}): the disk may be full or "
+                                   "failing. This commit was not written; everything committed before it is "
+                                   "kept and replayed: free some space and run again") from None
 
     def clear_stale_readers(self):
         """Free the reader slots of processes that died."""

@@ -531,3 +531,46 @@ def test_listing_and_requeuing_many_dead_letters_streams_them(tmp_path):
     log = DurableLog(str(tmp_path / "many"), readonly=True)
     assert log.dead_count() == 0 and len(log) == 20_000
     log.close()
+
+
+FILL = """
+from consecution import Bolt, Topology
+
+class Count(Bolt):
+    def prepare(self, context):
+        self.n = 0
+
+    def process(self, tup):
+        self.n += 1
+
+    def finish(self):
+        with open("counted.txt", "a") as f:
+            f.write(f"{self.n}\\n")
+
+topology = Topology("fill")
+topology.spout("lines", ["x" * 2000 for _ in range(2000)])
+topology.bolt("count", Count()).shuffle_grouping("lines")
+"""
+
+
+def test_a_full_disk_is_a_clear_error_and_a_run_with_room_again_loses_nothing(tmp_path):
+    """A file size limit (RLIMIT_FSIZE) makes the log's writes fail as a full disk does: exit 2
+    with what happened and what to do, no traceback; the next run, with room, completes and
+    every record is counted (at least once)."""
+    import resource
+    (tmp_path / "fill.py").write_text(FILL)
+
+    def small_disk():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))
+
+    full = subprocess.run([sys.executable, "-m", "consecution", "run", "fill.py", "--state-dir", "s"], cwd=tmp_path,
+                          preexec_fn=small_disk, capture_output=True, text=True, timeout=120)
+    assert full.returncode == 2, full.stderr
+    assert "cannot write the log" in full.stderr and "free some space" in full.stderr
+    assert "Traceback" not in full.stderr
+    again = subprocess.run([sys.executable, "-m", "consecution", "run", "fill.py", "--state-dir", "s"], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    counted = sum(int(n) for n in (tmp_path / "counted.txt").read_text().split())
+    assert counted >= 2000
