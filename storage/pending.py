@@ -1,7 +1,8 @@
 """Pending records and dead letters, keyed by the log's sequence number.
 
-    batches      batch number (8 bytes, big-endian) -> [[seq, spout, task, stream, values,
-                 msg_id, attempts, first_seen], ...]: the records one commit appended
+    batches      batch number (8 bytes, big-endian) -> [[seq, ...], [[spout, task, stream,
+                 values, msg_id, attempts, first_seen], ...]]: the records one commit appended
+                 (their sequence numbers first, so that opening reads only those)
     pending      seq (8 bytes, big-endian) -> [spout, task, stream, values, msg_id, attempts,
                  first_seen]: one record per entry (written by `requeue`, and by log format 1)
     dead         seq -> the same record + [component, task, error, traceback, time]
@@ -37,6 +38,14 @@ def record_from(seq, row):
     return Record(seq, spout, task, stream, tuple(values), msg_id, attempts, first_seen)
 
 
+def _seqs(value):
+    """The sequence numbers of a batch, without decoding its records."""
+    unpacker = msgpack.Unpacker(raw=False)
+    unpacker.feed(value)
+    unpacker.read_array_header()
+    return unpacker.unpack()
+
+
 class PendingStore:
     """The `batches`, `pending` and `dead` databases: writes buffered until the log commits,
     reads of what is committed.
@@ -70,7 +79,7 @@ class PendingStore:
                 return
             for key, value in txn.cursor(db=self.batches_db):
                 batch = SEQ.unpack(key)[0]
-                seqs = [row[0] for row in decode(value)]
+                seqs = _seqs(value)
                 self._live[batch] = set(seqs)
                 self._batch_of.update(dict.fromkeys(seqs, batch))
                 self._next_batch = batch + 1
@@ -137,7 +146,9 @@ class PendingStore:
             key = seq_key(batch)
             if live:
                 kept[batch] = live
-                txn.put(key, self._pack([row for row in decode(txn.get(key, db=self.batches_db)) if row[0] in live]),
+                seqs, rows = decode(txn.get(key, db=self.batches_db))
+                kept_rows = [(seq, row) for seq, row in zip(seqs, rows) if seq in live]
+                txn.put(key, self._pack([[seq for seq, _ in kept_rows], [row for _, row in kept_rows]]),
                         db=self.batches_db)
             else:
                 txn.delete(key, db=self.batches_db)
@@ -150,8 +161,8 @@ class PendingStore:
         batch = None
         if puts:
             batch = self._next_batch
-            txn.put(seq_key(batch), self._pack([(r.seq, r.spout, r.task, r.stream, r.values, r.msg_id, r.attempts,
-                                                 r.first_seen) for r in puts.values()]),
+            txn.put(seq_key(batch), self._pack([list(puts), [(r.spout, r.task, r.stream, r.values, r.msg_id,
+                                                               r.attempts, r.first_seen) for r in puts.values()]]),
                     db=self.batches_db, append=True)
         for seq, value in self._letters.items():
             txn.put(seq_key(seq), value, db=self.dead_db)
@@ -224,8 +235,9 @@ class PendingStore:
             if not batches:
                 return
             for _, value in batches:
-                for row in decode(value):
-                    yield record_from(row[0], row[1:])
+                seqs, rows = decode(value)
+                for seq, row in zip(seqs, rows):
+                    yield record_from(seq, row)
             after = SEQ.unpack(batches[-1][0])[0]
 
     def _rows_after(self, db, after, chunk):
@@ -249,8 +261,9 @@ class PendingStore:
             if self.batches_db is not None:
                 cursor = txn.cursor(db=self.batches_db)
                 if cursor.first():
-                    row = min(decode(cursor.value()), key=lambda row: row[0])
-                    found.append(record_from(row[0], row[1:]))
+                    seqs, rows = decode(cursor.value())
+                    seq, row = min(zip(seqs, rows), key=lambda pair: pair[0])
+                    found.append(record_from(seq, row))
         return min(found, key=lambda record: record.seq) if found else None
 
     def dead_letters(self, seq=None):

@@ -268,7 +268,7 @@ def test_the_files_keep_the_layout_earlier_versions_wrote(tmp_path):
     dbs = {name: env.open_db(name, create=False) for name in
            (b"batches", b"pending", b"dead", b"positions", b"meta", b"state", b"outbox")}
     with env.begin() as txn:
-        batch = [[r.seq, "numbers", 0, "default", ["a"], None, 1, 0.0]]
+        batch = [[r.seq], [["numbers", 0, "default", ["a"], None, 1, 0.0]]]
         assert decode(txn.get(struct.pack(">Q", 1), db=dbs[b"batches"])) == batch
         assert decode(txn.get(b"numbers/0", db=dbs[b"positions"])) == 7
         key = msgpack.packb("totals") + msgpack.packb(0) + msgpack.packb(("k", 1))
