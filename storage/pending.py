@@ -218,14 +218,8 @@ class PendingStore:
         single entries by sequence number, then the batches, oldest first. Records appended
         while it iterates (a replay appends each record again, with one more attempt) are not
         met again: batches written after it started are not read."""
-        after = None
-        while True:
-            rows = self._rows_after(self.pending_db, after, chunk)
-            if not rows:
-                break
-            for key, value in rows:
-                yield record_from(SEQ.unpack(key)[0], decode(value))
-            after = SEQ.unpack(rows[-1][0])[0]
+        for key, value in self._entries(self.pending_db, chunk):
+            yield record_from(SEQ.unpack(key)[0], decode(value))
         if self.batches_db is None:
             return
         after, end = None, self._next_batch
@@ -239,6 +233,16 @@ class PendingStore:
                 for seq, row in zip(seqs, rows):
                     yield record_from(seq, row)
             after = SEQ.unpack(batches[-1][0])[0]
+
+    def _entries(self, db, chunk):
+        """Every (key, value) of `db` in key order, read in short transactions of `chunk`."""
+        after = None
+        while True:
+            rows = self._rows_after(db, after, chunk)
+            if not rows:
+                return
+            yield from rows
+            after = SEQ.unpack(rows[-1][0])[0]
 
     def _rows_after(self, db, after, chunk):
         rows = []
@@ -284,15 +288,9 @@ class PendingStore:
 
     def iter_dead(self, chunk=1000):
         """Every dead letter by sequence number, read in short transactions of `chunk`."""
-        after = None
-        while True:
-            rows = self._rows_after(self.dead_db, after, chunk)
-            if not rows:
-                return
-            for key, value in rows:
-                row = decode(value)
-                yield DeadLetter(record_from(SEQ.unpack(key)[0], row), *row[7:12])
-            after = SEQ.unpack(rows[-1][0])[0]
+        for key, value in self._entries(self.dead_db, chunk):
+            row = decode(value)
+            yield DeadLetter(record_from(SEQ.unpack(key)[0], row), *row[7:12])
 
     def requeue(self, seq=None, chunk=1000):
         """Move dead letters (all, or the one of `seq`) back to pending with attempts 0, as
