@@ -34,7 +34,10 @@ class Tcp(InboxSpout):
     line is in a committed log transaction, in the order the lines were sent, or
     `error: line N: ...\\n` for a line it refuses (not valid UTF-8: the line is skipped). After
     the client shuts down its sending side, the server closes the connection once every line is
-    confirmed. A line longer than `max_line` bytes gets an error and the connection is closed.
+    confirmed. A line longer than `max_line` bytes gets an error and the connection is closed. A
+    client that does not read its answers is not read from past OWED_BYTES (1 MB) of them; when
+    the process is out of file descriptors, accepting pauses (50 ms, doubling up to 1 s) and
+    goes on.
     With `reply=False` nothing is answered; the close after the client's shutdown still comes
     only once everything is logged. Many clients may be connected at once.
 
