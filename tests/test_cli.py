@@ -138,6 +138,14 @@ def test_error_importing_the_module_exits_1_with_its_traceback(run_cli, topology
     assert done.returncode == 1 and "No module named 'no_such_module_here'" in done.stderr
 
 
+def test_a_typo_in_a_topology_file_shows_the_users_line_and_a_suggestion_not_the_loader(run_cli, topology_file):
+    path = topology_file(GOOD.replace("shuffle_grouping", "shufle_grouping"))
+    done = run_cli("run", path)
+    assert done.returncode == 1 and "shufle_grouping" in done.stderr and "topo.py\", line" in done.stderr
+    assert "Did you mean: 'shuffle_grouping'" in done.stderr
+    assert "loading.py" not in done.stderr and "importlib" not in done.stderr, done.stderr
+
+
 def test_user_error_in_prepare_exits_1(run_cli, topology_file):
     path = topology_file(BROKEN_PREPARE)
     done = run_cli("run", path, "--log-format", "json")

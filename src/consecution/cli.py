@@ -8,6 +8,7 @@ Fields resolved late (an `Output` spout without `fields=`) are looked for by `va
 starts (`output.waiting`; a signal then stops it with exit 0).
 """
 import argparse
+import difflib
 import json
 import os
 import signal
@@ -139,8 +140,9 @@ def _run(args):
         topology = load(args.topology, spawn=args.start_method == "spawn")
     except (UsageError, TopologyError):
         raise
-    except Exception:
-        print(f"consecution: importing {args.topology} failed:\n{traceback.format_exc()}", file=sys.stderr)
+    except Exception as exc:
+        print(f"consecution: importing {args.topology} failed:\n{_from_user_code(exc, args.topology)}",
+              file=sys.stderr)
         return EXIT_ERROR
     state_dir = args.state_dir or default_state_dir(topology.name)
     if not _wait_for_fields(topology, log):
@@ -274,6 +276,21 @@ def _dead_letters(args):
     finally:
         log.close()
     return EXIT_OK
+
+
+def _from_user_code(exc, spec):
+    """The traceback of an exception raised while importing a topology file, from the file's
+    own first frame on (the loader's and importlib's frames say nothing to its author)."""
+    path = os.path.abspath(spec.partition(":")[0])
+    tb = exc.__traceback__
+    while tb is not None and os.path.abspath(tb.tb_frame.f_code.co_filename) != path:
+        tb = tb.tb_next
+    text = "".join(traceback.format_exception(type(exc), exc, tb or exc.__traceback__))
+    if isinstance(exc, AttributeError) and getattr(exc, "name", None) and getattr(exc, "obj", None) is not None:
+        close = difflib.get_close_matches(exc.name, [n for n in dir(exc.obj) if not n.startswith("_")], n=1)
+        if close:  # Python 3.11 prints this itself only for uncaught exceptions
+            text += f"Did you mean: {close[0]!r}?\n"
+    return text
 
 
 def _number(kind, minimum, strict):
