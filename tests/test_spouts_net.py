@@ -210,6 +210,56 @@ def test_http_refuses_bad_requests_with_a_clear_message():
     assert result.roots == 0
 
 
+def _raw_exchange(address, request):
+    """Send raw bytes; everything the server answers until it closes (or 5 s pass)."""
+    with socket.create_connection(address, timeout=5) as sock:
+        sock.sendall(request)
+        out = b""
+        try:
+            while True:
+                data = sock.recv(65536)
+                if not data:
+                    return out
+                out += data
+        except socket.timeout:
+            return out
+
+
+def test_http_never_takes_an_unread_body_for_a_request_and_refuses_ambiguous_lengths():
+    """A body left unread by a 404 or a 405 used to be parsed as the next request on the kept
+    connection (request smuggling); two Content-Lengths, or one with chunked encoding, were
+    taken. Each is refused and the connection closed: nothing of it is accepted."""
+    spout = Http()
+    with running(through(spout), "single") as run:
+        address = wait_listening(spout)
+        inner = b'POST / HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 3\r\n\r\n[1]'
+        for method, path in ((b"POST", b"/other"), (b"PUT", b"/")):
+            answer = _raw_exchange(address, method + b" " + path + b" HTTP/1.1\r\nContent-Length: " +
+                                   str(len(inner)).encode() + b"\r\n\r\n" + inner)
+            assert answer.count(b"HTTP/1.1") == 1 and b"Connection: close" in answer, answer
+        for headers in (b"Content-Length: 3\r\nContent-Length: 3\r\n",
+                        b"Content-Length: 3\r\nTransfer-Encoding: chunked\r\n"):
+            answer = _raw_exchange(address, b"POST / HTTP/1.1\r\nContent-Type: application/json\r\n" + headers +
+                                   b"\r\n[1]")
+            assert answer.startswith(b"HTTP/1.1 400") and answer.count(b"HTTP/1.1") == 1, answer
+        result = run.stop()
+    assert result.roots == 0
+
+
+def test_http_answers_400_to_json_it_cannot_read_instead_of_dropping_the_connection():
+    spout = Http()
+    with running(through(spout), "single") as run:
+        address = wait_listening(spout)
+        status, body, _ = post(address, b"[" + b"7" * 5000 + b"]", "application/json")
+        assert status == 400 and "cannot be read" in body["error"], body
+        status, body, _ = post(address, b"[" * 100_000 + b"]" * 100_000, "application/json")
+        assert status == 400 and "cannot be read" in body["error"], body
+        status, body, _ = post(address, b'{"a": 1}\n' + b"9" * 5000 + b"\n", "application/x-ndjson")
+        assert status == 400 and body["error"].startswith("line 2: JSON that cannot be read"), body
+        result = run.stop()
+    assert result.roots == 0
+
+
 def test_http_answers_503_while_max_pending_records_are_in_flight(mode):
     spout = Http()
     with running(through(spout, slow, max_pending=2), mode) as run:

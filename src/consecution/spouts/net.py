@@ -413,6 +413,8 @@ def parse_body(body, content_type):
             value = json.loads(text)
         except json.JSONDecodeError as exc:
             raise BadBody(f"line {exc.lineno} column {exc.colno}: invalid JSON ({exc.msg})") from None
+        except (ValueError, RecursionError) as exc:  # an int of over 4,300 digits, nesting too deep
+            raise BadBody(f"JSON that cannot be read: {type(exc).__name__}: {str(exc)[:200]}") from None
         records = value if isinstance(value, list) else [value]
         where = "item"
     elif kind in ("application/x-ndjson", "application/jsonl", "application/json-lines"):
@@ -423,6 +425,9 @@ def parse_body(body, content_type):
                     records.append(json.loads(line))
                 except json.JSONDecodeError as exc:
                     raise BadBody(f"line {number}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+                except (ValueError, RecursionError) as exc:
+                    raise BadBody(f"line {number}: JSON that cannot be read: {type(exc).__name__}: "
+                                  f"{str(exc)[:200]}") from None
         where = "record"
     elif kind in ("text/plain", ""):
         records = [line for line in text.splitlines() if line.strip()]
@@ -432,8 +437,8 @@ def parse_body(body, content_type):
     for number, record in enumerate(records, 1):
         try:
             msgpack.packb(record)
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise BadBody(f"{where} {number}: cannot be stored ({exc})") from None
+        except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+            raise BadBody(f"{where} {number}: cannot be stored ({str(exc)[:200]})") from None
     if not records:
         raise BadBody("the body holds no records")
     return records
@@ -445,8 +450,12 @@ def _handler_for(spout):
         server_version = "consecution"
 
         def do_POST(self):
+            # anything refused before its body is read closes the connection: the unread body
+            # must never be taken for the next request (request smuggling)
             if self.path.split("?")[0] != spout.path:
-                return self._answer(404, f"no endpoint at {self.path}; POST to {spout.path}")
+                return self._answer(404, f"no endpoint at {self.path}; POST to {spout.path}", close=True)
+            if "Transfer-Encoding" in self.headers or len(self.headers.get_all("Content-Length", [])) > 1:
+                return self._answer(400, "one Content-Length is required, and no Transfer-Encoding", close=True)
             length = self.headers.get("Content-Length")
             if length is None:
                 return self._answer(411, "a Content-Length is required", close=True)
@@ -473,7 +482,7 @@ def _handler_for(spout):
             self._answer(202, {"accepted": len(records)})
 
         def _refuse(self):
-            self._answer(405, f"only POST is taken, at {spout.path}", allow="POST")
+            self._answer(405, f"only POST is taken, at {spout.path}", allow="POST", close=True)
 
         do_GET = do_PUT = do_DELETE = do_PATCH = do_HEAD = _refuse
 
