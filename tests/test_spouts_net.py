@@ -260,6 +260,21 @@ def test_http_answers_400_to_json_it_cannot_read_instead_of_dropping_the_connect
     assert result.roots == 0
 
 
+def test_http_refuses_more_records_than_max_records_and_closes_idle_connections():
+    spout = Http(max_records=3, timeout=0.5)
+    with running(through(spout), "single") as run:
+        address = wait_listening(spout)
+        status, body, _ = post(address, b"[1, 2, 3, 4]")
+        assert status == 413 and "at most 3" in body["error"], body
+        assert post(address, b"[1, 2, 3]")[0] == 202
+        started = time.monotonic()
+        assert _raw_exchange(address, b"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\n[1") == b""
+        assert time.monotonic() - started < 4  # closed after the 0.5 s timeout, not the client's 5 s
+        wait_for(lambda: len(run.emitted("sink")) == 3)
+        result = run.stop()
+    assert result.roots == 3
+
+
 def test_http_answers_503_while_max_pending_records_are_in_flight(mode):
     spout = Http()
     with running(through(spout, slow, max_pending=2), mode) as run:

@@ -322,10 +322,14 @@ class Http(InboxSpout):
     Answers: `202 Accepted` (`{"accepted": n}`) only once every record of the request is in a
     committed log transaction; `400` for a body that cannot be read, naming the line (nothing of
     it is taken); `404` for another path, `405` for another method, `411` without a
-    Content-Length, `413` past `max_body` bytes, `415` for another content type; `503` with
+    Content-Length, `413` past `max_body` bytes or `max_records` records (nothing of it is taken),
+    `415` for another content type; `503` with
     `Retry-After` while the spout holds `max_pending` records (or `limit`): the backpressure a
     client can see, nothing of that request is taken; and `503` when the run stops before the
     request's records were logged (some may have been: sending again may duplicate them).
+
+    A connection idle, or slow to send a request, for `timeout` seconds is closed; the listen
+    backlog is 128 connections.
 
     Guarantee: what got a 202 is processed even if the process is killed right after (with
     reliability "replay" and a state directory; otherwise 202 means "handed to the runtime").
@@ -334,10 +338,13 @@ class Http(InboxSpout):
 
     fields = ("record",)
 
-    def __init__(self, host="127.0.0.1", port=0, path="/", max_body=10 << 20, limit=None):
+    def __init__(self, host="127.0.0.1", port=0, path="/", max_body=10 << 20, limit=None, max_records=10_000,
+                 timeout=30.0):
         self.host, self.port, self.path = host, port, path
         self.max_body = max_body
         self.limit = limit
+        self.max_records = max_records
+        self.timeout = timeout
 
     def open(self, context):
         super().open(context)
@@ -390,6 +397,7 @@ class Receipt:
 class _HttpServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128  # the listen backlog (socketserver's default is 5)
 
 
 class BadBody(ValueError):
@@ -448,6 +456,7 @@ def _handler_for(spout):
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "consecution"
+        timeout = spout.timeout  # seconds a connection may sit idle or send slowly (socket timeout)
 
         def do_POST(self):
             # anything refused before its body is read closes the connection: the unread body
@@ -469,6 +478,8 @@ def _handler_for(spout):
             except UnsupportedType as exc:
                 return self._answer(415, f"content type {exc} is not taken: send application/json, "
                                     "application/x-ndjson or text/plain")
+            if len(records) > spout.max_records:
+                return self._answer(413, f"{len(records)} records in one request; at most {spout.max_records}")
             try:
                 receipt = spout.accept(records)
             except Full as exc:
