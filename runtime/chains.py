@@ -29,7 +29,7 @@ import zlib
 from types import GeneratorType
 
 from consecution.acker import new_id
-from consecution.storage.codec import INT_MAX, INT_MIN, SCALARS
+from consecution.storage.codec import INT_MAX, INT_MIN, SCALARS, all_scalars
 from consecution.topology import FAILURE_FIELDS, FAILURES, FunctionBolt, Tuple
 
 from .routing import stable_hash
@@ -40,13 +40,6 @@ INLINE_DEPTH = 3  # function steps inlined into one generated function; deeper o
 def describe(exc):
     """How an error is named in logs and dead letters."""
     return f"{type(exc).__name__}: {exc}"
-
-
-def all_scalars(values):
-    for value in values:
-        if value.__class__ not in SCALARS and not (value.__class__ is int and INT_MIN <= value <= INT_MAX):
-            return False
-    return True
 
 
 class _Source:
@@ -387,22 +380,25 @@ class Chains:
             flat = width is not None and width != 1
             appends = {t: (values_.extend if flat else values_.append, roots_.append)
                        for t, (values_, roots_) in outlets.items()}
-            item = f"{values}[0]" if width == 1 else values
-            if len(appends) == len(candidates) == 1:
+            if len(appends) == len(candidates) == 1:  # one target: its appends by name
                 (append_values, append_roots), = appends.values()
-                src.add(d, f"{src.name('add_values', append_values)}({item})")
-                src.add(d, f"{src.name('add_roots', append_roots)}(roots)")
+                add_values, add_roots = src.name("add_values", append_values), src.name("add_roots", append_roots)
+                into = d
+            else:
+                table, add_values, add_roots = src.name("OUTLETS", appends), src.var("av"), src.var("ar")
+                lookup = f"{add_values}, {add_roots} = {table}[{target}]"
+                if len(appends) == len(candidates):  # every candidate is another worker's
+                    src.add(d, lookup)
+                    into = d
+                else:
+                    src.add(d, f"if {target} in {table}:")
+                    src.add(d + 1, lookup)
+                    into = d + 1
+            item = f"{values}[0]" if width == 1 else values
+            src.add(into, f"{add_values}({item})")
+            src.add(into, f"{add_roots}(roots)")
+            if into == d:
                 return
-            table, add_values, add_roots = src.name("OUTLETS", appends), src.var("av"), src.var("ar")
-            if len(appends) == len(candidates):
-                src.add(d, f"{add_values}, {add_roots} = {table}[{target}]")
-                src.add(d, f"{add_values}({item})")
-                src.add(d, f"{add_roots}(roots)")
-                return
-            src.add(d, f"if {target} in {table}:")
-            src.add(d + 1, f"{add_values}, {add_roots} = {table}[{target}]")
-            src.add(d + 1, f"{add_values}({item})")
-            src.add(d + 1, f"{add_roots}(roots)")
             src.add(d, "elif roots:")
         else:
             src.add(d, "if roots:")
@@ -437,6 +433,7 @@ class Chains:
                     src.add(d, f"{target} = {tasks_n}[stable_hash([{keys}]) % {len(outlet.tasks)}]")
             else:
                 src.add(d, f"{target} = {outlet.tasks[0]!r}")
+            others = [t for t in outlet.tasks if t not in runs]  # queued: not in this process, or not auto-ack
             if len(runs) <= 2 and depth + 1 < INLINE_DEPTH:  # the fused targets inline, the rest queued
                 for i, fused in enumerate(runs):
                     src.add(d, f"{'if' if i == 0 else 'elif'} {target} == {fused!r}:")
@@ -445,7 +442,6 @@ class Chains:
                         self._function_step(src, d + 1, into, values, edge, depth + 1)
                     else:
                         self._bolt_step(src, d + 1, into, values, edge)
-                others = [t for t in outlet.tasks if t not in runs]
                 if runs:
                     src.add(d, "else:")
                     self._queue(src, d + 1, task, stream, target, values, edge, others)
@@ -457,7 +453,7 @@ class Chains:
             src.add(d, f"if {run} is not None:")
             src.add(d + 1, f"xor ^= {run}({values}, roots, 0)")
             src.add(d, "else:")
-            self._queue(src, d + 1, task, stream, target, values, edge, [t for t in outlet.tasks if t not in runs])
+            self._queue(src, d + 1, task, stream, target, values, edge, others)
 
     def emit(self, task):
         """The `emit` a Bolt calls: a generated short path for the usual call (anchored to the

@@ -8,7 +8,7 @@ With reliability "none" nothing is logged: a spout tuple goes straight to its su
 A spout task is asked only while it has fewer than `max_pending` records in flight.
 """
 from consecution.storage import Record
-from consecution.storage.codec import INT_MAX, INT_MIN, SCALARS
+from consecution.storage.codec import all_scalars
 
 from .errors import UserCodeError
 from .tasks import checked
@@ -39,10 +39,8 @@ class SpoutDriver:
         delivered at once)."""
         fields = task.streams.get(stream, ())
         if values.__class__ is tuple and (fields is None or len(values) == len(fields)):
-            for value in values:
-                if value.__class__ not in SCALARS and not (value.__class__ is int and INT_MIN <= value <= INT_MAX):
-                    values = checked(values, task.component, stream, task.streams)
-                    break
+            if not all_scalars(values):
+                values = checked(values, task.component, stream, task.streams)
         else:  # converts, or raises naming the stream or the fields
             values = checked(values, task.component, stream, task.streams)
         self.result.roots += 1

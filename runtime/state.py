@@ -16,7 +16,7 @@ import reprlib
 from collections.abc import MutableMapping
 
 from consecution.storage import CodecError
-from consecution.storage.codec import INT_MAX, INT_MIN, SCALARS as _SCALARS  # not int: its range is checked
+from consecution.storage.codec import INT_MAX, INT_MIN, scalar, SCALARS as _SCALARS  # not int: see scalar
 
 MISSING = object()
 _BASES = (str, int, float, bytes)
@@ -45,7 +45,7 @@ def plain(value, where):
 
 def _key(key, where):
     cls = key.__class__
-    if cls in _SCALARS or cls is int and INT_MIN <= key <= INT_MAX:
+    if scalar(key):
         return key
     if cls is tuple:
         return tuple(_key(k, where) for k in key)
@@ -95,7 +95,7 @@ class State(MutableMapping):
         if key.__class__ not in _SCALARS:
             key = _key(key, self._where)
         cls = value.__class__
-        if cls not in _SCALARS and not (cls is int and INT_MIN <= value <= INT_MAX):
+        if cls not in _SCALARS and not (cls is int and INT_MIN <= value <= INT_MAX):  # scalar(), inlined
             value = plain(value, f"{self._where}[{key!r}]")
         if self._tracked and key not in self._undo:
             self._undo[key] = self._data.get(key, MISSING)

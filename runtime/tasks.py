@@ -18,7 +18,7 @@ import functools
 import traceback as tb_module
 
 from consecution.storage import normalize
-from consecution.storage.codec import INT_MAX, INT_MIN, SCALARS
+from consecution.storage.codec import all_scalars
 from consecution.topology import FieldError, Spout, Tuple
 
 from .routing import Routing, RoutingError
@@ -122,7 +122,7 @@ class BoltTask:
         self.context = context
         self.tracking = tracking
         self.collect = collect
-        self.auto_ack = getattr(obj, "auto_ack", True)
+        self.auto_ack = auto_acks(obj)
         # While an input is processed: `current` is it, `ackval` the XOR of the ids of the
         # children anchored to it, `acked` True once the bolt acked or failed it by hand. Between
         # inputs current is None, ackval 0 and acked False: whoever reads them after `process`
@@ -155,11 +155,8 @@ class BoltTask:
             checked(values, component, stream, self.streams)  # raises, naming the stream
         if values.__class__ is not tuple or (fields is not None and len(values) != len(fields)):
             values = checked(values, component, stream, self.streams)  # converts, or raises
-        else:
-            for value in values:
-                if value.__class__ not in SCALARS and not (value.__class__ is int and INT_MIN <= value <= INT_MAX):
-                    values = normalize(values, component, stream, fields)
-                    break
+        elif not all_scalars(values):
+            values = normalize(values, component, stream, fields)
         if self.collect:
             self.sink.collect(component, stream, values)
         current = self.current
@@ -218,6 +215,12 @@ def _roots_of(anchors):
             if r not in roots:
                 roots.append(r)
     return tuple(roots)
+
+
+def auto_acks(obj):
+    """Whether a bolt's inputs are acked when its `process` returns (`auto_ack`, True unless
+    the bolt sets it False): such a task may be fused, and fed through outlets."""
+    return getattr(obj, "auto_ack", True)
 
 
 def _describe(exc):

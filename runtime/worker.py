@@ -31,7 +31,7 @@ from consecution.storage import decode, encode
 from .chains import Chains
 from .events import EventSink
 from .state import state_for, state_where
-from .tasks import assign_tasks, build_task
+from .tasks import assign_tasks, auto_acks, build_task
 
 def _die_with_parent(parent):
     if sys.platform.startswith("linux"):
@@ -92,7 +92,7 @@ def _build(topology, task_ids, settings, sink):
             fused[task_id] = task
     remote = [task_id for name, ids in tasks_by_component.items() for task_id in ids
               if task_id not in tasks and topology.components[name].kind == "bolt"
-              and getattr(topology.components[name].obj, "auto_ack", True)]
+              and auto_acks(topology.components[name].obj)]
     spec = settings["spec"]
     return tasks, Chains.bind(tasks, fused, topology, spec["tracking"], spec["collect"], remote)
 

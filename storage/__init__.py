@@ -4,9 +4,10 @@ parts; all LMDB code lives here. `ReplayLog` (log.py) is the log's protocol."""
 from .codec import CodecError, decode, encode, normalize
 from .durable import (DURABILITY, DurableLog, StorageError, TopologyMismatch, consumer_positions,
                       describe_change, register_consumer)
+from .env import DamagedLog
 from .lock import StateDirInUse, StateLock, holder
 from .log import DeadLetter, MemoryLog, Record, ReplayLog
 
-__all__ = ["CodecError", "DURABILITY", "DeadLetter", "DurableLog", "MemoryLog", "Record", "ReplayLog",
+__all__ = ["CodecError", "DURABILITY", "DamagedLog", "DeadLetter", "DurableLog", "MemoryLog", "Record", "ReplayLog",
            "StateDirInUse", "StateLock", "StorageError", "TopologyMismatch", "consumer_positions", "decode",
            "describe_change", "encode", "holder", "normalize", "register_consumer"]

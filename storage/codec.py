@@ -19,6 +19,14 @@ def scalar(value):
     return cls in SCALARS or cls is int and INT_MIN <= value <= INT_MAX
 
 
+def all_scalars(values):
+    """Whether every one of `values` passes through msgpack unchanged (`scalar`, inlined)."""
+    for value in values:
+        if value.__class__ not in SCALARS and not (value.__class__ is int and INT_MIN <= value <= INT_MAX):
+            return False
+    return True
+
+
 class CodecError(ConsecutionError):
     """A value cannot travel as msgpack."""
 
@@ -45,10 +53,7 @@ def normalize(values, component, stream="default", fields=None):
                 f"component {component!r}, stream {stream!r}: values must be a tuple or list, "
                 f"got {type(values).__name__} {values!r}")
         values = tuple(values)
-    for value in values:
-        if not scalar(value):
-            break
-    else:
+    if all_scalars(values):
         return values
     out = []
     for position, value in enumerate(values):

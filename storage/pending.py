@@ -67,14 +67,12 @@ class PendingStore:
         self._batch_of = {}    # seq -> the batch that holds it (every pending record in a batch)
         self._live = {}        # batch -> the seqs it holds that are pending
         self._next_batch = 1
-        self._singles = 0      # entries in `pending` (one record each)
         self._plan = None      # what write() wrote, applied by committed()
         self._load()
 
     def _load(self):
         """Which batch holds which pending record, from what is committed."""
         with self.env.reading() as txn:
-            self._singles = txn.stat(self.pending_db)["entries"]
             if self.batches_db is None:
                 return
             for key, value in txn.cursor(db=self.batches_db):
@@ -152,12 +150,11 @@ class PendingStore:
                         db=self.batches_db)
             else:
                 txn.delete(key, db=self.batches_db)
-        singles = 0
-        if self._singles:  # a single entry leaves when released, or when appended again (to a batch)
+        if txn.stat(self.pending_db)["entries"]:  # a single entry leaves when released, or appended again
             db = self.pending_db
             for seq in gone | puts.keys():
-                if seq not in batch_of and txn.delete(seq_key(seq), db=db):
-                    singles += 1
+                if seq not in batch_of:
+                    txn.delete(seq_key(seq), db=db)
         batch = None
         if puts:
             batch = self._next_batch
@@ -168,12 +165,12 @@ class PendingStore:
             txn.put(seq_key(seq), value, db=self.dead_db)
         if self._letters and self.keep_dead is not None:
             self._keep_newest_letters(txn)
-        self._plan = (gone, touched, kept, singles, batch)
+        self._plan = (gone, touched, kept, batch)
 
     def committed(self):
         """The commit transaction succeeded: what it wrote is now the store's bookkeeping."""
         if self._plan is not None:
-            gone, touched, kept, singles, batch = self._plan
+            gone, touched, kept, batch = self._plan
             batch_of, live = self._batch_of, self._live
             for old in touched:
                 if old is not None:
@@ -185,7 +182,6 @@ class PendingStore:
                 pop = batch_of.pop
                 for seq in gone:
                     pop(seq, None)
-            self._singles -= singles
             if batch is not None:
                 live[batch] = set(self._puts)
                 batch_of.update(dict.fromkeys(self._puts, batch))
@@ -302,9 +298,7 @@ class PendingStore:
             txn.put(key, encode(row[:7]), db=self.pending_db)
             self._letters.pop(SEQ.unpack(key)[0], None)
 
-        moved = self._each_letter(seq, chunk, move)
-        self._singles += moved
-        return moved
+        return self._each_letter(seq, chunk, move)
 
     def purge(self, seq=None, chunk=1000):
         """Delete dead letters (all, or the one of `seq`); how many."""

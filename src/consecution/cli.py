@@ -26,7 +26,7 @@ from consecution.loading import UsageError, load
 from consecution.runtime import (EXIT_ERROR, EXIT_OK, EXIT_USAGE, MODES, ModeNotAvailable, Scheduler,
                                  UserCodeError, wait_for_fields)
 from consecution.runtime.logs import configure
-from consecution.storage import DURABILITY, DurableLog, StorageError, holder
+from consecution.storage import DURABILITY, DamagedLog, DurableLog, StorageError, holder
 from consecution.topology import RELIABILITY_LEVELS, TopologyError
 
 
@@ -100,10 +100,8 @@ def main(argv=None):
         print(f"consecution: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except lmdb.Error as exc:  # garbled pages: LMDB's CorruptedError, PageNotFoundError, ...
-        where = getattr(args, "state_dir", None) or "the state directory"
-        print(f"consecution: the log in {where} is damaged ({type(exc).__name__}: {exc}). Restore it from a "
-              "backup, or move the state directory away to start afresh (what it holds is then lost)",
-              file=sys.stderr)
+        where = os.path.join(getattr(args, "state_dir", None) or "the state directory", "log")
+        print(f"consecution: {DamagedLog(where, f'{type(exc).__name__}: {exc}')}", file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:  # `consecution show t.py | head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
