@@ -42,6 +42,7 @@ from .executors import SingleExecutor, ThreadExecutor
 from .logs import logger
 from .finish import FinishPhase
 from .named_outputs import NamedOutputs
+from .recovery import Recovery
 from .result import RunResult
 from .retries import Backoff, NoRetry, Retries
 from .routing import Routing
@@ -106,7 +107,7 @@ class Scheduler(TreeLifecycle):
         self.acker = Acker()
         self.unlogged = []             # records appended, waiting for the commit that starts them
         self.held_back = collections.Counter()  # spout task id -> records in `unlogged`
-        self.recovering = None         # iterator over the pending records of an earlier run
+        self.recovery = Recovery(self)  # the records an earlier run or a dead worker left in flight
         self.last_commit = clock()
         self.trees = {}                # tree id -> Record
         policy = Backoff(settings["max_retries"], settings["retry_backoff"]) if self.reliability == "replay" \
@@ -252,6 +253,7 @@ class Scheduler(TreeLifecycle):
                          components=len(self.topology.components), tasks=len(self.tasks),
                          state_dir=self.state_dir, durable=self.durable)
         opened = []
+        clean = True  # the run closes its log as a clean stop (recovery.py), unless user code exits it
         try:
             self.executor_started = True
             self.executor.start()
@@ -261,7 +263,7 @@ class Scheduler(TreeLifecycle):
                 position = self.log.get_position(task.component, task.context.task_index)
                 if position is not None:
                     self.call_user(task, "seek", position)
-            self.recovering = self.log.iter_pending() if len(self.log) else None
+            self.recovery.opened()
             self._loop(pull=True)
             if not self.stopping:
                 self.finish.run()
@@ -270,11 +272,16 @@ class Scheduler(TreeLifecycle):
             self.result.status = "stopped" if self.stopping else "complete"
         except Aborted:
             self.result.status = "aborted"
+        except Exception:
+            raise
+        except BaseException:  # SystemExit, KeyboardInterrupt out of user code: a crash
+            clean = False
+            raise
         finally:
             try:
                 self._close(opened)
             finally:
-                close_state(self)
+                close_state(self, clean)
             self.result.elapsed = self.clock() - started
             self.result.collected = self.collected
         self.logger.info("run.finished", topology=self.topology.name, **self.result.summary())
@@ -314,6 +321,7 @@ class Scheduler(TreeLifecycle):
         """Run deliveries, replays and spouts until quiet: (no spout to ask,) nothing queued,
         no tree pending and no replay waiting; or until a stop's grace period is over."""
         executor, clock, completion, retries = self.executor, self.clock, self.completion, self.retries
+        recovery = self.recovery
         concurrent = executor.concurrent
         next_expire = clock() + EXPIRE_EVERY
         flushed = False
@@ -329,7 +337,7 @@ class Scheduler(TreeLifecycle):
                                         waiting=len(retries))
                 return
             due = retries.next_due()
-            if due is not None and due <= now and completion.admits():
+            if due is not None and due <= now and completion.admits() and not recovery.isolating:
                 retries.replay_due(now)
             if now >= next_expire:
                 self._expire(now)
@@ -344,10 +352,10 @@ class Scheduler(TreeLifecycle):
                     continue
             if self.log.buffered and now - self.last_commit >= COMMIT_INTERVAL:
                 self._commit()
-            if self.recovering is not None and not self.stopping and completion.admits():
-                self._recover()
+            recovering = recovery.active and not self.stopping
+            if recovering and recovery.step():
                 continue
-            asking = pull and not self.stopping and self.driver.active and completion.admits()
+            asking = pull and not recovering and not self.stopping and self.driver.active and completion.admits()
             if asking and self.driver.pull():
                 continue
             if self.unlogged:
@@ -357,7 +365,7 @@ class Scheduler(TreeLifecycle):
                 continue
             if completion.quiet():
                 continue
-            if not self.trees and not retries and not asking:
+            if not self.trees and not retries and not asking and not recovering:
                 return
             if self.trees and not retries and not asking and not self.driver.active and not flushed:
                 flushed = True
@@ -367,7 +375,7 @@ class Scheduler(TreeLifecycle):
                 continue  # only held inputs keep the epoch open: emit them
             wake = next_expire
             due = retries.next_due()
-            if due is not None:
+            if due is not None and not recovery.isolating:
                 wake = min(wake, due)
             if asking:
                 wake = min(wake, now + IDLE_SLEEP)

@@ -19,8 +19,10 @@ under constant load, the barrier is raised after `checkpoint_interval` seconds a
 ends when the trees in flight are done.
 
 Both offer: `admits()` (may new trees start), `completed(record)`, `failed(...)`, `tick(now)`
-and `quiet()` (True when they did something: the core loops again), `after_finish()` (a
-bolt's finish ran: make what it did durable) and `worker_lost()`.
+and `quiet()` (True when they did something: the core loops again), `settled()` (nothing
+completed waits for a checkpoint, nothing failed for a rollback), `after_finish()` (a bolt's
+finish ran: make what it did durable) and `worker_lost()` (a worker process died: the records
+whose completion it lost, to run again).
 """
 
 EPOCH_MIN = 0.05  # seconds an epoch lasts at least, unless the input ends
@@ -52,11 +54,14 @@ class Release:
     def flushing(self):
         return False
 
+    def settled(self):
+        return True
+
     def after_finish(self):
         pass
 
     def worker_lost(self):
-        pass
+        return []
 
 
 class Epochs:
@@ -83,8 +88,15 @@ class Epochs:
         self._raise("rollback")
 
     def worker_lost(self):
-        """A worker's state since the last checkpoint is gone: the epoch is rolled back."""
+        """A worker's state since the last checkpoint is gone: the epoch is rolled back, and
+        the records it completed are handed back to run again (the recovery's)."""
         self._raise("rollback")
+        done, self.done = self.done, []
+        self.core.result.rolled_back += len(done)
+        return done
+
+    def settled(self):
+        return not self.done and not self.failures and self.barrier is None
 
     def _raise(self, barrier):
         self.barrier, self.barrier_flushed = barrier, False

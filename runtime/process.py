@@ -12,8 +12,9 @@ runtime/worker.py is the worker's.
 At most two frames per worker are in flight, so a slow worker holds back only its own tasks,
 and the work queued for a worker (`load`) steers shuffle groupings away from it (see
 `Routing.localize`). Spouts, acker and log stay in the supervisor. A worker that dies is
-started again, its tasks prepared again, and every pending tree is failed at once and replayed
-(at least once: a tree that was not on the dead worker is replayed too).
+started again, its tasks prepared again, and every tree in flight goes to the recovery, which
+runs them again isolated to find the one that killed it (runtime/recovery.py; a tree that was
+not on the dead worker runs again too).
 
 Stateful bolt tasks keep their `State` in their worker. The supervisor keeps a copy of each one
 as of the last checkpoint (the changes workers hand over at checkpoints), which a worker started
@@ -158,7 +159,7 @@ class ProcessExecutor(Concurrent):
             pass
         self.core.logger.error("worker.died", topology=self.core.topology.name, worker=k, exitcode=code,
                                deliveries_lost=lost)
-        self.core.fail_all_pending(f"worker process {k} died (exit code {code})")
+        self.core.worker_died(f"worker process {k} died (exit code {code})")
         self._spawn(k)
 
     # -- the executor protocol ---------------------------------------------------------------

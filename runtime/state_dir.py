@@ -2,6 +2,7 @@
 stateful bolts; and what a run leaves there when it ends."""
 from consecution.storage import DurableLog, StateLock
 
+from .recovery import RUN
 from .state import state_for, state_where
 
 
@@ -44,9 +45,12 @@ def load_state(core):
             task.obj.state = state_for(task.obj, data, state_where(task), core.epochs)
 
 
-def close_state(core):
-    """Commit what is buffered, count what is pending and dead, close the log, unlock."""
+def close_state(core, clean=True):
+    """Commit what is buffered (and, when `clean`, that this run closed its log: recovery.py),
+    count what is pending and dead, close the log, unlock."""
     try:
+        if clean and core.recovery.marked:
+            core.log.put_meta(RUN, "closed")
         core.log.commit()
         core.result.pending = len(core.log)
         core.result.dead_letters = core.log.dead_count()

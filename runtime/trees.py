@@ -14,10 +14,8 @@ import random
 import traceback as tb_module
 
 from consecution.acker import new_id
-from consecution.errors import ConsecutionError
 
 from .epochs import Release
-from .spout_driver import COMMIT_BATCH
 from .tasks import SpoutTask
 
 getrandbits = random.getrandbits  # the source of new_id (acker/tracker.py)
@@ -151,37 +149,16 @@ class TreeLifecycle:
             self._tree_failed(tree, f"timed out: the tree was not complete within {self.message_timeout:g} s",
                               None, None, None)
 
-    def fail_all_pending(self, error):
-        """Fail every pending tree at once (a worker process died): each is replayed. With
-        stateful bolts the epoch is rolled back too (the worker's state since the last
-        checkpoint is gone)."""
-        self.completion.worker_lost()
+    def worker_died(self, cause):
+        """A worker process died: the trees in flight are dropped from the acker and their
+        records, with those whose completion the worker's epoch lost, go to the recovery, which
+        runs them again isolated (recovery.py)."""
+        held = self.completion.worker_lost()
+        in_flight = []
         for tree in list(self.trees):
             self.acker.fail(tree)
-            self._tree_failed(tree, error, None, None, None)
-
-    def _recover(self):
-        """Start the next pending records of an earlier run (before any new spout tuple).
-        A record counts the interrupted run as an attempt, so a record that keeps crashing
-        the process is given up after max_retries like any other failure."""
-        batch = min(COMMIT_BATCH, self.max_pending or COMMIT_BATCH)
-        for _ in range(batch):
-            record = next(self.recovering, None)
-            if record is None:
-                self.recovering = None
-                self.logger.info("run.recovered", topology=self.topology.name, replayed=self.result.recovered)
-                return
-            if record.spout not in self.tasks_by_component:
-                raise ConsecutionError(f"pending record {record.seq} comes from {record.spout!r}, "
-                                       "which this topology does not have")
-            self.result.recovered += 1
-            if self.retries.policy.delay(record.attempts) is None:
-                self.retries.give_up(record, f"given up: attempt {record.attempts} was in flight when an earlier "
-                                     "run stopped", None, None, None)
-                continue
-            record.attempts += 1
-            self.log.append(record)
-            self._start(record)
+            in_flight.append(self.trees.pop(tree))
+        self.recovery.worker_died(in_flight, held, cause)
 
     def pending(self, task_id):
         """Records of a spout task in flight, waiting for a retry or for their commit."""

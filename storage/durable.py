@@ -196,6 +196,12 @@ class DurableLog:
     def pending(self):
         return list(self._pending.iter())
 
+    def pending_seqs(self):
+        return self._pending.seqs()
+
+    def records(self, seqs):
+        return self._pending.records(seqs)
+
     def oldest_pending(self):
         return self._pending.oldest()
 

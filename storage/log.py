@@ -132,6 +132,13 @@ class ReplayLog(Protocol):
     def pending(self) -> list:
         """Every pending record, oldest first, as a list."""
 
+    def pending_seqs(self) -> set:
+        """The sequence numbers of every pending record (a DurableLog: as committed)."""
+
+    def records(self, seqs) -> list:
+        """The pending records of `seqs`, in that order, leaving out those not pending (a
+        DurableLog: as committed)."""
+
     def oldest_pending(self):
         """The pending record of the lowest seq (a DurableLog: of those in its oldest batch and
         single entry), or None."""

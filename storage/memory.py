@@ -185,6 +185,13 @@ class MemoryLog:
     def oldest_pending(self):
         return self._pending[min(self._pending)] if self._pending else None
 
+    def pending_seqs(self):
+        return set(self._pending)
+
+    def records(self, seqs):
+        pending = self._pending
+        return [pending[seq] for seq in seqs if seq in pending]
+
     def state_count(self):
         return sum(len(state) for state in self._state.values())
 

@@ -230,6 +230,34 @@ class PendingStore:
                     yield record_from(seq, row)
             after = SEQ.unpack(batches[-1][0])[0]
 
+    def seqs(self):
+        """The sequence numbers of every pending record, as committed (no record decoded)."""
+        found = set(self._batch_of)
+        with self.env.reading() as txn:
+            found.update(SEQ.unpack(key)[0] for key in txn.cursor(db=self.pending_db).iternext(values=False))
+        return found
+
+    def records(self, seqs):
+        """The committed pending records of `seqs`, in that order (those not pending left out):
+        each batch that holds some is read once."""
+        by_batch, singles, found = {}, [], {}
+        for seq in seqs:
+            batch = self._batch_of.get(seq)
+            if batch is None:
+                singles.append(seq)
+            else:
+                by_batch.setdefault(batch, set()).add(seq)
+        with self.env.reading() as txn:
+            for batch, wanted in by_batch.items():
+                for seq, row in zip(*decode(txn.get(seq_key(batch), db=self.batches_db))):
+                    if seq in wanted:
+                        found[seq] = record_from(seq, row)
+            for seq in singles:
+                value = txn.get(seq_key(seq), db=self.pending_db)
+                if value is not None:
+                    found[seq] = record_from(seq, decode(value))
+        return [found[seq] for seq in seqs if seq in found]
+
     def _entries(self, db, chunk):
         """Every (key, value) of `db` in key order, read in short transactions of `chunk`."""
         after = None

@@ -45,9 +45,9 @@ def logged_event(path, event, timeout=30):
         time.sleep(0.05)
 
 
-def run_killing(commands, cwd, env, kills, rng, timeout):
+def run_killing(commands, cwd, env, kills, rng, timeout, window=(0.5, 1.5)):
     """Run `commands` ({name: args}) side by side; SIGKILL each `kills` times at random moments
-    (0.5 to 1.5 s after it logged `run.started`, so that a slow start does not eat the time)
+    (`window`: 0.5 to 1.5 s after it logged `run.started`, so that a slow start does not eat the time)
     and start it again with the same command, until every one has exited 0. Returns
     {name: times killed}; stderr goes to `cwd/<name>.log`."""
     logs = {name: cwd / f"{name}.log" for name in commands}
@@ -73,7 +73,7 @@ def run_killing(commands, cwd, env, kills, rng, timeout):
                     with open(logs[name]) as f:
                         f.seek(seen[name])
                         if '"run.started"' in f.read():
-                            due[name] = time.monotonic() + rng.uniform(0.5, 1.5)
+                            due[name] = time.monotonic() + rng.uniform(*window)
                 elif killed[name] < kills and time.monotonic() >= due[name]:
                     proc.send_signal(signal.SIGKILL)
                     proc.wait(timeout=30)

@@ -174,7 +174,9 @@ def test_pending_records_are_replayed_first_on_restart_with_their_attempt_count(
     assert result.recovered == 2 and result.completed == 5 and result.pending == 0
 
 
-def test_a_record_in_flight_at_every_crash_is_given_up_after_max_retries(tmp_path):
+def test_a_record_pending_after_a_clean_stop_runs_again_at_its_attempt_uncharged(tmp_path):
+    """An interrupted attempt is not a failed one: a log closed cleanly (no crash) with a
+    record at its last allowed attempt runs it again, once, and it completes."""
     state = str(tmp_path / "state")
     t, seen = _topology(max_retries=2)
     log = DurableLog(state)
@@ -183,9 +185,7 @@ def test_a_record_in_flight_at_every_crash_is_given_up_after_max_retries(tmp_pat
     log.position("numbers", 0, 10)
     log.close()
     result = Scheduler(t, state_dir=state).run()
-    assert seen == [] and result.given_up == 1 and result.exit_code == 3
-    letter = DurableLog(state, readonly=True).dead_letters()[0]
-    assert letter.record.values == (5,) and "in flight" in letter.error
+    assert seen == [5] and result.given_up == 0 and result.completed == 1 and result.exit_code == 0
 
 
 def test_requeued_dead_letters_are_replayed_with_a_fresh_attempt_count_and_purge_deletes(tmp_path, run_cli):
