@@ -19,6 +19,7 @@ The life of a spout tuple (reliability "confirm", "track" and "replay"):
            tuple on the failure stream
     on start: lock the state directory, check the topology's fingerprint, seek each spout to
         its stored position, replay every pending record before asking spouts for new tuples
+        (after a crash, as suspects in bisected trials: recovery.py)
     every spout exhausted, the queue empty, no tree pending -> bolts' finish() in topological
         order, each followed by the same wait (finish.py) -> cleanup() and close() -> RunResult
 
