@@ -100,6 +100,7 @@ def test_a_record_that_kills_the_process_ends_as_the_one_dead_letter(tmp_path, m
     status = json.loads(consecution("status", "--state-dir", ".consecution/killer", "--json",
                                     cwd=tmp_path, env={}).stdout)
     assert status["pending"] == 0 and status["dead_letters"] == 1
+    assert status["last_run"] == "closed" and status["suspects"] == 0
 
 
 @pytest.mark.parametrize("mode", ["single", "process"])
@@ -218,3 +219,5 @@ def test_systemexit_out_of_user_code_leaves_the_run_open_so_its_records_are_susp
     log = DurableLog(state, readonly=True)
     assert log.get_meta("run") == "open" and [r.values for r in log.pending()] == [(100,), (101,), (102,)]
     log.close()
+    status = json.loads(consecution("status", "--state-dir", state, "--json", cwd=tmp_path, env={}).stdout)
+    assert status["last_run"] == "open" and status["suspects"] == 0 and status["pending"] == 3

@@ -212,6 +212,9 @@ def _status(args):
             "state_entries": {f"{c}/{t}": n for (c, t), n in sorted(log.states().items())},
             "outputs": _outputs(log),
             "running_pid": holder(args.state_dir),
+            # "open" while a run runs, or after one crashed; its records in flight are then suspects
+            "last_run": log.get_meta("run"),
+            "suspects": len((log.get_meta("isolation") or [[]])[0]),
         }
     finally:
         log.close()
