@@ -16,7 +16,10 @@ completed ones are started again at once (their attempt count unchanged). While 
 (the "barrier") no new tree starts. An epoch ends as soon as nothing is in flight and EPOCH_MIN
 has passed (fewer checkpoints: a key changed a thousand times in an epoch is written once), or,
 under constant load, the barrier is raised after `checkpoint_interval` seconds and the epoch
-ends when the trees in flight are done.
+ends when the trees in flight are done. A checkpoint that finds a value msgpack cannot keep (a
+container changed in place: `state["seen"].append({1, 2})`) takes nothing and rolls the epoch
+back; its records then run one per epoch, and the one whose epoch is refused fails like any
+tree (replayed, then given up with the error naming the key): the run goes on.
 
 Both offer: `admits()` (may new trees start), `completed(record)`, `failed(...)`, `tick(now)`
 and `quiet()` (True when they did something: the core loops again), `settled()` (nothing
@@ -24,6 +27,10 @@ completed waits for a checkpoint, nothing failed for a rollback), `after_finish(
 finish ran: make what it did durable) and `worker_lost()` (a worker process died: the records
 whose completion it lost, to run again).
 """
+
+import collections
+
+from consecution.storage import CodecError
 
 EPOCH_MIN = 0.05  # seconds an epoch lasts at least, unless the input ends
 
@@ -76,9 +83,11 @@ class Epochs:
         self.started = core.now
         self.barrier = None               # None, "checkpoint" or "rollback": no new trees until quiet
         self.barrier_flushed = False
+        self.alone = collections.deque()  # records to run one per epoch (after an unkeepable change)
+        self.alone_running = False
 
     def admits(self):
-        return self.barrier is None
+        return self.barrier is None and not self.alone and not self.alone_running
 
     def completed(self, record):
         self.done.append(record)  # released with the checkpoint that holds its effects
@@ -96,7 +105,8 @@ class Epochs:
         return done
 
     def settled(self):
-        return not self.done and not self.failures and self.barrier is None
+        return not self.done and not self.failures and self.barrier is None and not self.alone \
+            and not self.alone_running
 
     def _raise(self, barrier):
         self.barrier, self.barrier_flushed = barrier, False
@@ -105,6 +115,17 @@ class Epochs:
         """End the epoch when nothing is in flight and it is due; raise the barrier when it is
         overdue. True if it ended."""
         core = self.core
+        if self.alone or self.alone_running:  # one record per epoch, each ended at once
+            if core.trees or core.executor.busy():
+                return False
+            if self.done or self.barrier:
+                self._end()
+            elif self.alone:
+                self.alone_running = True
+                core._start(self.alone.popleft())
+            else:
+                self.alone_running = False
+            return True
         if self.barrier is None:
             interval = core.checkpoint_interval
             if not self.done or now - self.started < min(EPOCH_MIN, interval):
@@ -134,7 +155,7 @@ class Epochs:
         return False
 
     def after_finish(self):
-        self.checkpoint()  # nothing in flight: finish's state, its mark and its tuples together
+        self.checkpoint(finishing=True)  # nothing in flight: finish's state, its mark and its tuples together
 
     def _end(self):
         if self.barrier == "rollback":
@@ -142,13 +163,22 @@ class Epochs:
         else:
             self.checkpoint()
 
-    def checkpoint(self):
+    def checkpoint(self, finishing=False):
         """Nothing in flight: write the stateful tasks' changes and release the epoch's trees
-        in one transaction, then tell their spouts."""
+        in one transaction, then tell their spouts. A change msgpack cannot keep (a value
+        changed in place) is refused before any is taken: see `_unkeepable` (in the finish
+        phase, where no tree made it, the CodecError ends the run)."""
         core = self.core
+        try:
+            changes = core.executor.checkpoint(self.stateful)
+        except CodecError as exc:
+            if finishing:
+                raise
+            self._unkeepable(str(exc))
+            return
         done, self.done = self.done, []
         self.barrier = None
-        for task_id, rows in core.executor.checkpoint(self.stateful):
+        for task_id, rows in changes:
             if not self.named_outputs.take(task_id, rows):
                 task = core.tasks[task_id]
                 core.log.put_state(task.component, task.context.task_index, rows)
@@ -160,6 +190,23 @@ class Epochs:
         self.started = core.now
         for record in done:
             core._acked(record)
+
+    def _unkeepable(self, error):
+        """The epoch's state holds a value msgpack cannot keep: it is rolled back. A record
+        alone in its epoch made it: its tree failed (replayed, or given up with the error).
+        Otherwise the epoch's records run again one per epoch, to find which."""
+        core = self.core
+        done, self.done = self.done, []
+        self.barrier = None
+        core.executor.rollback(self.stateful)
+        core.result.rolled_back += len(done)
+        self.started = core.now
+        core.logger.warning("state.unkeepable", topology=core.topology.name, error=error, records=len(done))
+        if len(done) == 1:
+            core.result.failed += 1
+            core.retries.failed(done[0], error, None, None, None)
+        else:
+            self.alone.extend(done)
 
     def _rollback(self):
         """Every stateful task returns to the last checkpoint; the failed records are replayed

@@ -33,6 +33,10 @@ class LocalState:
     core calls these only when no task runs."""
 
     def checkpoint(self, stateful):
+        """Every stateful task's changes, once every task's were checked (CodecError: none
+        taken, every state as it was)."""
+        for task in stateful.values():
+            task.obj.state.check()
         return [(task_id, task.obj.state.changes()) for task_id, task in stateful.items()]
 
     def rollback(self, stateful):

@@ -30,7 +30,7 @@ import multiprocess
 from multiprocess.connection import wait as wait_for
 
 from consecution.errors import ConsecutionError
-from consecution.storage import decode, encode
+from consecution.storage import CodecError, decode, encode
 from consecution.topology import Component
 
 from .errors import UserCodeError
@@ -116,8 +116,16 @@ class ProcessExecutor(Concurrent):
         return sorted({self.placement[t] for t in stateful})
 
     def checkpoint(self, stateful):
+        """Every stateful task's changes, once every worker checked its tasks' (CodecError:
+        none taken, every state as it was)."""
+        workers = self._stateful_workers(stateful)
+        for k in workers:
+            self.conns[k].send_bytes(encode(["v"]))
+        refused = [error for error in (self._recv(k)[1] for k in workers) if error is not None]
+        if refused:
+            raise CodecError(refused[0])
         out = []
-        for k in self._stateful_workers(stateful):
+        for k in workers:
             self.conns[k].send_bytes(encode(["p"]))
             for task_id, rows in self._recv(k)[1]:
                 if task_id in self.core.named_outputs.writers:

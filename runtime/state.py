@@ -124,6 +124,17 @@ class State(MutableMapping):
 
     # -- the runtime's side ------------------------------------------------------------------
 
+    def check(self):
+        """Raise a CodecError naming the key when a value changed since the last checkpoint
+        cannot be kept: one changed in place (`self.state["seen"].append({1, 2})`); what is
+        assigned is checked when it is set. The runtime checks every task before taking any
+        task's changes, so that a refusal leaves every state as it was, to roll back."""
+        data, where = self._data, self._where
+        for key in self._undo:
+            value = data.get(key)
+            if value.__class__ in _CONTAINERS:
+                plain(value, f"{where}[{key!r}]")
+
     def changes(self):
         """What changed since the last checkpoint, as [key, present, value] rows, and forget
         it: the current contents become the checkpoint."""
@@ -157,6 +168,9 @@ class OutputEntries:
     def append(self, values):
         if self._tracked:
             self._rows.append(values)
+
+    def check(self):
+        pass  # the writer's values were checked when emitted
 
     def changes(self):
         rows, self._rows = self._rows, []

@@ -6,7 +6,7 @@
         worker into one msgpack blob, which the supervisor forwards without decoding it
     worker k --("r", n, seconds, [events], [root, xor, ...], [[worker, count, blob], ...])--> supervisor
         events, acks and sends as runtime/events.py gathers them
-    lifecycle ("c", task, method) -> ("k", reply..., error); state ("p",) and ("u",); stop ("s",)
+    lifecycle ("c", task, method) -> ("k", reply..., error); state ("v",) checks, ("p",) takes changes, ("u",) rolls back; stop ("s",)
     ("x", pickled exception, traceback) instead of any reply: user code raised SystemExit or
         KeyboardInterrupt; the supervisor raises it (the run ends, as in single mode)
 
@@ -26,7 +26,7 @@ import traceback as tb_module
 
 from multiprocess.reduction import ForkingPickler
 
-from consecution.storage import decode, encode
+from consecution.storage import CodecError, decode, encode
 
 from .chains import Chains
 from .events import EventSink
@@ -171,6 +171,14 @@ def _serve(conn, topology, task_ids, settings):
             except Exception as exc:
                 error = user_error(task, message[2], exc)
             conn.send_bytes(encode(["k", *sink.encoded(), error]))
+        elif kind == "v":
+            refused = None
+            try:
+                for task in stateful:
+                    task.obj.state.check()
+            except CodecError as exc:
+                refused = str(exc)
+            conn.send_bytes(encode(["v", refused]))
         elif kind == "p":
             conn.send_bytes(encode(["p", [[t.task_id, t.obj.state.changes()] for t in stateful]]))
         elif kind == "u":
