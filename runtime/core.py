@@ -37,7 +37,7 @@ from consecution.topology import FAILURE_FIELDS, FAILURES, Component
 
 from .chains import Chains
 from .epochs import Epochs, Release
-from .errors import Aborted, UserCodeError
+from .errors import Aborted, SpoutInterrupted, UserCodeError
 from .events import EventSink
 from .executors import SingleExecutor, ThreadExecutor
 from .logs import logger
@@ -297,6 +297,22 @@ class Scheduler(TreeLifecycle):
         self.stopping = True
         self.stop_deadline = self.clock() + self.grace
         self.logger.info("run.stopping", topology=self.topology.name, grace=self.grace, pending=len(self.trees))
+
+    def signalled(self):
+        """A stop signal, from a handler on the main thread: `stop()`; and if a spout's
+        `next_tuple` runs (it may block on a socket or a sleep), it is interrupted, so that
+        the first signal stops a run whose spout waits for input."""
+        self.stop()
+        if self.driver.asking is not None:
+            raise SpoutInterrupted()
+
+    def kill_workers(self):
+        """Kill what runs user code in other processes (the watchdog's last act: cli.py)."""
+        for proc in getattr(self.executor, "procs", ()):
+            try:
+                proc.kill()
+            except (OSError, ValueError, AttributeError):
+                pass
 
     def _close(self, opened):
         errors = []

@@ -15,3 +15,9 @@ class UserCodeError(ConsecutionError):
 
 class Aborted(BaseException):
     """A second stop signal: leave at once (the log holds what is pending)."""
+
+
+class SpoutInterrupted(BaseException):
+    """A stop signal came while a spout's `next_tuple` ran (it may block): raised there by the
+    signal handler, so the first signal stops a blocked spout; what it read and did not emit
+    is read again by the next run, from the position last committed."""

@@ -10,7 +10,7 @@ A spout task is asked only while it has fewer than `max_pending` records in flig
 from consecution.storage import Record
 from consecution.storage.codec import all_scalars
 
-from .errors import UserCodeError
+from .errors import SpoutInterrupted, UserCodeError
 from .tasks import checked
 
 COMMIT_BATCH = 512       # spout records per log commit, at most
@@ -25,6 +25,7 @@ class SpoutDriver:
         self.tracking = core.tracking
         self.bounded = core.max_pending is not None
         self.active = []  # spout tasks not exhausted (the core fills it when its tasks are built)
+        self.asking = None  # the spout task whose next_tuple runs now
 
     def opened(self):
         """The run's log is open: keep what `emit` calls per record at hand."""
@@ -104,12 +105,17 @@ class SpoutDriver:
         result, unlogged = core.result, core.unlogged
         next_tuple = task.obj.next_tuple
         exhausted = False
+        self.asking = task
         try:
             for _ in range(calls):
                 before = result.roots
                 next_tuple()
                 if result.roots == before or core.stopping or len(unlogged) >= COMMIT_BATCH:
                     break
+        except SpoutInterrupted:  # a stop signal: no position stored for what it was doing
+            core.logger.info("spout.interrupted", topology=core.topology.name, component=task.component,
+                             task=task.task_id)
+            return False
         except StopIteration:
             exhausted = task.exhausted = True
             self.active.remove(task)
@@ -117,6 +123,8 @@ class SpoutDriver:
                              task=task.task_id)
         except Exception as exc:
             raise UserCodeError(task.component, "next_tuple", exc) from exc
+        finally:
+            self.asking = None
         if task.has_position and self.tracking:
             position = core.call_user(task, "position")
             if position is not None:

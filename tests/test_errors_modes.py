@@ -2,6 +2,12 @@
 traceback travels back with its error (as CPython's concurrent.futures does), and a worker's
 TopologyContext says what single mode's says."""
 import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
 import textwrap
 
 import pytest
@@ -166,3 +172,69 @@ def test_a_stop_ends_the_run_when_its_grace_is_over_even_with_work_queued(mode, 
         assert result.completed + len(log) == 2000 and len(log) > 0
     finally:
         log.close()
+
+
+HANGS = """
+import time
+from consecution import Spout, Topology
+
+class Waits(Spout):
+    def next_tuple(self):
+        time.sleep(10**6)  # a spout blocked on input that never comes
+
+def step(n):
+    if n == 5:
+        time.sleep(10**6)  # a bolt that never returns
+    return n
+
+topology = Topology("hangs")
+topology.spout("numbers", range(50) if "{what}" == "bolt" else Waits())
+topology.bolt("step", step).shuffle_grouping("numbers")
+"""
+
+
+def _stop_after_start(path, mode, cwd):
+    proc = subprocess.Popen([sys.executable, "-m", "consecution", "run", str(path), "--mode", mode, "--grace", "0.5",
+                             "--log-format", "json"], cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    _, err = proc.communicate(timeout=60)
+    return proc.returncode, time.monotonic() - started, err
+
+
+@pytest.mark.parametrize("mode", ["single", "thread", "process"])
+def test_the_first_signal_stops_a_spout_blocked_in_next_tuple(mode, tmp_path):
+    path = tmp_path / "hangs.py"
+    path.write_text(HANGS.replace("{what}", "spout"))
+    code, took, err = _stop_after_start(path, mode, tmp_path)
+    assert code == 0 and '"spout.interrupted"' in err and took < 10, (code, took, err[-2000:])
+
+
+@pytest.mark.parametrize("mode", ["single", "thread", "process"])
+def test_a_bolt_that_never_returns_is_abandoned_after_the_grace_and_no_process_is_left(mode, tmp_path):
+    """A signal gives it --grace (0.5 s) and 5 s more to close; then the run ends with exit 4
+    as a kill would end it, worker processes killed too. The next run knows it crashed."""
+    path = tmp_path / "hangs.py"
+    path.write_text(HANGS.replace("{what}", "bolt"))
+    code, took, err = _stop_after_start(path, mode, tmp_path)
+    assert code == 4 and '"run.abandoned"' in err and 5 <= took < 20, (code, took, err[-2000:])
+    assert _running_with(str(path)) == []
+    status = subprocess.run([sys.executable, "-m", "consecution", "status", "--state-dir", ".consecution/hangs",
+                             "--json"], cwd=tmp_path, capture_output=True, text=True)
+    info = json.loads(status.stdout)
+    assert info["last_run"] == "open" and info["pending"] >= 1
+
+
+def _running_with(arg):
+    """Pids of the processes whose command line holds `arg` (from /proc)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if arg.encode() in f.read().split(b"\0"):
+                    found.append(pid)
+        except OSError:
+            pass
+    return found

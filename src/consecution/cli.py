@@ -1,7 +1,9 @@
 """The command line: `consecution run | status | dead-letters | validate | show`.
 
 Exit status: 0 complete (or stopped by a signal), 1 an error in the runtime or in user code
-outside tuple processing, 2 bad usage or an invalid topology, 3 completed with tuples given up.
+outside tuple processing, 2 bad usage or an invalid topology, 3 completed with tuples given up,
+4 abandoned: user code had not returned `--grace` + 5 s after a stop signal (ended as a kill
+would end it: what the log committed is kept).
 
 Fields resolved late (an `Output` spout without `fields=`) are looked for by `validate` and
 `show`, which say when they are not known yet (exit 0), and waited for by `run` before it
@@ -28,6 +30,9 @@ from consecution.runtime import (EXIT_ERROR, EXIT_OK, EXIT_USAGE, MODES, ModeNot
 from consecution.runtime.logs import configure
 from consecution.storage import DURABILITY, DamagedLog, DurableLog, StorageError, holder
 from consecution.topology import RELIABILITY_LEVELS, TopologyError
+
+EXIT_ABANDONED = 4   # a stop signal's grace, and ABANDON_AFTER more, passed with user code still running
+ABANDON_AFTER = 5.0  # seconds after the grace period for close and cleanup, before the watchdog ends the run
 
 
 def default_state_dir(name):
@@ -151,7 +156,17 @@ def _run(args):
                           reliability=args.reliability, max_retries=args.max_retries,
                           message_timeout=args.message_timeout, max_pending=args.max_pending,
                           retry_backoff=args.retry_backoff, checkpoint_interval=args.checkpoint_interval)
-    previous = {sig: signal.signal(sig, lambda *_: scheduler.stop()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    watchdog = []
+
+    def on_signal(*_):
+        if not watchdog:  # the first signal: the run has grace + ABANDON_AFTER seconds to end
+            watchdog.append(threading.Timer(args.grace + ABANDON_AFTER, _abandon,
+                                            (scheduler, log, args.grace + ABANDON_AFTER)))
+            watchdog[0].daemon = True
+            watchdog[0].start()
+        scheduler.signalled()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         result = scheduler.run()
     except StorageError as exc:
@@ -170,9 +185,27 @@ def _run(args):
         log.error("run.failed", topology=topology.name, error=str(exc))
         return EXIT_ERROR
     finally:
+        if watchdog:
+            watchdog[0].cancel()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return result.exit_code
+
+
+def _abandon(scheduler, log, waited):
+    """The watchdog: a stop signal came `waited` seconds ago and the run has not ended (user
+    code that does not return: a hung bolt, a `close` or `cleanup` that blocks). End the
+    process as a kill would: what the log committed is kept, and the next run treats this
+    one as a crash (its records in flight are suspects, runtime/recovery.py)."""
+    log.error("run.abandoned", topology=scheduler.topology.name, waited=waited,
+              reason="user code did not return within the grace period after a stop signal")
+    scheduler.kill_workers()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(EXIT_ABANDONED)
 
 
 def _wait_for_fields(topology, log):
