@@ -36,8 +36,14 @@ class LogEnvironment:
         self.state_dir = state_dir
         self.readonly = readonly
         data = os.path.join(state_dir, "log")
-        if readonly and not os.path.exists(os.path.join(data, "data.mdb")):
-            raise StorageError(f"{state_dir} holds no consecution state (no {data}/data.mdb)")
+        if readonly:
+            try:
+                os.stat(os.path.join(data, "data.mdb"))
+            except FileNotFoundError:
+                raise StorageError(f"{state_dir} holds no consecution state (no {data}/data.mdb)") from None
+            except OSError as exc:  # not that it is missing: that it cannot be looked at
+                raise StorageError(f"cannot read the state in {state_dir}: {exc.strerror or exc} "
+                                   f"({data}/data.mdb)") from None
         try:
             os.makedirs(data, exist_ok=True)
         except OSError as exc:

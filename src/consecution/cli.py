@@ -14,6 +14,7 @@ import difflib
 import json
 import os
 import signal
+import stat
 import sys
 import threading
 import time
@@ -225,8 +226,14 @@ def _wait_for_fields(topology, log):
 
 
 def _open_log(path):
-    if not os.path.isdir(path):
-        raise UsageError(f"{path}: no such state directory")
+    try:
+        found = os.stat(path)
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such state directory") from None
+    except OSError as exc:  # there may be one: it cannot be looked at
+        raise UsageError(f"cannot read the state in {path}: {exc.strerror or exc}") from None
+    if not stat.S_ISDIR(found.st_mode):
+        raise UsageError(f"{path}: not a state directory (a file)")
     return DurableLog(path, readonly=True)
 
 
