@@ -18,6 +18,8 @@ from consecution.runtime import Scheduler
 from consecution.runtime.logs import configure
 from consecution.storage import DurableLog, Record
 
+from .durable_log import best_of
+
 
 def work(n):
     return sum(range(n % 200))  # a little CPU per record, as a parse would
@@ -59,8 +61,7 @@ def main(argv=None):
     print("restart with N pending records, best of 3: after a clean stop | after a crash (suspects)")
     for mode in args.modes.split(","):
         for n in map(int, args.pending.split(",")):
-            clean = min(timed(n, False, mode) for _ in range(3))
-            crashed = min(timed(n, True, mode) for _ in range(3))
+            clean, crashed = (best_of(3, lambda: timed(n, crash, mode)) for crash in (False, True))
             print(f"  {mode:8} N={n:6,}  clean {clean:7.3f} s   crash {crashed:7.3f} s   "
                   f"cost of isolation {crashed - clean:+.3f} s ({crashed / clean:.2f}x)")
 
