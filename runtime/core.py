@@ -29,11 +29,12 @@ bolt is logged, counted and sent to the failure stream, the input is not replaye
 import collections
 import copy
 import gc
+import threading
 import time
 
 from consecution.acker import Acker
 from consecution.storage import MemoryLog, Record
-from consecution.topology import FAILURE_FIELDS, FAILURES, Component
+from consecution.topology import FAILURE_FIELDS, FAILURES, Component, check_task_timeout
 
 from .chains import Chains
 from .epochs import Epochs, Release
@@ -51,6 +52,7 @@ from .spout_driver import COMMIT_INTERVAL, SpoutDriver
 from .state_dir import close_state, load_state, open_state
 from .tasks import BoltTask, assign_tasks, build_task
 from .trees import TreeLifecycle
+from .watchdog import Watchdog, abandon
 
 STATEFUL_MAX_PENDING = 1000  # max_pending when stateful bolts need the trees in flight to end
 IDLE_SLEEP = 0.001       # a spout that emitted nothing is asked again after this long
@@ -61,8 +63,11 @@ class Scheduler(TreeLifecycle):
     """Runs one topology to the end (finite spouts) or until stopped.
 
     `overrides` replace the topology's reliability settings (max_retries, message_timeout,
-    max_pending, retry_backoff, reliability). `collect=True` keeps every tuple the bolts emit,
-    by (component, stream), in the result (for tests and `consecution.testing`).
+    max_pending, retry_backoff, reliability, track_last, checkpoint_interval, task_timeout).
+    A call of user code past `task_timeout` ends what runs it as a crash would (watchdog.py):
+    a worker process ends, else the whole process (exit status 4). `collect=True` keeps every
+    tuple the bolts emit, by (component, stream), in the result (for tests and
+    `consecution.testing`).
 
     In single mode a task emitting to a task with `auto_ack` calls it directly (`fuse=True`):
     processing is depth first, and such tuples need no id of their own (DESIGN.md, "fused").
@@ -84,7 +89,7 @@ class Scheduler(TreeLifecycle):
         self.clock, self.wall = clock, wall
         self.logger = logger()
         names = ("max_retries", "message_timeout", "max_pending", "retry_backoff", "reliability",
-                 "track_last", "checkpoint_interval")
+                 "track_last", "checkpoint_interval", "task_timeout")
         settings = {k: getattr(topology, k) for k in names}
         settings.update({k: v for k, v in overrides.items() if v is not None})
         unknown = set(settings) - set(names)
@@ -96,6 +101,9 @@ class Scheduler(TreeLifecycle):
         self.message_timeout = settings["message_timeout"]
         self.max_pending = settings["max_pending"]
         self.checkpoint_interval = settings["checkpoint_interval"]
+        self.task_timeout = settings["task_timeout"]
+        check_task_timeout(self.task_timeout, self.message_timeout, f"topology {topology.name!r}")
+        self.core_thread = None  # the thread that runs the core (watchdog.py)
         # stateful bolts: trees complete in epochs, checkpointed or rolled back (epochs.py)
         self.epochs = self.tracking and any(c.stateful for c in topology.components.values())
         if self.epochs and self.max_pending is None:
@@ -255,6 +263,10 @@ class Scheduler(TreeLifecycle):
                          state_dir=self.state_dir, durable=self.durable)
         opened = []
         clean = True  # the run closes its log as a clean stop (recovery.py), unless user code exits it
+        self.core_thread = threading.get_ident()
+        watchdog = None
+        if self.task_timeout is not None:  # worker processes watch themselves (worker.py)
+            watchdog = Watchdog(self.task_timeout, self._watched, self._stuck, self.clock).start()
         try:
             self.executor_started = True
             self.executor.start()
@@ -279,6 +291,8 @@ class Scheduler(TreeLifecycle):
             clean = False
             raise
         finally:
+            if watchdog is not None:
+                watchdog.stop()
             try:
                 self._close(opened)
             finally:
@@ -305,6 +319,17 @@ class Scheduler(TreeLifecycle):
         self.stop()
         if self.driver.asking is not None:
             raise SpoutInterrupted()
+
+    def _watched(self):
+        """{thread ident: name} of the threads here that run user code (watchdog.py)."""
+        threads = {self.core_thread: "the scheduler thread"}
+        threads.update({t.ident: t.name for t in getattr(self.executor, "threads", ())})
+        return threads
+
+    def _stuck(self, where, stack):
+        abandon(self, "task.stuck", where=where, task_timeout=self.task_timeout, stack=stack,
+                reason="a call of user code ran longer than task_timeout: the process ends as a crash would, "
+                       "and the next run isolates the records that were in flight")
 
     def kill_workers(self):
         """Kill what runs user code in other processes (the watchdog's last act: cli.py)."""

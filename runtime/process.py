@@ -12,7 +12,8 @@ runtime/worker.py is the worker's.
 At most two frames per worker are in flight, so a slow worker holds back only its own tasks,
 and the work queued for a worker (`load`) steers shuffle groupings away from it (see
 `Routing.localize`). Spouts, acker and log stay in the supervisor. A worker that dies is
-started again, its tasks prepared again, and every tree in flight goes to the recovery, which
+started again, its tasks prepared again (a worker whose call of user code ran past
+`task_timeout` ends itself: runtime/watchdog.py), and every tree in flight goes to the recovery, which
 runs them again isolated to find the one that killed it (runtime/recovery.py; a tree that was
 not on the dead worker runs again too).
 
@@ -37,6 +38,7 @@ from .errors import UserCodeError
 from .executors import Concurrent
 from .state import apply_changes
 from .events import apply
+from .watchdog import EXIT_TASK_TIMEOUT
 from .worker import worker_main
 
 FRAME = 256       # deliveries per frame, at most (forwarded blobs come on top, up to FORWARD)
@@ -96,7 +98,7 @@ class ProcessExecutor(Concurrent):
         lock_fd = self.core.lock.fd if self.core.lock is not None else None
         settings = {"spec": dict(self.core.spec, mode="process"), "placement": self.placement,
                     "lock_fd": lock_fd, "parent": os.getpid(), "fork": self.start_method == "fork",
-                    "epochs": self.core.epochs, "state": {t: self.committed[t] for t in ids if t in self.committed}}
+                    "epochs": self.core.epochs, "task_timeout": self.core.task_timeout, "state": {t: self.committed[t] for t in ids if t in self.committed}}
         proc = self.ctx.Process(target=worker_main, args=(child, self.view, ids, settings),
                                 name=f"consecution-worker-{k}", daemon=True)
         proc.start()
@@ -165,9 +167,14 @@ class ProcessExecutor(Concurrent):
             self.conns[k].close()
         except OSError:
             pass
+        if code == EXIT_TASK_TIMEOUT:
+            cause = (f"worker process {k} ended itself: a call ran longer than task_timeout "
+                     f"({self.core.task_timeout:g} s)")
+        else:
+            cause = f"worker process {k} died (exit code {code})"
         self.core.logger.error("worker.died", topology=self.core.topology.name, worker=k, exitcode=code,
-                               deliveries_lost=lost)
-        self.core.worker_died(f"worker process {k} died (exit code {code})")
+                               deliveries_lost=lost, cause=cause)
+        self.core.worker_died(cause)
         self._spawn(k)
 
     # -- the executor protocol ---------------------------------------------------------------

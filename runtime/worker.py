@@ -13,7 +13,9 @@
 A delivery is [task, values, stream, source, source task, id, roots]; a blob from another
 worker holds, per input edge, queued deliveries or an outlet's runs (EventSink.encoded). Workers ignore SIGINT and
 SIGTERM (the supervisor stops them), never hold the state directory's lock (closed after
-fork) and die with the supervisor (PR_SET_PDEATHSIG, and a check of their parent).
+fork) and die with the supervisor (PR_SET_PDEATHSIG, and a check of their parent). With a
+`task_timeout`, a worker's watchdog ends it (exit status EXIT_TASK_TIMEOUT) when a call of
+user code runs longer (runtime/watchdog.py); the supervisor handles it as any worker that dies.
 """
 import copy
 import ctypes
@@ -21,6 +23,7 @@ import gc
 import os
 import signal
 import sys
+import threading
 import time
 import traceback as tb_module
 
@@ -30,8 +33,10 @@ from consecution.storage import CodecError, decode, encode
 
 from .chains import Chains
 from .events import EventSink
+from .logs import logger
 from .state import state_for, state_where
 from .tasks import assign_tasks, auto_acks, build_task
+from .watchdog import EXIT_TASK_TIMEOUT, Watchdog, flush_std
 
 def _die_with_parent(parent):
     if sys.platform.startswith("linux"):
@@ -63,12 +68,22 @@ def worker_main(conn, topology, task_ids, settings):
         except OSError:
             pass
         code = 1
-    for stream in (sys.stdout, sys.stderr):  # os._exit skips it: what a bolt printed would be lost
-        try:
-            stream.flush()
-        except (OSError, ValueError, AttributeError):
-            pass
+    flush_std()
     os._exit(code)
+
+
+def _watch(limit):
+    """End this worker when a call of user code on its main thread runs longer than `limit`."""
+    main, name = threading.get_ident(), f"worker process {os.getpid()}"
+
+    def stuck(where, stack):
+        logger().error("task.stuck", where=where, task_timeout=limit, stack=stack,
+                       reason="a call of user code ran longer than task_timeout: the worker ends, and the "
+                              "records that were in flight run again isolated")
+        flush_std()
+        os._exit(EXIT_TASK_TIMEOUT)
+
+    Watchdog(limit, lambda: {main: name}, stuck, time.monotonic).start()
 
 
 def _build(topology, task_ids, settings, sink):
@@ -144,6 +159,8 @@ def _serve(conn, topology, task_ids, settings):
             conn.send_bytes(encode(["e", user_error(task, "prepare", exc)]))
             return 1
     gc.freeze()  # what the worker inherited and built is not scanned by the cyclic GC again
+    if settings["task_timeout"] is not None:
+        _watch(settings["task_timeout"])
     conn.send_bytes(encode(["ready"]))
     parent = settings["parent"]
     stateful = [t for t in tasks.values() if topology.components[t.component].stateful]

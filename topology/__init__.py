@@ -1,7 +1,7 @@
 """The description of a topology: spouts, bolts, tuples, groupings, the builder, the pipe
 syntax, validation and the fingerprint. Imports nothing of the other parts."""
 from .builder import (FAILURES, FAILURE_FIELDS, OUTPUT_PREFIX, RELIABILITY_LEVELS, BoltDeclarer, Component,
-                      Grouping, Topology)
+                      Grouping, Topology, check_task_timeout)
 from .components import (DEFAULT, Bolt, ChunkBolt, FunctionBolt, IterableSpout, OutputBolt, Spout)
 from .errors import (ComponentError, CycleError, DuplicateNameError, FieldError, FieldsNotKnown, TopologyError,
                      UnknownSourceError)
@@ -13,5 +13,5 @@ __all__ = [
     "DuplicateNameError", "FAILURES", "FAILURE_FIELDS", "FieldError", "Fields", "FieldsNotKnown", "FunctionBolt",
     "Grouping", "IterableSpout", "OUTPUT_PREFIX", "OutputBolt", "Pipe", "RELIABILITY_LEVELS", "Router", "Spout", "Topology",
     "TopologyError", "Tuple", "UnknownSourceError", "broadcast", "chunk",
-    "component", "merge", "route",
+    "check_task_timeout", "component", "merge", "route",
 ]

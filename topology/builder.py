@@ -153,12 +153,14 @@ class Topology:
     jitter), `message_timeout` the seconds a tree may take, `max_pending` the most trees
     pending per spout task (None: no limit), `track_last` the failures kept by "track",
     `checkpoint_interval` the most seconds between two checkpoints of stateful bolts (see the
-    README, "Exactly-once state").
+    README, "Exactly-once state"), `task_timeout` the most seconds user code may hold a task
+    while tuples are processed (None: no limit; past it the run treats the task as crashed, see
+    runtime/watchdog.py; it must be less than `message_timeout`).
     """
 
     def __init__(self, name, pipe=None, *, max_retries=3, message_timeout=30,
                  max_pending=None, reliability="replay", retry_backoff=0.5, track_last=100,
-                 checkpoint_interval=0.2):
+                 checkpoint_interval=0.2, task_timeout=None):
         if not isinstance(name, str) or not _NAME.match(name):
             raise TopologyError(
                 f"topology name {name!r} must start with a letter or '_' and hold only "
@@ -171,6 +173,8 @@ class Topology:
         self.retry_backoff = _seconds("retry_backoff", retry_backoff, allow_zero=True)
         self.track_last = _count("track_last", track_last, minimum=0)
         self.checkpoint_interval = _seconds("checkpoint_interval", checkpoint_interval)
+        self.task_timeout = None if task_timeout is None else _seconds("task_timeout", task_timeout)
+        check_task_timeout(self.task_timeout, self.message_timeout, f"topology {name!r}")
         if reliability not in RELIABILITY_LEVELS:
             raise TopologyError(
                 f"topology {name!r}: reliability must be one of {', '.join(RELIABILITY_LEVELS)}, "
@@ -371,6 +375,15 @@ def _count(name, value, minimum):
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise TopologyError(f"{name} must be an integer of at least {minimum}, got {value!r}")
     return value
+
+
+def check_task_timeout(task_timeout, message_timeout, where):
+    """A hung task is ended while its record is still in flight, so the record can be charged
+    (runtime/recovery.py): `task_timeout` must be less than `message_timeout`."""
+    if task_timeout is not None and task_timeout >= message_timeout:
+        raise TopologyError(f"{where}: task_timeout ({task_timeout:g} s) must be less than message_timeout "
+                            f"({message_timeout:g} s), so that a record whose task hangs is still in flight "
+                            "when the task is ended")
 
 
 def _seconds(name, value, allow_zero=False):

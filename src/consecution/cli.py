@@ -2,8 +2,9 @@
 
 Exit status: 0 complete (or stopped by a signal), 1 an error in the runtime or in user code
 outside tuple processing, 2 bad usage or an invalid topology, 3 completed with tuples given up,
-4 abandoned: user code had not returned `--grace` + 5 s after a stop signal (ended as a kill
-would end it: what the log committed is kept).
+4 abandoned: user code had not returned `--grace` + 5 s after a stop signal, or held the
+scheduler thread or a worker thread past `--task-timeout` (ended as a kill would end it: what
+the log committed is kept; the next run isolates the records that were in flight).
 
 Fields resolved late (an `Output` spout without `fields=`) are looked for by `validate` and
 `show`, which say when they are not known yet (exit 0), and waited for by `run` before it
@@ -29,10 +30,10 @@ from consecution.loading import UsageError, load
 from consecution.runtime import (EXIT_ERROR, EXIT_OK, EXIT_USAGE, MODES, ModeNotAvailable, Scheduler,
                                  UserCodeError, wait_for_fields)
 from consecution.runtime.logs import configure
+from consecution.runtime.watchdog import abandon
 from consecution.storage import DURABILITY, DamagedLog, DurableLog, StorageError, holder
 from consecution.topology import RELIABILITY_LEVELS, TopologyError
 
-EXIT_ABANDONED = 4   # a stop signal's grace, and ABANDON_AFTER more, passed with user code still running
 ABANDON_AFTER = 5.0  # seconds after the grace period for close and cleanup, before the watchdog ends the run
 
 
@@ -65,6 +66,11 @@ def _parser():
     r.add_argument("--retry-backoff", type=_non_negative_float, default=None, metavar="SECONDS")
     r.add_argument("--checkpoint-interval", type=_positive_float, default=None, metavar="SECONDS",
                    help="stateful bolts: the most seconds between two checkpoints (default 0.2)")
+    r.add_argument("--task-timeout", type=_positive_float, default=None, metavar="SECONDS",
+                   help="the most seconds user code may hold a task while tuples are processed; past "
+                        "it the task is ended as a crash (a worker process is killed, else the run "
+                        "exits 4) and the record that hangs it is isolated and charged (default: none; "
+                        "less than the message timeout)")
     r.add_argument("--durability", choices=DURABILITY, default="kill",
                    help="kill: the log survives SIGKILL of the process (default); "
                         "power: also power loss (fsync on every commit, slower)")
@@ -156,13 +162,15 @@ def _run(args):
                           durability=args.durability,
                           reliability=args.reliability, max_retries=args.max_retries,
                           message_timeout=args.message_timeout, max_pending=args.max_pending,
-                          retry_backoff=args.retry_backoff, checkpoint_interval=args.checkpoint_interval)
+                          retry_backoff=args.retry_backoff, checkpoint_interval=args.checkpoint_interval,
+                          task_timeout=args.task_timeout)
     watchdog = []
 
     def on_signal(*_):
         if not watchdog:  # the first signal: the run has grace + ABANDON_AFTER seconds to end
-            watchdog.append(threading.Timer(args.grace + ABANDON_AFTER, _abandon,
-                                            (scheduler, log, args.grace + ABANDON_AFTER)))
+            waited = args.grace + ABANDON_AFTER
+            watchdog.append(threading.Timer(waited, abandon, (scheduler, "run.abandoned"), {
+                "waited": waited, "reason": "user code did not return within the grace period after a stop signal"}))
             watchdog[0].daemon = True
             watchdog[0].start()
         scheduler.signalled()
@@ -191,22 +199,6 @@ def _run(args):
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return result.exit_code
-
-
-def _abandon(scheduler, log, waited):
-    """The watchdog: a stop signal came `waited` seconds ago and the run has not ended (user
-    code that does not return: a hung bolt, a `close` or `cleanup` that blocks). End the
-    process as a kill would: what the log committed is kept, and the next run treats this
-    one as a crash (its records in flight are suspects, runtime/recovery.py)."""
-    log.error("run.abandoned", topology=scheduler.topology.name, waited=waited,
-              reason="user code did not return within the grace period after a stop signal")
-    scheduler.kill_workers()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-    os._exit(EXIT_ABANDONED)
 
 
 def _wait_for_fields(topology, log):

@@ -54,7 +54,8 @@ def text(topology):
     fingerprint = "not known yet" if unknown else t.fingerprint()
     lines = [f"topology {t.name}  fingerprint {fingerprint}",
              f"  reliability={t.reliability} max_retries={t.max_retries} "
-             f"message_timeout={t.message_timeout:g}s max_pending={_max_pending(t)}"]
+             f"message_timeout={t.message_timeout:g}s max_pending={_max_pending(t)}"
+             + (f" task_timeout={t.task_timeout:g}s" if t.task_timeout is not None else "")]
     entries = {name: _entry_grouping(routes, group_by) for name, routes, group_by in t.entries}
     for name in t.topological_order():
         c = t.components[name]
