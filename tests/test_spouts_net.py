@@ -1,9 +1,11 @@
 """Tcp and Http spouts against real sockets and an HTTP client, in every mode; and a real
 `consecution run` killed with SIGKILL while clients send: every confirmed record is processed."""
+import contextlib
 import http.client
 import json
 import os
 import random
+import select
 import signal
 import socket
 import sqlite3
@@ -110,6 +112,13 @@ def test_tcp_refuses_a_whole_line_longer_than_max_line_with_its_line_break():
     assert answers == [b"ok", b"error: line 2: longer than 100 bytes"]
 
 
+def _thread_cpu(thread):
+    """Seconds of CPU a thread of this process used (user and system), from /proc."""
+    with open(f"/proc/self/task/{thread.native_id}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def test_tcp_stops_reading_a_client_that_never_reads_its_answers_and_serves_the_others():
     """Answers owed to a client that does not read them are bounded: past OWED_BYTES the
     server stops reading its lines (they wait in the client's socket), instead of reading and
@@ -135,6 +144,11 @@ def test_tcp_stops_reading_a_client_that_never_reads_its_answers_and_serves_the_
             owed = max([owed] + [len(c.out) for c in list(spout.server.connections.values())])
             assert owed <= OWED_BYTES + (1 << 17), f"{owed} bytes of answers owed to a client that reads none"
         assert blocked_since is not None, "the server kept reading a client that reads nothing"
+        # and once what it read is logged, the server thread waits without spinning
+        wait_for(lambda: spout.inbox.owned == 0, timeout=20, what="the lines read logged")
+        busy = _thread_cpu(spout.thread)
+        time.sleep(1)
+        assert _thread_cpu(spout.thread) - busy < 0.3, "the server thread spins on a client that reads nothing"
         assert send_lines(address, [b"other\n"]) == [b"ok"]
         greedy.close()
         run.stop()
@@ -232,16 +246,20 @@ def test_http_never_takes_an_unread_body_for_a_request_and_refuses_ambiguous_len
     spout = Http()
     with running(through(spout), "single") as run:
         address = wait_listening(spout)
-        inner = b'POST / HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 3\r\n\r\n[1]'
+        inner = b'POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 3\r\n\r\n[1]'
         for method, path in ((b"POST", b"/other"), (b"PUT", b"/")):
-            answer = _raw_exchange(address, method + b" " + path + b" HTTP/1.1\r\nContent-Length: " +
+            answer = _raw_exchange(address, method + b" " + path + b" HTTP/1.1\r\nHost: x\r\nContent-Length: " +
                                    str(len(inner)).encode() + b"\r\n\r\n" + inner)
             assert answer.count(b"HTTP/1.1") == 1 and b"Connection: close" in answer, answer
         for headers in (b"Content-Length: 3\r\nContent-Length: 3\r\n",
                         b"Content-Length: 3\r\nTransfer-Encoding: chunked\r\n"):
-            answer = _raw_exchange(address, b"POST / HTTP/1.1\r\nContent-Type: application/json\r\n" + headers +
-                                   b"\r\n[1]")
+            answer = _raw_exchange(address, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" +
+                                   headers + b"\r\n[1]")
             assert answer.startswith(b"HTTP/1.1 400") and answer.count(b"HTTP/1.1") == 1, answer
+        # HTTP/1.1 requires a Host header
+        answer = _raw_exchange(address, b"POST / HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 3"
+                               b"\r\n\r\n[1]")
+        assert answer.startswith(b"HTTP/1.1 400") and b"Host" in answer, answer
         result = run.stop()
     assert result.roots == 0
 
@@ -268,7 +286,7 @@ def test_http_refuses_more_records_than_max_records_and_closes_idle_connections(
         assert status == 413 and "at most 3" in body["error"], body
         assert post(address, b"[1, 2, 3]")[0] == 202
         started = time.monotonic()
-        assert _raw_exchange(address, b"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\n[1") == b""
+        assert _raw_exchange(address, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n[1") == b""
         assert time.monotonic() - started < 4  # closed after the 0.5 s timeout, not the client's 5 s
         wait_for(lambda: len(run.emitted("sink")) == 3)
         result = run.stop()
@@ -297,6 +315,165 @@ def test_http_answers_503_to_a_request_the_run_stopped_before_logging(mode):
         assert status == 503 and body["error"].startswith("the run stopped before this request was logged")
         result = run.join()
     assert result.emitted("sink") == [(1,)]
+
+
+def _closed_within(sock, seconds):
+    """Whether the server closes `sock` within `seconds` (reading and dropping what it answers)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if select.select([sock], [], [], max(0.0, deadline - time.monotonic()))[0]:
+            try:
+                if not sock.recv(65536):
+                    return True
+            except ConnectionError:
+                return True
+    return False
+
+
+def test_http_serves_200_clients_at_once():
+    spout = Http()
+    with running(through(spout), "single") as run:
+        address = wait_listening(spout)
+        start = threading.Barrier(201)
+        statuses = []
+
+        def client(k):
+            start.wait(10)
+            statuses.append(post(address, json.dumps({"k": k}).encode())[0])
+
+        clients = [threading.Thread(target=client, args=(k,)) for k in range(200)]
+        for c in clients:
+            c.start()
+        start.wait(10)
+        started = time.monotonic()
+        for c in clients:
+            c.join(20)
+        took = time.monotonic() - started
+        result = run.stop()
+    assert statuses == [202] * 200
+    assert took < 5, f"200 requests took {took:.1f} s"
+    assert sorted(v[0]["k"] for v in result.emitted("sink")) == list(range(200))
+
+
+def test_http_keeps_a_connection_alive_across_requests_and_takes_chunked_bodies():
+    spout = Http(max_body=100)
+    with running(through(spout), "single") as run:
+        address = wait_listening(spout)
+        conn = http.client.HTTPConnection(*address, timeout=10)
+        socks = []
+        for body in (b"[1, 2]", iter([b"[3,", b" 4]"]), b"[5]"):  # the iterator is sent chunked
+            conn.request("POST", "/", body=body, headers={"Content-Type": "application/json"})
+            response = conn.getresponse()
+            assert (response.status, json.loads(response.read())) == (202, {"accepted": 2 if body != b"[5]" else 1})
+            socks.append(conn.sock)
+        assert socks[0] is socks[1] is socks[2] is not None  # one connection for the three requests
+        conn.close()
+        chunked = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"
+        answer = _raw_exchange(address, chunked.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n") +
+                               b"5\r\nsix\ns\r\n5\r\neven\n\r\n0\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 202") and answer.endswith(b'{"accepted": 2}\n'), answer
+        with socket.create_connection(address, timeout=5) as sock:  # past max_body while it arrives
+            sock.sendall(chunked + b"40\r\n" + b"x" * 64 + b"\r\n")
+            sock.sendall(b"40\r\n" + b"x" * 64 + b"\r\n")
+            answer = sock.recv(65536)
+            assert answer.startswith(b"HTTP/1.1 413") and b"larger than 100 bytes" in answer, answer
+            assert _closed_within(sock, 3)
+        with socket.create_connection(address, timeout=5) as sock:  # the body only after a 100 (curl)
+            sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\nExpect: 100-continue\r\n\r\n")
+            assert sock.recv(65536) == b"HTTP/1.1 100 Continue\r\n\r\n"
+            sock.sendall(b"eight\n")
+            assert sock.recv(65536).startswith(b"HTTP/1.1 202")
+        result = run.stop()
+    assert [v[0] for v in result.emitted("sink")] == [1, 2, 3, 4, 5, "six", "seven", "eight"]
+
+
+def test_http_refuses_two_content_lengths_even_equal_or_listed_and_closes():
+    spout = Http()
+    with running(through(spout), "single") as run:
+        address = wait_listening(spout)
+        for lengths in (b"Content-Length: 3\r\ncontent-length: 3\r\n", b"Content-Length: 3, 3\r\n",
+                        b"Transfer-Encoding: chunked\r\nContent-Length: 3\r\n"):
+            with socket.create_connection(address, timeout=5) as sock:
+                sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" + lengths +
+                             b"\r\n[1]")
+                answer = sock.recv(65536)
+                assert answer.startswith(b"HTTP/1.1 400") and b"Connection: close" in answer, answer
+                assert _closed_within(sock, 3)
+        # a body line that looks like a header is not counted
+        answer = _raw_exchange(address, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
+                                        b"Content-Length: 19\r\nConnection: close\r\n\r\nContent-Length: 5\r\n")
+        assert answer.startswith(b"HTTP/1.1 202"), answer
+        result = run.stop()
+    assert result.emitted("sink") == [("Content-Length: 5",)]
+
+
+def test_http_answers_431_to_a_head_too_large_and_takes_nothing():
+    spout = Http()
+    with running(through(spout), "single") as run:
+        address = wait_listening(spout)
+        for headers in (b"X-Big: " + b"a" * 70_000 + b"\r\n",
+                        b"".join(b"X-Many-%d: %s\r\n" % (i, b"b" * 40) for i in range(2000))):
+            answer = _raw_exchange(address, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
+                                            b"Content-Length: 3\r\n" + headers + b"\r\none")
+            assert answer.startswith(b"HTTP/1.1 431") and answer.count(b"HTTP/1.1") == 1, answer[:200]
+            assert b"Connection: close" in answer
+        result = run.stop()
+    assert result.roots == 0
+
+
+def test_http_closes_a_client_that_sends_its_head_or_body_slowly_and_serves_the_others_meanwhile():
+    """The timeout is for the whole head, however steadily it trickles in (slowloris); a body
+    must keep arriving, each wait at most `timeout`; other clients are answered meanwhile."""
+    spout = Http(timeout=0.5)
+    with running(through(spout), "single") as run:
+        address = wait_listening(spout)
+        head = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\n"
+        with socket.create_connection(address, timeout=5) as sock:
+            started, closed_after = time.monotonic(), None
+            for i in range(len(head)):  # one byte every 0.2 s: 16 s for the head
+                sock.sendall(head[i:i + 1])
+                if i == 0:
+                    asked = time.monotonic()
+                    assert post(address, b"[1]")[0] == 202
+                    assert time.monotonic() - asked < 0.4
+                if _closed_within(sock, 0.2):
+                    closed_after = time.monotonic() - started
+                    break
+        assert closed_after is not None and 0.4 < closed_after < 2, closed_after
+        with socket.create_connection(address, timeout=5) as sock:  # a body that stops arriving
+            sock.sendall(head + b"t")
+            started = time.monotonic()
+            assert _closed_within(sock, 3)
+            assert 0.4 < time.monotonic() - started < 2
+        with socket.create_connection(address, timeout=5) as sock:  # a body that keeps arriving
+            sock.sendall(head)
+            for byte in b"two":
+                time.sleep(0.3)
+                sock.sendall(bytes([byte]))
+            assert sock.recv(65536).startswith(b"HTTP/1.1 202")
+        wait_for(lambda: len(run.emitted("sink")) == 2)
+        result = run.stop()
+    assert [v[0] for v in result.emitted("sink")] == [1, "two"]
+
+
+def test_http_answers_503_to_a_connection_past_max_connections_and_closes_it():
+    spout = Http(max_connections=2)
+    with running(through(spout), "single") as run:
+        address = wait_listening(spout)
+        first = http.client.HTTPConnection(*address, timeout=10)
+        first.request("POST", "/", body=b"[1]", headers={"Content-Type": "application/json"})
+        assert first.getresponse().read() == b'{"accepted": 1}\n'   # kept alive: one of the two
+        second = socket.create_connection(address, timeout=5)
+        third = socket.create_connection(address, timeout=5)
+        answer = third.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 503") and b"Retry-After: 1" in answer, answer
+        assert b"more than 2 connections" in answer and _closed_within(third, 3)
+        third.close()
+        second.close()  # room again
+        wait_for(lambda: post(address, b"[2]")[0] == 202, timeout=5, what="room for a connection")
+        first.close()
+        result = run.stop()
+    assert [v[0] for v in result.emitted("sink")] == [1, 2]
 
 
 # -- killed while clients send -------------------------------------------------------------------
@@ -413,35 +590,56 @@ def test_killed_while_clients_send_every_confirmed_record_is_processed(tmp_path,
 EMFILE = """
 import os
 from consecution import Topology
-from consecution.spouts import Tcp
+from consecution.spouts import Http, Tcp
 
+port = int(os.environ["SPOUT_PORT"])
 topology = Topology("fds", reliability="none")
-topology.spout("lines", Tcp(port=int(os.environ["SPOUT_PORT"])))
-topology.bolt("sink", print).shuffle_grouping("lines")
+topology.spout("source", Tcp(port=port) if os.environ["SPOUT"] == "tcp" else Http(port=port))
+topology.bolt("sink", print).shuffle_grouping("source")
 """
 
 
-def test_tcp_keeps_accepting_after_the_process_ran_out_of_file_descriptors(tmp_path):
-    """With 64 descriptors and 100 clients at once, accept() fails with EMFILE: the listener
-    backs off and goes on (it died for good before); once the clients leave, a new one is
-    served."""
+@contextlib.contextmanager
+def out_of_file_descriptors(tmp_path, kind):
+    """A `consecution run` with 64 descriptors and a `kind` spout; 100 clients connect at once
+    (accept() fails with EMFILE), then leave. Yields the spout's port and the run's log."""
     import resource
     (tmp_path / "fds.py").write_text(EMFILE)
     port = free_port()
-    env = dict(os.environ, SPOUT_PORT=str(port))
-    with open(tmp_path / "run.log", "w") as log:
+    env = dict(os.environ, SPOUT=kind, SPOUT_PORT=str(port))
+    log = tmp_path / "run.log"
+    with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "consecution", "run", "fds.py", "--log-format", "json"],
-                                cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=log,
+                                cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=out,
                                 preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64)))
     try:
-        wait_for(lambda: b"spout.listening" in (tmp_path / "run.log").read_bytes(), timeout=30)
+        wait_for(lambda: b"spout.listening" in log.read_bytes(), timeout=30)
         clients = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(100)]
-        wait_for(lambda: b"spout.accept_failed" in (tmp_path / "run.log").read_bytes(), timeout=30)
+        wait_for(lambda: b"spout.accept_failed" in log.read_bytes(), timeout=30)
         for client in clients:
             client.close()
-        time.sleep(1.5)  # the backoff is at most 1 s
-        assert send_lines(("127.0.0.1", port), [b"still here\n"]) == [b"ok"]
+        yield port, log
         assert proc.poll() is None
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
+
+
+def test_tcp_keeps_accepting_after_the_process_ran_out_of_file_descriptors(tmp_path):
+    """The listener backs off and goes on (it died for good before); once the clients leave, a
+    new one is served."""
+    with out_of_file_descriptors(tmp_path, "tcp") as (port, _):
+        time.sleep(1.5)  # the backoff is at most 1 s
+        assert send_lines(("127.0.0.1", port), [b"still here\n"]) == [b"ok"]
+
+
+def test_http_keeps_accepting_after_the_process_ran_out_of_file_descriptors(tmp_path):
+    """asyncio pauses accepting for a second and goes on; its error reaches the run's log as an
+    event, not as a traceback; once the clients leave, a new request is answered."""
+    with out_of_file_descriptors(tmp_path, "http") as (port, log):
+        assert post(("127.0.0.1", port), b'["still here"]')[:2] == (202, {"accepted": 1})
+        events = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+        failed = [e for e in events if e["event"] == "spout.accept_failed"]
+        assert failed[0]["protocol"] == "http" and "Too many open files" in failed[0]["error"], failed[0]
+        assert len(failed) < 10  # once per pause, not once per connection asyncio failed to accept
+        assert "Traceback" not in log.read_text()

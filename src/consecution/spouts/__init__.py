@@ -18,7 +18,8 @@ supervising process in every mode. See each class for the details, and the READM
 """
 from .files import File, SourceError, Stdin
 from .inbox import Closed, Full
-from .net import Http, Tcp
+from .http import Http
+from .net import Tcp
 from .output import Output
 from .push import Push
 from .query import Query

@@ -1,26 +1,22 @@
-"""Tcp and Http: network listeners that confirm a record only once it is in the committed log.
+"""Tcp: a line-based network listener that confirms a line only once it is in the committed log.
 
-Each runs its server on a background thread started in `open` and stopped in `close`; the
-server hands records to the spout through an `Inbox` (see inbox.py), and the spout's `logged`
-hook, called by the runtime right after the log commit, is what lets the server answer.
-Both run as one task (a port is bound once). The bound address is `spout.address` after
-`open` (useful with `port=0`).
+It runs its server (a selector loop, `LineServer`) on a background thread started in `open`
+and stopped in `close`; the server hands lines to the spout through an `Inbox` (see inbox.py),
+and the spout's `logged` hook, called by the runtime right after the log commit, is what lets
+the server answer. It runs as one task (a port is bound once). The bound address is
+`spout.address` after `open` (useful with `port=0`). Http (http.py) works the same way.
 """
 import collections
-import http.server
-import json
 import selectors
 import socket
 import threading
 import time
 
-import msgpack
-
 from consecution.runtime.logs import logger
 
-from .inbox import Closed, Full, InboxSpout
+from .inbox import Closed, InboxSpout
 
-__all__ = ["Tcp", "Http"]
+__all__ = ["Tcp"]
 
 OK = b"ok\n"
 ACCEPT_BACKOFF = 0.05  # seconds a listener waits after accept() failed (doubling, up to 1 s)
@@ -308,212 +304,3 @@ def _filler(slot):
     def confirmed():
         slot[0] = OK
     return confirmed
-
-
-class Http(InboxSpout):
-    """An HTTP endpoint: the records of each `POST path` become tuples (field `record`).
-
-    The body, by its Content-Type:
-    - `application/json`: one JSON document; an array gives one tuple per item, anything else
-      one tuple;
-    - `application/x-ndjson` or `application/jsonl`: one JSON value per non-empty line;
-    - `text/plain` (or none): one tuple per non-empty line, the line as a string.
-
-    Answers: `202 Accepted` (`{"accepted": n}`) only once every record of the request is in a
-    committed log transaction; `400` for a body that cannot be read, naming the line (nothing of
-    it is taken); `404` for another path, `405` for another method, `411` without a
-    Content-Length, `413` past `max_body` bytes or `max_records` records (nothing of it is taken),
-    `415` for another content type; `503` with
-    `Retry-After` while the spout holds `max_pending` records (or `limit`): the backpressure a
-    client can see, nothing of that request is taken; and `503` when the run stops before the
-    request's records were logged (some may have been: sending again may duplicate them).
-
-    A connection idle, or slow to send a request, for `timeout` seconds is closed; the listen
-    backlog is 128 connections.
-
-    Guarantee: what got a 202 is processed even if the process is killed right after (with
-    reliability "replay" and a state directory; otherwise 202 means "handed to the runtime").
-    A client that sends again what did not get a 202 loses nothing, and may send a record twice.
-    """
-
-    fields = ("record",)
-
-    def __init__(self, host="127.0.0.1", port=0, path="/", max_body=10 << 20, limit=None, max_records=10_000,
-                 timeout=30.0):
-        self.host, self.port, self.path = host, port, path
-        self.max_body = max_body
-        self.limit = limit
-        self.max_records = max_records
-        self.timeout = timeout
-
-    def open(self, context):
-        super().open(context)
-        self.server = _HttpServer((self.host, self.port), _handler_for(self))
-        self.address = self.server.server_address[:2]
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,),
-                                       name=f"consecution-http-{context.component}", daemon=True)
-        self.thread.start()
-        logger().info("spout.listening", component=context.component, protocol="http", host=self.address[0],
-                      port=self.address[1], path=self.path)
-
-    def accept(self, records):
-        """Offer a request's records; return the `Receipt` that is set once they are logged.
-        Raises `Full` or `Closed`."""
-        receipt = Receipt(len(records))
-        self.inbox.offer([((record,), receipt.logged) for record in records])
-        return receipt
-
-    def close(self):
-        server = getattr(self, "server", None)
-        if server is None:
-            return
-        for _, confirm in self.inbox.close():   # never emitted: those requests get a 503
-            confirm.__self__.abandon()
-        for receipt in {c.__self__ for c in self.on_logged.values()}:
-            receipt.abandon()
-        server.shutdown()
-        server.server_close()
-        self.thread.join(5)
-
-
-class Receipt:
-    """The records of one request: set once all are logged, or abandoned when the run stops."""
-
-    def __init__(self, n):
-        self.left = n
-        self.ok = False
-        self.event = threading.Event()
-
-    def logged(self):
-        self.left -= 1
-        if self.left == 0:
-            self.ok = True
-            self.event.set()
-
-    def abandon(self):
-        self.event.set()
-
-
-class _HttpServer(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128  # the listen backlog (socketserver's default is 5)
-
-
-class BadBody(ValueError):
-    """A request body that cannot be read (400)."""
-
-
-class UnsupportedType(ValueError):
-    """A request body of a content type the spout does not take (415)."""
-
-
-def parse_body(body, content_type):
-    """The records of a request body, or BadBody naming the place; see `Http`."""
-    kind = content_type.split(";")[0].strip().lower()
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = body[:exc.start].count(b"\n") + 1
-        raise BadBody(f"line {line}: not valid UTF-8 ({exc.reason})") from None
-    if kind == "application/json":
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise BadBody(f"line {exc.lineno} column {exc.colno}: invalid JSON ({exc.msg})") from None
-        except (ValueError, RecursionError) as exc:  # an int of over 4,300 digits, nesting too deep
-            raise BadBody(f"JSON that cannot be read: {type(exc).__name__}: {str(exc)[:200]}") from None
-        records = value if isinstance(value, list) else [value]
-        where = "item"
-    elif kind in ("application/x-ndjson", "application/jsonl", "application/json-lines"):
-        records = []
-        for number, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise BadBody(f"line {number}: invalid JSON ({exc.msg} at column {exc.colno})") from None
-                except (ValueError, RecursionError) as exc:
-                    raise BadBody(f"line {number}: JSON that cannot be read: {type(exc).__name__}: "
-                                  f"{str(exc)[:200]}") from None
-        where = "record"
-    elif kind in ("text/plain", ""):
-        records = [line for line in text.splitlines() if line.strip()]
-        where = "line"
-    else:
-        raise UnsupportedType(kind)
-    for number, record in enumerate(records, 1):
-        try:
-            msgpack.packb(record)
-        except (TypeError, ValueError, OverflowError, RecursionError) as exc:
-            raise BadBody(f"{where} {number}: cannot be stored ({str(exc)[:200]})") from None
-    if not records:
-        raise BadBody("the body holds no records")
-    return records
-
-
-def _handler_for(spout):
-    class Handler(http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        server_version = "consecution"
-        timeout = spout.timeout  # seconds a connection may sit idle or send slowly (socket timeout)
-
-        def do_POST(self):
-            # anything refused before its body is read closes the connection: the unread body
-            # must never be taken for the next request (request smuggling)
-            if self.path.split("?")[0] != spout.path:
-                return self._answer(404, f"no endpoint at {self.path}; POST to {spout.path}", close=True)
-            if "Transfer-Encoding" in self.headers or len(self.headers.get_all("Content-Length", [])) > 1:
-                return self._answer(400, "one Content-Length is required, and no Transfer-Encoding", close=True)
-            length = self.headers.get("Content-Length")
-            if length is None:
-                return self._answer(411, "a Content-Length is required", close=True)
-            if not length.isdigit() or int(length) > spout.max_body:
-                return self._answer(413, f"the body is larger than {spout.max_body} bytes", close=True)
-            body = self.rfile.read(int(length))
-            try:
-                records = parse_body(body, self.headers.get("Content-Type", ""))
-            except BadBody as exc:
-                return self._answer(400, str(exc))
-            except UnsupportedType as exc:
-                return self._answer(415, f"content type {exc} is not taken: send application/json, "
-                                    "application/x-ndjson or text/plain")
-            if len(records) > spout.max_records:
-                return self._answer(413, f"{len(records)} records in one request; at most {spout.max_records}")
-            try:
-                receipt = spout.accept(records)
-            except Full as exc:
-                return self._answer(503, f"busy: {exc}; retry later", retry_after=1)
-            except Closed:
-                return self._answer(503, "the run is stopping; nothing of this request was taken")
-            receipt.event.wait()
-            if not receipt.ok:
-                return self._answer(503, "the run stopped before this request was logged; some records "
-                                    "may have been: sending it again may duplicate them")
-            self._answer(202, {"accepted": len(records)})
-
-        def _refuse(self):
-            self._answer(405, f"only POST is taken, at {spout.path}", allow="POST", close=True)
-
-        do_GET = do_PUT = do_DELETE = do_PATCH = do_HEAD = _refuse
-
-        def _answer(self, status, message, retry_after=None, allow=None, close=False):
-            body = json.dumps(message if isinstance(message, dict) else {"error": message}).encode() + b"\n"
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            if retry_after is not None:
-                self.send_header("Retry-After", str(retry_after))
-            if allow is not None:
-                self.send_header("Allow", allow)
-            if close:
-                self.send_header("Connection", "close")
-                self.close_connection = True
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(body)
-
-        def log_message(self, format, *args):
-            pass  # the run's own log says what matters
-
-    return Handler
