@@ -15,26 +15,22 @@ and closes the run's state directory; `executors` runs tasks in single and threa
 `tasks` builds tasks, `routing` turns groupings into task ids, `result` is what a run
 returns, `logs` sets up structlog, `waiting` waits for fields resolved late.
 """
-from consecution.errors import ConsecutionError
 
 from .core import Aborted, Scheduler, UserCodeError
+from .errors import ModeNotAvailable
 from .result import EXIT_ERROR, EXIT_GIVEN_UP, EXIT_OK, EXIT_USAGE, RunResult
 from .routing import RoutingError, stable_hash
 from .tasks import TopologyContext
 from .waiting import wait_for_fields
 
-MODES = ("single", "thread", "process")
-
-
-class ModeNotAvailable(ConsecutionError):
-    """The mode asked for is not implemented yet."""
+MODES = ("single", "thread", "process", "ray")
 
 
 def run(topology, mode="single", **options):
     """Run `topology` to the end (finite spouts) or until stopped; return a `RunResult`.
 
-    `mode`: "single", "thread" or "process". `options`: workers, start_method ("fork" or
-    "spawn", process mode), state_dir, durability, collect, grace, and overrides of the topology's reliability settings
+    `mode`: "single", "thread", "process" or "ray". `options`: workers, start_method ("fork" or
+    "spawn", process mode), ray_address (ray mode: what `ray.init` takes), state_dir, durability, collect, grace, and overrides of the topology's reliability settings
     (max_retries, message_timeout, max_pending, retry_backoff, reliability).
 
     Fields resolved late (an `Output` spout without `fields=` whose producer has not declared

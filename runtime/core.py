@@ -54,6 +54,7 @@ from .tasks import BoltTask, assign_tasks, build_task
 from .trees import TreeLifecycle
 from .watchdog import Watchdog, abandon
 
+REMOTE = ("process", "ray")  # modes whose bolt tasks run in other processes (workers, actors)
 STATEFUL_MAX_PENDING = 1000  # max_pending when stateful bolts need the trees in flight to end
 IDLE_SLEEP = 0.001       # a spout that emitted nothing is asked again after this long
 EXPIRE_EVERY = 0.1       # how often trees are checked against message_timeout
@@ -78,7 +79,7 @@ class Scheduler(TreeLifecycle):
 
     def __init__(self, topology, *, mode="single", workers=None, start_method=None, state_dir=None,
                  collect=False, grace=30.0, durability="kill", fuse=True, clock=time.monotonic,
-                 wall=time.time, **overrides):
+                 wall=time.time, ray_address=None, **overrides):
         topology.validate()
         self.topology = topology
         self.mode = mode
@@ -146,7 +147,7 @@ class Scheduler(TreeLifecycle):
         self.fused = None   # task id -> the task it calls directly (single mode), else None
         if mode == "single" and fuse:
             self.fused = [t if isinstance(t, BoltTask) and t.auto_ack else None for t in self.tasks]
-        if mode != "process":
+        if mode not in REMOTE:
             self.chains = Chains.bind({t.task_id: t for t in self.bolt_tasks_in_order}, self.fused, topology,
                                       self.tracking, self.collected is not None)
         if mode == "single":
@@ -154,8 +155,12 @@ class Scheduler(TreeLifecycle):
         elif mode == "thread":
             self.executor = ThreadExecutor(self, workers or 4)
         else:
-            from .process import ProcessExecutor
-            self.executor = ProcessExecutor(self, workers, start_method)
+            if mode == "ray":
+                from .ray_mode import RayExecutor
+                self.executor = RayExecutor(self, workers, ray_address)
+            else:
+                from .process import ProcessExecutor
+                self.executor = ProcessExecutor(self, workers, start_method)
             for task in self.tasks:  # no task runs here: a shuffle's tuples go to the worker that asks
                 task.routing.localize((), self.executor.shared)
             self.failure_routing.localize((), self.executor.shared)
@@ -175,7 +180,7 @@ class Scheduler(TreeLifecycle):
             component = topology.components[name]
             for index, task_id in enumerate(tasks_by_component[name]):
                 shared = component.parallelism == 1 and uses[id(component.obj)] == 1
-                if component.kind == "bolt" and self.mode == "process":
+                if component.kind == "bolt" and self.mode in REMOTE:
                     obj = None  # the task runs in a worker process; the core keeps its routing
                 else:
                     obj = component.obj if shared else copy.deepcopy(component.obj)

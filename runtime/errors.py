@@ -13,6 +13,10 @@ class UserCodeError(ConsecutionError):
         super().__init__(f"{component}.{phase}() raised {type(exc).__name__}: {exc}")
 
 
+class ModeNotAvailable(ConsecutionError):
+    """The mode asked for cannot run here (unknown, or Ray not installed or not reachable)."""
+
+
 class Aborted(BaseException):
     """A second stop signal: leave at once (the log holds what is pending)."""
 

@@ -93,21 +93,26 @@ class ProcessExecutor(Concurrent):
     # -- workers -----------------------------------------------------------------------------
 
     def _spawn(self, k):
-        parent, child = self.ctx.Pipe(duplex=True)
         ids = [t for t, w in self.placement.items() if w == k]
-        lock_fd = self.core.lock.fd if self.core.lock is not None else None
-        settings = {"spec": dict(self.core.spec, mode="process"), "placement": self.placement,
-                    "lock_fd": lock_fd, "parent": os.getpid(), "fork": self.start_method == "fork",
-                    "epochs": self.core.epochs, "task_timeout": self.core.task_timeout, "state": {t: self.committed[t] for t in ids if t in self.committed}}
-        proc = self.ctx.Process(target=worker_main, args=(child, self.view, ids, settings),
-                                name=f"consecution-worker-{k}", daemon=True)
-        proc.start()
-        child.close()
-        self.procs[k], self.conns[k] = proc, parent
+        settings = {"spec": dict(self.core.spec, mode=self.core.mode), "placement": self.placement,
+                    "epochs": self.core.epochs, "task_timeout": self.core.task_timeout,
+                    "state": {t: self.committed[t] for t in ids if t in self.committed}}
+        self.procs[k], self.conns[k] = self._start_worker(k, ids, settings)
         reply = self._recv(k)
         if reply[0] == "e":
             self._stop_all()
             raise remote_error(reply[1])
+
+    def _start_worker(self, k, ids, settings):
+        """Start worker k (a process) serving the tasks `ids`: (process, connection)."""
+        parent, child = self.ctx.Pipe(duplex=True)
+        settings.update(lock_fd=self.core.lock.fd if self.core.lock is not None else None, parent=os.getpid(),
+                        fork=self.start_method == "fork")
+        proc = self.ctx.Process(target=worker_main, args=(child, self.view, ids, settings),
+                                name=f"consecution-worker-{k}", daemon=True)
+        proc.start()
+        child.close()
+        return proc, parent
 
     def start(self):
         self.committed = {t: dict(data) for t, data in self.core.initial_state.items()}
@@ -242,17 +247,10 @@ class ProcessExecutor(Concurrent):
         self._receive(timeout)
 
     def _receive(self, timeout):
-        waiting = {self.conns[k]: k for k in range(self.n) if self.sent[k]}
-        sentinels = {self.procs[k].sentinel: k for k in range(self.n)}
-        if not waiting:
-            ready = wait_for(list(sentinels), timeout=0)
-        else:
-            ready = wait_for(list(waiting) + list(sentinels), timeout=timeout)
-        for obj in ready:
-            if obj in sentinels:
-                self._died(sentinels[obj])
+        for k, died in self._ready(timeout):
+            if died:
+                self._died(k)
                 return
-            k = waiting[obj]
             try:
                 reply = self._recv(k)
             except WorkerDied:
@@ -265,6 +263,13 @@ class ProcessExecutor(Concurrent):
                 fits = int(FRAME_SECONDS * n / busy) if busy > 0 else FRAME
                 self.budget[k] = max(1, min(FRAME, fits, self.budget[k] * 4))
             self._apply(*reply[3:6])
+
+    def _ready(self, timeout):
+        """(worker, died) for each worker with a reply to read, or that died, within `timeout`."""
+        waiting = {self.conns[k]: k for k in range(self.n) if self.sent[k]}
+        sentinels = {self.procs[k].sentinel: k for k in range(self.n)}
+        ready = wait_for(list(waiting) + list(sentinels), timeout=timeout if waiting else 0)
+        return [(sentinels[obj], True) if obj in sentinels else (waiting[obj], False) for obj in ready]
 
     def _apply(self, events, acks, forwards):
         """A worker's reply (runtime/events.py), then the deliveries it has for other workers."""

@@ -58,18 +58,25 @@ def worker_main(conn, topology, task_ids, settings):
         except OSError:
             pass
     _die_with_parent(settings["parent"])
+    code = serve(conn, topology, task_ids, settings)
+    flush_std()
+    os._exit(code)
+
+
+def serve(conn, topology, task_ids, settings):
+    """Build and prepare the tasks, then answer the messages on `conn` (send_bytes, recv_bytes,
+    poll) until told to stop; the exit code. In a worker process, or on a thread of a Ray actor
+    (runtime/ray_mode.py)."""
     try:
-        code = _serve(conn, topology, task_ids, settings)
+        return _serve(conn, topology, task_ids, settings)
     except (EOFError, OSError):
-        code = 1
+        return 1
     except (SystemExit, KeyboardInterrupt) as exc:  # user code asked the run to end: as in single mode
         try:
             conn.send_bytes(encode(["x", bytes(ForkingPickler.dumps(exc)), tb_module.format_exc()]))
         except OSError:
             pass
-        code = 1
-    flush_std()
-    os._exit(code)
+        return 1
 
 
 def _watch(limit):
@@ -167,7 +174,7 @@ def _serve(conn, topology, task_ids, settings):
     run_of = chains.run
     while True:
         if not conn.poll(1.0):
-            if os.getppid() != parent:
+            if parent is not None and os.getppid() != parent:
                 return 1
             continue
         message = decode(conn.recv_bytes())

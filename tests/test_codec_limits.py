@@ -7,7 +7,7 @@ from consecution.runtime import Scheduler
 from consecution.storage import CodecError
 from consecution.runtime.state import State
 
-MODES = ["single", "thread", "process"]
+MODES = ["single", "thread", "process", "ray"]
 BIG = 2**70
 
 

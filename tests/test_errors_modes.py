@@ -14,7 +14,7 @@ import pytest
 
 from consecution.runtime import Scheduler, UserCodeError
 
-MODES = ["single", "thread", "process"]
+MODES = ["single", "thread", "process", "ray"]
 
 SOURCE = textwrap.dedent('''
     from consecution import Bolt, Topology

@@ -13,7 +13,8 @@ from consecution import Bolt, CodecError, FieldError, Spout, Topology, UserCodeE
 from consecution.runtime import Scheduler
 from consecution.testing import run_local as _run_local
 
-MODES = ["single", "thread", "process"]
+MODES = ["single", "thread", "process", "ray"]
+REMOTE = ("process", "ray")  # modes whose bolts run in other processes
 
 
 @pytest.fixture(params=MODES)
@@ -107,7 +108,7 @@ def test_tree_is_incomplete_while_a_bolt_holds_one_of_its_tuples(mode):
             self.held.append(tup)
             self.emit((tup["n"],))  # anchored to the held input: the tree still waits for it
             if len(self.held) == 3:
-                if mode != "process":  # the spout lives in this process, the bolt may not
+                if mode not in REMOTE:  # the spout lives in this process, the bolt may not
                     assert spout.acked == []  # nothing complete while all three are held
                 for t in self.held:
                     self.ack(t)
@@ -281,7 +282,7 @@ def test_finish_runs_in_topological_order_and_its_tuples_flow_before_the_next_fi
     t.bolt("sum", Sum()).shuffle_grouping("numbers")
     result = run_in(mode)(t)
     assert probes(result, "sink") == ["got 10", "finish"]  # the total arrived before sink.finish
-    if mode != "process":  # in process mode the bolts ran in a worker: no events here
+    if mode not in REMOTE:  # in process and ray mode the bolts ran in a worker: no events here
         assert events[:3] == ["sum.finish", "sink.got 10", "sink.finish"]
         assert sorted(events[3:]) == ["sink.cleanup", "sum.cleanup"]
     assert result.roots == 6 and result.completed == 6  # five spout tuples and the finish tuple
@@ -398,7 +399,7 @@ def test_each_task_gets_its_own_copy_of_a_parallel_component(mode):
     t.bolt("remember", template, parallelism=2).shuffle_grouping("numbers")
     counts = sorted(run_in(mode)(t).emitted("remember"))
     assert len(counts) == 2 and sum(c for (c,) in counts) == 10  # two copies, each with its own count
-    if mode != "process":  # round robin; process mode gives each tuple to the worker that asks first
+    if mode not in REMOTE:  # round robin; process mode gives each tuple to the worker that asks first
         assert counts == [(5,), (5,)]
     assert not hasattr(template, "count")  # the template itself never ran
 

@@ -20,7 +20,7 @@ from support import EXAMPLES, ROOT
 
 sys.path.insert(0, EXAMPLES)  # the examples import their neighbour `ledger`, as under `consecution run`
 
-MODES = ["single", "thread", "process"]
+MODES = ["single", "thread", "process", "ray"]
 
 
 def example(name):

@@ -18,7 +18,7 @@ from test_scenarios import example, expected_revenue
 def revenue_payments(n):
     return example("revenue").payments(n)
 
-MODES = ["single", "thread", "process"]
+MODES = ["single", "thread", "process", "ray"]
 
 
 # -- the State mapping ---------------------------------------------------------------------------
@@ -264,8 +264,8 @@ def test_a_crash_in_the_finish_phase_runs_only_the_unfinished_finish_again(tmp_p
     (tmp_path / "grand.py").write_text(FINISH_CRASH)
     args = ["run", "grand.py", "--mode", mode, "--workers", "2", "--log-format", "json"]
     crashed = run_cli(*args, timeout=120)
-    # in process mode the worker dies, and the supervisor stops with exit 1 (a lifecycle call failed)
-    assert crashed.returncode == (1 if mode == "process" else 9), crashed.stderr[-2000:]
+    # in process and ray mode the worker dies, and the supervisor stops with exit 1 (a lifecycle call failed)
+    assert crashed.returncode == (1 if mode in ("process", "ray") else 9), crashed.stderr[-2000:]
     assert (tmp_path / "crashed").exists()
     done = run_cli(*args, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -53,10 +53,14 @@ def _parser():
     r.add_argument("topology", help="file.py (its `topology`) or file.py:name")
     r.add_argument("--mode", default="single", choices=MODES)
     r.add_argument("--workers", type=_positive_int, default=None,
-                   help="threads (--mode thread, default 4) or processes (--mode process, default: "
-                        "the number of cores); single mode ignores it")
+                   help="threads (--mode thread, default 4), processes (--mode process, default: "
+                        "the number of cores) or actors (--mode ray, default: the cluster's CPUs); "
+                        "single mode ignores it")
     r.add_argument("--start-method", choices=("fork", "spawn"), default=None,
                    help="how --mode process starts its workers (default fork)")
+    r.add_argument("--ray-address", default=None, metavar="ADDRESS",
+                   help="--mode ray: the cluster, as ray.init takes it (auto, HOST:PORT); default "
+                        "$RAY_ADDRESS, else a local Ray started for the run")
     r.add_argument("--state-dir", default=None,
                    help="default: $STATE_DIRECTORY/<name> under systemd, else ./.consecution/<name>")
     r.add_argument("--reliability", choices=RELIABILITY_LEVELS, default=None)
@@ -158,6 +162,7 @@ def _run(args):
     if not _wait_for_fields(topology, log):
         return EXIT_OK
     scheduler = Scheduler(topology, mode=args.mode, workers=args.workers, start_method=args.start_method,
+                          ray_address=args.ray_address,
                           state_dir=state_dir, grace=args.grace,
                           durability=args.durability,
                           reliability=args.reliability, max_retries=args.max_retries,

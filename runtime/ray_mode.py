@@ -1,0 +1,276 @@
+"""Ray mode: bolt tasks on Ray actors, spread over a cluster's nodes; spouts, the acker, the log
+and the state checkpoints stay in the driver (the `consecution run` process), as in process
+mode.
+
+It is process mode over another transport: `RayExecutor` is the `ProcessExecutor` (frames,
+budgets, forwarding, checkpoints, worker deaths and the recovery of their trees) whose workers
+are actors instead of child processes. Each actor runs the worker's own serving loop
+(runtime/worker.py) on a thread of its own, fed through two queues: a call of `handle` puts one
+message in and returns its one reply, and Ray runs an actor's calls in order, so the loop sees
+the messages as a pipe would give them. An actor that dies, or whose node leaves the cluster,
+fails the call in flight (`RayActorError`): the executor handles it as a worker that died (its
+trees go to the recovery at once, runtime/recovery.py) and starts the actor again, where Ray
+places it on the nodes that remain.
+
+Deliveries between tasks of different actors go through the driver, as in process mode (one
+undecoded blob per frame and destination).
+
+Nodes of a cluster do not have the topology's files: the modules that define its bolts (the
+topology module, and modules of yours beside it whose classes or functions are components)
+travel by value with them (cloudpickle's `register_pickle_by_value`). A module of yours that
+a bolt's code only imports must be importable on every node (installed there, or shipped with
+a Ray runtime_env).
+
+Ray is an optional dependency (`pip install 'consecution[ray]'`), imported when the mode starts.
+`address` is what `ray.init` takes ("auto", "HOST:PORT"); None uses `RAY_ADDRESS`, else starts a
+local Ray for the run (on 127.0.0.1) and stops it after. A Ray already initialized in this
+process (tests share one) is used as it is, and left running.
+"""
+import collections
+import os
+import queue
+import socket
+import sys
+import sysconfig
+import threading
+import time
+
+from .errors import ModeNotAvailable
+from .process import ProcessExecutor, WorkerDied
+from .worker import serve
+
+INSTALL = "pip install 'consecution[ray]'"
+ACTOR_CPUS = 0.01    # what an actor asks of a node
+START_TIMEOUT = 60.0  # seconds an actor may take to be placed and prepare its tasks
+START_TRIES = 8       # starts of an actor that died before it was ready, at most (pauses of 0.25 s doubling to 5 s)
+
+
+class RayNotAvailable(ModeNotAvailable):
+    """Ray mode was asked for, and Ray is not installed or the cluster cannot be reached."""
+
+
+LOOPBACK = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray's processes use 127.0.0.1 as the node's address
+
+
+def import_ray(local):
+    """Ray, imported; `local`: a Ray of our own will be started, kept on loopback (Ray reads the
+    variable when it is imported, and its processes inherit it)."""
+    if local:
+        os.environ.setdefault(LOOPBACK, "0")
+    try:
+        import ray
+    except ImportError:
+        raise RayNotAvailable(f"--mode ray needs Ray, which is not installed: {INSTALL}") from None
+    return ray
+
+
+def user_modules(topology):
+    """The modules, not installed ones, that define the bolts of `topology` (their classes, and
+    the functions and classes they hold)."""
+    installed = {sysconfig.get_paths()[key] for key in ("stdlib", "platstdlib", "purelib", "platlib")}
+    found = {}
+    for component in topology.components.values():
+        obj = component.obj
+        if obj is None:
+            continue
+        held = [v for v in vars(obj).values() if isinstance(v, type) or callable(v)] if hasattr(obj, "__dict__") else []
+        for thing in [type(obj), *held]:
+            name = getattr(thing, "__module__", None)
+            module = sys.modules.get(name) if name else None
+            path = getattr(module, "__file__", None)
+            if path is None or name.split(".")[0] == "consecution" or name in found:
+                continue
+            if not any(os.path.abspath(path).startswith(root + os.sep) for root in installed):
+                found[name] = module
+    return list(found.values())
+
+
+def _reachable(address, timeout=5.0):
+    """Raise RayNotAvailable unless the cluster at HOST:PORT takes a connection (ray.init itself
+    retries for minutes); "auto", "ray://..." and None are left to ray.init."""
+    host, _, port = (address or "").rpartition(":")
+    if not host or not port.isdigit() or "://" in address:
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise RayNotAvailable(f"cannot reach the Ray cluster at {address}: {exc.strerror or exc}") from None
+
+
+class QueueConn:
+    """The worker's end of an actor: the pipe methods the serving loop uses, on two queues."""
+
+    def __init__(self):
+        self.inbox, self.outbox = queue.SimpleQueue(), queue.SimpleQueue()
+
+    def poll(self, timeout):
+        try:
+            self.pending = self.inbox.get(timeout=timeout)
+        except queue.Empty:
+            return False
+        return True
+
+    def recv_bytes(self):
+        return self.pending
+
+    def send_bytes(self, data):
+        self.outbox.put(bytes(data))
+
+
+class Worker:
+    """The actor: the worker's serving loop on a thread, one message in and its reply out per
+    call (`ready` takes the reply to the start: prepared, or the error of a `prepare`)."""
+
+    def __init__(self, topology, task_ids, settings):
+        self.conn = QueueConn()
+        self.thread = threading.Thread(target=self._serve, args=(topology, task_ids, settings),
+                                       name="consecution-worker", daemon=True)
+        self.thread.start()
+
+    def _serve(self, topology, task_ids, settings):
+        serve(self.conn, topology, task_ids, settings)
+        self.ended = True
+        self.conn.outbox.put(None)  # wakes a call waiting for a reply that will not come
+
+    ended = False
+
+    def ready(self):
+        return self._reply()
+
+    def node(self):
+        import ray
+        return ray.get_runtime_context().get_node_id()
+
+    def handle(self, data):
+        if self.ended:
+            raise EOFError("the worker's loop has ended")
+        self.conn.inbox.put(data)
+        return self._reply()
+
+    def _reply(self):
+        reply = self.conn.outbox.get()
+        if reply is None:
+            raise EOFError("the worker's loop has ended")
+        return reply
+
+
+class ActorConn:
+    """The driver's end of an actor: each message sent is a call, its reply the call's result,
+    read in the order sent. A dead actor's call raises, read as a closed pipe (EOFError)."""
+
+    def __init__(self, ray, actor):
+        self.ray, self.actor = ray, actor
+        self.calls = collections.deque([actor.ready.remote()])
+        self.started = False
+
+    def send_bytes(self, data):
+        self.calls.append(self.actor.handle.remote(data))
+
+    def recv_bytes(self):
+        timeout = None if self.started else START_TIMEOUT  # no node may take the actor
+        self.started = True
+        try:
+            return self.ray.get(self.calls.popleft(), timeout=timeout)
+        except self.ray.exceptions.RayError as exc:  # the actor died, or its loop ended
+            raise EOFError(str(exc)) from None
+
+    def close(self):
+        self.calls.clear()
+
+
+class ActorProc:
+    """What the executor asks of a worker process, for an actor."""
+
+    exitcode = None
+
+    def __init__(self, ray, actor):
+        self.ray, self.actor = ray, actor
+        self.alive = True
+
+    def join(self, timeout=None):
+        pass
+
+    def is_alive(self):
+        return self.alive
+
+    def kill(self):
+        self.alive = False
+        try:
+            self.ray.kill(self.actor)
+        except Exception:  # noqa: BLE001 - gone already
+            pass
+
+
+class RayExecutor(ProcessExecutor):
+
+    def __init__(self, core, workers, address):
+        address = address or os.environ.get("RAY_ADDRESS") or None
+        self.ray = ray = import_ray(local=address is None)
+        self.started_ray = False
+        if not ray.is_initialized():
+            self._init(address)
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        super().__init__(core, workers or cpus, None)
+        # a token share of a CPU: actors go to nodes that offer CPUs (not to a head node started
+        # with --num-cpus=0), and any number of them fits on the nodes that remain
+        self.actor_class = ray.remote(num_cpus=ACTOR_CPUS)(Worker)
+        self.nodes = [None] * self.n  # per worker: the id of the node its actor runs on
+
+    def _init(self, address):
+        ray = self.ray
+        _reachable(address)
+        try:
+            if address is None:  # a Ray of our own, for this run, on loopback only
+                ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=True,
+                         configure_logging=False)
+            else:
+                ray.init(address=address, log_to_driver=True, configure_logging=False)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise RayNotAvailable(f"cannot reach the Ray cluster at {address}: {exc}") from None
+        self.started_ray = True
+
+    def start(self):
+        for module in user_modules(self.view):
+            self.ray.cloudpickle.register_pickle_by_value(module)
+        super().start()
+
+    def _spawn(self, k):
+        """Start worker k's actor; again after a pause if it died before it was ready (Ray may
+        place it on a node that has just left the cluster, before it knows)."""
+        for attempt in range(START_TRIES):
+            try:
+                super()._spawn(k)
+                break
+            except WorkerDied as exc:
+                self.procs[k].kill()
+                if attempt == START_TRIES - 1:
+                    raise WorkerDied(f"worker actor {k} could not be started {START_TRIES} times: {exc}") from None
+                pause = min(5.0, 0.25 * 2 ** attempt)
+                self.core.logger.warning("worker.start_failed", topology=self.core.topology.name, worker=k,
+                                         error=str(exc), retry_in=pause)
+                time.sleep(pause)
+        self.nodes[k] = self.ray.get(self.procs[k].actor.node.remote())
+        self.core.logger.info("worker.placed", topology=self.core.topology.name, worker=k, node=self.nodes[k])
+
+    def _start_worker(self, k, ids, settings):
+        settings.update(lock_fd=None, parent=None, fork=False)
+        actor = self.actor_class.options(name=None, scheduling_strategy="SPREAD",
+                                         max_restarts=0).remote(self.view, ids, settings)
+        return ActorProc(self.ray, actor), ActorConn(self.ray, actor)
+
+    def _ready(self, timeout):
+        oldest = {self.conns[k].calls[0]: k for k in range(self.n) if self.sent[k]}
+        if not oldest:
+            return []
+        refs = list(oldest)
+        ready, _ = self.ray.wait(refs, num_returns=1, timeout=timeout, fetch_local=False)
+        if ready and len(refs) > 1:
+            ready, _ = self.ray.wait(refs, num_returns=len(refs), timeout=0, fetch_local=False)
+        return [(oldest[ref], False) for ref in ready]
+
+    def close(self):
+        try:
+            return self._stop_all()  # each actor is asked to stop, then killed
+        finally:
+            if self.started_ray:
+                self.ray.shutdown()

@@ -1,0 +1,167 @@
+"""Ray mode on real Ray: a node that leaves the cluster mid-run, an actor killed, the errors a
+user meets without Ray or without a cluster, and Ray kept on loopback. (The behaviour tests of
+the other files run in ray mode too, on the session's shared local Ray.)"""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+from consecution import Bolt, Topology
+from consecution.runtime import Scheduler
+
+ray = pytest.importorskip("ray")
+
+
+class Count(Bolt):
+    """Exactly-once state: how many numbers of each residue mod 3, and their sum."""
+    stateful = True
+
+    def process(self, tup):
+        n = tup[0]
+        key = n % 3
+        self.state[key] = self.state.get(key, 0) + n
+
+
+def slow_double(n):
+    time.sleep(0.003)
+    return n * 2
+
+
+def counting(n):
+    t = Topology("faults", max_retries=5, retry_backoff=0, message_timeout=20)
+    t.spout("numbers", range(n))
+    t.bolt("double", slow_double, parallelism=2).shuffle_grouping("numbers")
+    t.bolt("count", Count(), parallelism=2).fields_grouping("double", "value")
+    return t
+
+
+def expected(n):
+    totals = {}
+    for i in range(n):
+        totals[(2 * i) % 3] = totals.get((2 * i) % 3, 0) + 2 * i
+    return totals
+
+
+def state_totals(state_dir):
+    """The committed state of the count tasks, merged: {residue: sum}."""
+    from consecution.storage import DurableLog
+    log = DurableLog(state_dir)
+    try:
+        merged = {}
+        for task in range(2):
+            for key, value in log.load_state("count", task).items():
+                merged[key] = merged.get(key, 0) + value
+        return merged
+    finally:
+        log.close()
+
+
+def test_a_node_that_leaves_the_cluster_mid_run_loses_nothing_and_state_stays_exact(tmp_path):
+    """A head node without CPUs (so no actor lands there) and two worker nodes; the node of
+    one actor is removed while tuples flow. Its trees run again at once, its actor starts again
+    on the node that remains, from the last checkpoint: exact totals, no dead letter. In a
+    process of its own: this one holds the session's shared Ray."""
+    script = tmp_path / "cluster.py"
+    script.write_text(textwrap.dedent(f'''
+        import json, sys, threading, time
+        sys.path.insert(0, {os.path.dirname(__file__)!r})
+        from ray.cluster_utils import Cluster
+        from consecution.runtime import Scheduler
+        from test_ray_mode import counting
+
+        cluster = Cluster(initialize_head=True, head_node_args={{"num_cpus": 0, "node_ip_address": "127.0.0.1",
+                                                                 "include_dashboard": False}})
+        nodes = [cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1") for _ in range(2)]
+        cluster.wait_for_nodes()
+        scheduler = Scheduler(counting(3000), mode="ray", workers=2, state_dir={str(tmp_path / "state")!r},
+                              ray_address=cluster.address)
+        out = {{}}
+        runner = threading.Thread(target=lambda: out.update(result=scheduler.run()))
+        runner.start()
+        while scheduler.executor.nodes[-1] is None or scheduler.result.completed < 300:
+            time.sleep(0.05)
+        placed = list(scheduler.executor.nodes)
+        victim = next(node for node in nodes if node.node_id == placed[0])
+        cluster.remove_node(victim, allow_graceful=False)
+        runner.join(300)
+        result = out["result"]
+        print(json.dumps({{"placed": placed, "after": list(scheduler.executor.nodes),
+                          "victim": victim.node_id, "summary": result.summary()}}))
+        cluster.shutdown()
+    '''))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=420,
+                          env=dict(os.environ, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0"))
+    assert done.returncode == 0, done.stderr[-4000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "worker.died" in done.stderr, done.stderr[-4000:]
+    assert report["after"][0] != report["victim"]  # started again on the node that remains
+    summary = report["summary"]
+    assert summary["status"] == "complete" and summary["dead_letters"] == 0 and summary["given_up"] == 0, summary
+    assert state_totals(str(tmp_path / "state")) == expected(3000)
+
+
+def test_an_actor_killed_mid_run_is_started_again_and_totals_stay_exact(tmp_path, ray_cluster):
+    scheduler = Scheduler(counting(1500), mode="ray", workers=2, state_dir=str(tmp_path / "state"))
+    out = {}
+    runner = threading.Thread(target=lambda: out.update(result=scheduler.run()))
+    runner.start()
+    deadline = time.monotonic() + 60
+    while scheduler.result.completed < 200 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    first = scheduler.executor.procs[1].actor
+    ray.kill(first)
+    runner.join(120)
+    result = out["result"]
+    assert result.status == "complete" and result.dead_letters == 0 and result.given_up == 0, result.summary()
+    assert result.recovered > 0  # the dead actor's trees ran again, isolated
+    assert state_totals(str(tmp_path / "state")) == expected(1500)
+
+
+def test_ray_keeps_to_loopback(ray_cluster):
+    """Every socket of the session's Ray listens and connects on 127.0.0.1 only."""
+    Scheduler(counting(20), mode="ray", workers=2).run()
+    listening = subprocess.run(["ss", "-tnlpH"], capture_output=True, text=True, check=True).stdout
+    connected = subprocess.run(["ss", "-tnpH"], capture_output=True, text=True, check=True).stdout
+    ours = [line for line in (listening + connected).splitlines()
+            if any(name in line for name in ("raylet", "gcs_server", "ray::", "plasma"))]
+    assert ours, "no Ray process found by ss"
+    elsewhere = [line for line in ours if not _on_loopback(line)]
+    assert elsewhere == [], elsewhere
+
+
+def _on_loopback(line):
+    """An `ss -H` line whose local address, and peer unless it is a listener's wildcard, is on
+    127.0.0.0/8 (or ::1)."""
+    local, peer = line.split()[3:5]
+    hosts = [local] if line.startswith("LISTEN") else [local, peer]
+    return all(h.rsplit(":", 1)[0].strip("[]").removeprefix("::ffff:").startswith("127.")
+               or h.rsplit(":", 1)[0].strip("[]") == "::1" for h in hosts)
+
+
+SMALL = """
+from consecution import Topology
+topology = Topology("small")
+topology.spout("numbers", range(3))
+topology.bolt("double", lambda n: n * 2).shuffle_grouping("numbers")
+"""
+
+
+def test_without_ray_or_without_a_cluster_the_run_is_exit_2_saying_what_to_do(tmp_path):
+    (tmp_path / "small.py").write_text(SMALL)
+    hidden = tmp_path / "no-ray"
+    (hidden / "ray").mkdir(parents=True)  # a `ray` that cannot be imported, as when it is not installed
+    (hidden / "ray" / "__init__.py").write_text("raise ImportError('No module named ray')\n")
+    command = [sys.executable, "-m", "consecution", "run", "small.py", "--mode", "ray"]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ, PYTHONPATH=str(hidden)))
+    assert done.returncode == 2 and "pip install 'consecution[ray]'" in done.stderr, done.stderr
+    started = time.monotonic()
+    done = subprocess.run(command + ["--ray-address", "127.0.0.1:9"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 2 and "cannot reach the Ray cluster at 127.0.0.1:9" in done.stderr, done.stderr
+    assert time.monotonic() - started < 30
