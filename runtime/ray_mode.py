@@ -12,8 +12,14 @@ fails the call in flight (`RayActorError`): the executor handles it as a worker 
 trees go to the recovery at once, runtime/recovery.py) and starts the actor again, where Ray
 places it on the nodes that remain.
 
-Deliveries between tasks of different actors go through the driver, as in process mode (one
-undecoded blob per frame and destination).
+Deliveries between tasks of different actors travel from actor to actor: the serving loop
+hands its blob for each other worker to `QueueConn.forward`, which pushes it to that worker's
+actor (`push`, in a concurrency group of its own, so it lands while the actor is busy) under a
+key, and the reply to the driver carries the key instead of the blob. The driver queues keys
+as process mode queues blobs (counting them as outstanding, sending them in that worker's next
+frame), and the receiving loop gets each blob back by its key (`resolve`). A key names the
+start (generation) of the actor it was pushed to: a push to an actor that has died since is
+dropped by the driver, whose recovery already took its trees.
 
 Nodes of a cluster do not have the topology's files: the modules that define its bolts (the
 topology module, and modules of yours beside it whose classes or functions are components)
@@ -42,6 +48,7 @@ from .worker import serve
 INSTALL = "pip install 'consecution[ray]'"
 ACTOR_CPUS = 0.01    # what an actor asks of a node
 START_TIMEOUT = 60.0  # seconds an actor may take to be placed and prepare its tasks
+BLOB_WAIT = 30.0      # seconds a worker waits for deliveries another actor pushed to it
 START_TRIES = 8       # starts of an actor that died before it was ready, at most (pauses of 0.25 s doubling to 5 s)
 
 
@@ -98,10 +105,16 @@ def _reachable(address, timeout=5.0):
 
 
 class QueueConn:
-    """The worker's end of an actor: the pipe methods the serving loop uses, on two queues."""
+    """The worker's end of an actor: the pipe methods the serving loop uses, on two queues; and
+    the deliveries for other workers, sent to their actors directly (`forward`, `resolve`)."""
 
-    def __init__(self):
+    def __init__(self, index):
         self.inbox, self.outbox = queue.SimpleQueue(), queue.SimpleQueue()
+        self.index = index
+        self.sent = 0
+        self.peers = []          # per worker: (actor handle, generation), set by the driver
+        self.blobs = {}          # (sender, number, generation) -> a blob another actor pushed here
+        self.arrived = threading.Condition()
 
     def poll(self, timeout):
         try:
@@ -116,13 +129,38 @@ class QueueConn:
     def send_bytes(self, data):
         self.outbox.put(bytes(data))
 
+    def forward(self, events, acks, forwards):
+        """Push each blob for another worker to its actor; the reply carries its key instead."""
+        keyed = []
+        for k, count, blob in forwards:
+            actor, generation = self.peers[k]
+            self.sent += 1
+            key = [self.index, self.sent, generation]
+            actor.push.options(concurrency_group="io").remote(key, blob)
+            keyed.append([k, count, key])
+        return events, acks, keyed
+
+    def push(self, key, blob):
+        with self.arrived:
+            self.blobs[tuple(key)] = blob
+            self.arrived.notify_all()
+
+    def resolve(self, key):
+        """The blob pushed under `key` (it may still be on its way)."""
+        key = tuple(key)
+        with self.arrived:
+            if not self.arrived.wait_for(lambda: key in self.blobs, BLOB_WAIT):
+                raise EOFError(f"deliveries {key} from worker {key[0]} did not arrive within {BLOB_WAIT:g} s")
+            return self.blobs.pop(key)
+
 
 class Worker:
     """The actor: the worker's serving loop on a thread, one message in and its reply out per
-    call (`ready` takes the reply to the start: prepared, or the error of a `prepare`)."""
+    call (`ready` takes the reply to the start: prepared, or the error of a `prepare`).
+    `push` and `set_peers` run in a concurrency group of their own ("io"), beside a `handle`."""
 
-    def __init__(self, topology, task_ids, settings):
-        self.conn = QueueConn()
+    def __init__(self, index, topology, task_ids, settings):
+        self.conn = QueueConn(index)
         self.thread = threading.Thread(target=self._serve, args=(topology, task_ids, settings),
                                        name="consecution-worker", daemon=True)
         self.thread.start()
@@ -140,6 +178,12 @@ class Worker:
     def node(self):
         import ray
         return ray.get_runtime_context().get_node_id()
+
+    def set_peers(self, peers):
+        self.conn.peers = peers
+
+    def push(self, key, blob):
+        self.conn.push(key, blob)
 
     def handle(self, data):
         if self.ended:
@@ -213,8 +257,10 @@ class RayExecutor(ProcessExecutor):
         super().__init__(core, workers or cpus, None)
         # a token share of a CPU: actors go to nodes that offer CPUs (not to a head node started
         # with --num-cpus=0), and any number of them fits on the nodes that remain
-        self.actor_class = ray.remote(num_cpus=ACTOR_CPUS)(Worker)
-        self.nodes = [None] * self.n  # per worker: the id of the node its actor runs on
+        self.actor_class = ray.remote(num_cpus=ACTOR_CPUS, concurrency_groups={"io": 1})(Worker)
+        self.nodes = [None] * self.n       # per worker: the id of the node its actor runs on
+        self.generation = [0] * self.n     # per worker: how many times its actor was started
+        self.pushed = 0                    # blobs actors pushed to each other (keys the driver queued)
 
     def _init(self, address):
         ray = self.ray
@@ -251,11 +297,35 @@ class RayExecutor(ProcessExecutor):
                 time.sleep(pause)
         self.nodes[k] = self.ray.get(self.procs[k].actor.node.remote())
         self.core.logger.info("worker.placed", topology=self.core.topology.name, worker=k, node=self.nodes[k])
+        self.generation[k] += 1
+        self._introduce()
+
+    def _introduce(self):
+        """Tell every actor where the others are (and which start of each), so that they push
+        their deliveries for each other directly."""
+        ray = self.ray
+        peers = [(proc.actor, self.generation[j]) if proc is not None else (None, 0)
+                 for j, proc in enumerate(self.procs)]
+        calls = [proc.actor.set_peers.options(concurrency_group="io").remote(peers)
+                 for proc in self.procs if proc is not None]
+        for call in calls:
+            try:
+                ray.get(call, timeout=START_TIMEOUT)
+            except ray.exceptions.RayError:
+                pass  # that actor died meanwhile: its death is found by its next call
+
+    def _apply(self, events, acks, forwards):
+        """As process mode; the deliveries a worker pushed to an actor that has died since are
+        dropped (their trees went to the recovery with the death)."""
+        generation = self.generation
+        live = [f for f in forwards if f[2][2] == generation[f[0]]]
+        self.pushed += len(live)
+        super()._apply(events, acks, live)
 
     def _start_worker(self, k, ids, settings):
         settings.update(lock_fd=None, parent=None, fork=False)
         actor = self.actor_class.options(name=None, scheduling_strategy="SPREAD",
-                                         max_restarts=0).remote(self.view, ids, settings)
+                                         max_restarts=0).remote(k, self.view, ids, settings)
         return ActorProc(self.ray, actor), ActorConn(self.ray, actor)
 
     def _ready(self, timeout):

@@ -172,6 +172,10 @@ def _serve(conn, topology, task_ids, settings):
     parent = settings["parent"]
     stateful = [t for t in tasks.values() if topology.components[t.component].stateful]
     run_of = chains.run
+    # a transport that carries the deliveries between workers itself (Ray mode: actor to actor)
+    # hands out a key for each blob it sent (`forward`) and gives a key's blob back (`resolve`)
+    forward, resolve = getattr(conn, "forward", None), getattr(conn, "resolve", None)
+    encoded = sink.encoded if forward is None else lambda: forward(*sink.encoded())
     while True:
         if not conn.poll(1.0):
             if parent is not None and os.getppid() != parent:
@@ -184,9 +188,9 @@ def _serve(conn, topology, task_ids, settings):
             _run_all(message[1], run_of)
             n = len(message[1])
             for count, blob in message[2]:
-                _run_groups(decode(blob), chains, sink.ack)
+                _run_groups(decode(blob if resolve is None else resolve(blob)), chains, sink.ack)
                 n += count
-            conn.send_bytes(encode(["r", n, time.perf_counter() - started, *sink.encoded()]))
+            conn.send_bytes(encode(["r", n, time.perf_counter() - started, *encoded()]))
         elif kind == "c":
             task = tasks[message[1]]
             error = None
@@ -194,7 +198,7 @@ def _serve(conn, topology, task_ids, settings):
                 getattr(task.obj, message[2])()
             except Exception as exc:
                 error = user_error(task, message[2], exc)
-            conn.send_bytes(encode(["k", *sink.encoded(), error]))
+            conn.send_bytes(encode(["k", *encoded(), error]))
         elif kind == "v":
             refused = None
             try:

@@ -122,6 +122,15 @@ def test_an_actor_killed_mid_run_is_started_again_and_totals_stay_exact(tmp_path
     assert state_totals(str(tmp_path / "state")) == expected(1500)
 
 
+def test_deliveries_between_actors_go_from_actor_to_actor_and_counts_are_exact(ray_cluster):
+    """Behind a fields grouping about half the numbers cross to the other actor: each blob is
+    pushed to it directly, and the driver only queues its key (never the blob's bytes)."""
+    scheduler = Scheduler(counting(600), mode="ray", workers=2, collect=True)
+    result = scheduler.run()
+    assert result.completed == 600 and scheduler.executor.pushed > 0
+    assert sorted(v[0] for v in result.emitted("double")) == [2 * n for n in range(600)]
+
+
 def test_ray_keeps_to_loopback(ray_cluster):
     """Every socket of the session's Ray listens and connects on 127.0.0.1 only."""
     Scheduler(counting(20), mode="ray", workers=2).run()
