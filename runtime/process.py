@@ -154,6 +154,9 @@ class ProcessExecutor(Concurrent):
             reply = decode(self.conns[k].recv_bytes())
         except (EOFError, OSError):
             raise WorkerDied(f"worker process {k} ended (exit code {self.procs[k].exitcode})") from None
+        if reply[0] == "stuck":  # a call past task_timeout, reported instead of the worker ending (ray mode)
+            self.procs[k].exitcode = EXIT_TASK_TIMEOUT
+            raise WorkerDied(f"worker {k}: {reply[1]} ran longer than task_timeout")
         if reply[0] == "x":  # SystemExit or KeyboardInterrupt in user code: the run ends with it
             exc = pickle.loads(reply[1])
             exc.__cause__ = RemoteTraceback(reply[2])
@@ -173,7 +176,7 @@ class ProcessExecutor(Concurrent):
         except OSError:
             pass
         if code == EXIT_TASK_TIMEOUT:
-            cause = (f"worker process {k} ended itself: a call ran longer than task_timeout "
+            cause = (f"worker {k} was ended: a call ran longer than task_timeout "
                      f"({self.core.task_timeout:g} s)")
         else:
             cause = f"worker process {k} died (exit code {code})"

@@ -42,6 +42,8 @@ import threading
 import time
 
 from .errors import ModeNotAvailable
+from consecution.storage import encode
+
 from .process import ProcessExecutor, WorkerDied
 from .worker import serve
 
@@ -128,6 +130,11 @@ class QueueConn:
 
     def send_bytes(self, data):
         self.outbox.put(bytes(data))
+
+    def stuck(self, where):
+        """The worker's watchdog: a call ran past task_timeout. The answer to the frame that
+        waits says so (the driver then kills this actor)."""
+        self.outbox.put(encode(["stuck", where]))
 
     def forward(self, events, acks, forwards):
         """Push each blob for another worker to its actor; the reply carries its key instead."""
@@ -313,6 +320,10 @@ class RayExecutor(ProcessExecutor):
                 ray.get(call, timeout=START_TIMEOUT)
             except ray.exceptions.RayError:
                 pass  # that actor died meanwhile: its death is found by its next call
+
+    def _died(self, k):
+        self.procs[k].kill()  # dead already, or hung past task_timeout
+        super()._died(k)
 
     def _apply(self, events, acks, forwards):
         """As process mode; the deliveries a worker pushed to an actor that has died since are

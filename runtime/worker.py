@@ -79,15 +79,21 @@ def serve(conn, topology, task_ids, settings):
         return 1
 
 
-def _watch(limit):
-    """End this worker when a call of user code on its main thread runs longer than `limit`."""
+def _watch(limit, conn):
+    """End this worker when a call of user code on its serving thread runs longer than `limit`;
+    or, when the transport offers `conn.stuck` (a Ray actor, which the driver kills), report it
+    there instead."""
     main, name = threading.get_ident(), f"worker process {os.getpid()}"
+    report = getattr(conn, "stuck", None)
 
     def stuck(where, stack):
         logger().error("task.stuck", where=where, task_timeout=limit, stack=stack,
                        reason="a call of user code ran longer than task_timeout: the worker ends, and the "
                               "records that were in flight run again isolated")
         flush_std()
+        if report is not None:
+            report(where)
+            return
         os._exit(EXIT_TASK_TIMEOUT)
 
     Watchdog(limit, lambda: {main: name}, stuck, time.monotonic).start()
@@ -167,7 +173,7 @@ def _serve(conn, topology, task_ids, settings):
             return 1
     gc.freeze()  # what the worker inherited and built is not scanned by the cyclic GC again
     if settings["task_timeout"] is not None:
-        _watch(settings["task_timeout"])
+        _watch(settings["task_timeout"], conn)
     conn.send_bytes(encode(["ready"]))
     parent = settings["parent"]
     stateful = [t for t in tasks.values() if topology.components[t.component].stateful]

@@ -6,7 +6,7 @@ import time
 
 from consecution.runtime import Scheduler
 
-MODES = ["single", "thread", "process"]
+MODES = ["single", "thread", "process", "ray"]
 
 
 def wait_for(condition, timeout=10.0, what="the condition"):

@@ -22,7 +22,7 @@ from consecution.topology import (ComponentError, DuplicateNameError, FieldError
                                   UnknownSourceError)
 from support import Numbers, cli, logged_event, run_killing, start_cli
 
-MODES = ["single", "thread", "process"]
+MODES = ["single", "thread", "process", "ray"]
 
 
 def parse(x):

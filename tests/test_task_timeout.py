@@ -12,7 +12,7 @@ import pytest
 
 from consecution import Topology, TopologyError
 
-MODES = ["single", "thread", "process"]
+MODES = ["single", "thread", "process", "ray"]
 
 HANGS = textwrap.dedent('''
     import sqlite3, time
@@ -65,7 +65,7 @@ def _dead_letters(tmp_path):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_a_record_that_hangs_its_task_is_the_one_dead_letter_and_every_other_is_processed(mode, tmp_path):
-    """Process mode: the worker ends itself, the run goes on and isolates the culprit. Single
+    """Process and ray mode: the worker is ended, the run goes on and isolates the culprit. Single
     and thread mode: the process ends (exit 4), and runs started again as systemd would start
     them isolate it: each crash it causes alone costs it an attempt, the others none."""
     path = _write(tmp_path, hang=13)
@@ -77,14 +77,15 @@ def test_a_record_that_hangs_its_task_is_the_one_dead_letter_and_every_other_is_
             break
         assert '"task.stuck"' in done.stderr and "time.sleep(10**6)" in done.stderr, done.stderr[-3000:]
     assert codes[-1] == 3, (codes, done.stderr[-3000:])  # completed, a record given up
-    if mode == "process":
-        assert codes == [3] and "ended itself: a call ran longer than task_timeout" in done.stderr
+    if mode in ("process", "ray"):  # the worker is ended, the run goes on
+        assert codes == [3] and "was ended: a call ran longer than task_timeout" in done.stderr
     else:
         assert 2 <= len(codes) <= 12, codes  # bisection: about log2(suspects) crashes, then max_retries + 1
     assert _seen(tmp_path) == [n for n in range(60) if n != 13]
     letters = _dead_letters(tmp_path)
     assert [letter["values"] for letter in letters] == [[13]], letters
-    cause = "a call ran longer than task_timeout" if mode == "process" else "the process ended without closing its log"
+    cause = ("a call ran longer than task_timeout" if mode in ("process", "ray")
+             else "the process ended without closing its log")
     assert cause in letters[0]["error"] and "while this record ran alone (attempt 2)" in letters[0]["error"]
 
 
