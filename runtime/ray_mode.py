@@ -21,11 +21,10 @@ frame), and the receiving loop gets each blob back by its key (`resolve`). A key
 start (generation) of the actor it was pushed to: a push to an actor that has died since is
 dropped by the driver, whose recovery already took its trees.
 
-Nodes of a cluster do not have the topology's files: the modules that define its bolts (the
-topology module, and modules of yours beside it whose classes or functions are components)
-travel by value with them (cloudpickle's `register_pickle_by_value`). A module of yours that
-a bolt's code only imports must be importable on every node (installed there, or shipped with
-a Ray runtime_env).
+Nodes of a cluster do not have the topology's files: the modules loaded in the driver that are
+not installed ones (the topology module, and the modules of yours it imported, such as a
+`ledger.py` beside it) travel by value with the bolts that use them (cloudpickle's
+`register_pickle_by_value`). Installed packages must be installed on every node.
 
 Ray is an optional dependency (`pip install 'consecution[ray]'`), imported when the mode starts.
 `address` is what `ray.init` takes ("auto", "HOST:PORT"); None uses `RAY_ADDRESS`, else starts a
@@ -73,25 +72,19 @@ def import_ray(local):
     return ray
 
 
-def user_modules(topology):
-    """The modules, not installed ones, that define the bolts of `topology` (their classes, and
-    the functions and classes they hold)."""
+def user_modules():
+    """The modules loaded here that are not installed ones (not in the standard library or
+    site-packages, not consecution): the topology module and the modules of yours it loaded,
+    which the bolts' code may use and the nodes do not have."""
     installed = {sysconfig.get_paths()[key] for key in ("stdlib", "platstdlib", "purelib", "platlib")}
-    found = {}
-    for component in topology.components.values():
-        obj = component.obj
-        if obj is None:
+    found = []
+    for name, module in list(sys.modules.items()):
+        path = getattr(module, "__file__", None)
+        if path is None or name == "__main__" or name.split(".")[0] == "consecution":
             continue
-        held = [v for v in vars(obj).values() if isinstance(v, type) or callable(v)] if hasattr(obj, "__dict__") else []
-        for thing in [type(obj), *held]:
-            name = getattr(thing, "__module__", None)
-            module = sys.modules.get(name) if name else None
-            path = getattr(module, "__file__", None)
-            if path is None or name.split(".")[0] == "consecution" or name in found:
-                continue
-            if not any(os.path.abspath(path).startswith(root + os.sep) for root in installed):
-                found[name] = module
-    return list(found.values())
+        if not any(os.path.abspath(path).startswith(root + os.sep) for root in installed):
+            found.append(module)
+    return found
 
 
 def _reachable(address, timeout=5.0):
@@ -283,7 +276,7 @@ class RayExecutor(ProcessExecutor):
         self.started_ray = True
 
     def start(self):
-        for module in user_modules(self.view):
+        for module in user_modules():
             self.ray.cloudpickle.register_pickle_by_value(module)
         super().start()
 

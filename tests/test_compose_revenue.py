@@ -41,10 +41,11 @@ def wait_for_log(path, text, proc, timeout=30):
         time.sleep(0.02)
 
 
-@pytest.mark.parametrize("mode", ["single", "process"])
+@pytest.mark.parametrize("mode", ["single", "process", "ray"])
 def test_totals_started_before_books_report_what_revenue_py_reports(mode, run_cli, tmp_path):
     """The two commands of the examples' docstrings, default state directories, consumer
-    first: it waits for a producer that has never run, then reads every entry once."""
+    first: it waits for a producer that has never run, then reads every entry once. (Ray mode:
+    the examples' own module `ledger`, which the nodes do not have, travels with the bolts.)"""
     n = 1200
     report = tmp_path / "report.json"
     env = {"REVENUE_PAYMENTS": str(n), "REVENUE_REPORT": str(report)}
@@ -75,7 +76,8 @@ def test_totals_started_before_books_report_what_revenue_py_reports(mode, run_cl
     again = run_cli("run", TOTALS, *options, env=env)
     assert again.returncode == 0, again.stderr[-3000:]
     assert json.loads(report.read_text()) == composed
-    assert again.stdout.splitlines()[1:] == alone.stdout.splitlines()[1:]  # only the title differs
+    if mode != "ray":  # an actor's prints reach the driver through Ray's log streaming, if at all
+        assert again.stdout.splitlines()[1:] == alone.stdout.splitlines()[1:]  # only the title differs
 
 
 @pytest.mark.parametrize("mode", ["single", "process"])
