@@ -64,9 +64,10 @@ def events(stderr, name):
 
 
 @pytest.mark.parametrize("mode,stateful", [("single", False), ("single", True), ("thread", False),
-                                           ("thread", True), ("process", False), ("process", True)])
+                                           ("thread", True), ("process", False), ("process", True),
+                                           ("ray", True)])
 def test_a_record_that_kills_the_process_ends_as_the_one_dead_letter(tmp_path, mode, stateful):
-    """The killer SIGKILLs the process (single, thread) or its worker (process) every time it
+    """The killer SIGKILLs the process (single, thread) or its worker (process, ray) every time it
     runs. Restarted like a systemd unit (while it dies of a signal), the job ends with exit 3:
     the killer is the only dead letter, after max_retries + 1 crashes alone, and every other
     record was processed (exactly once into the stateful total)."""
@@ -83,7 +84,7 @@ def test_a_record_that_kills_the_process_ends_as_the_one_dead_letter(tmp_path, m
     assert runs[-1] == 3, (runs, stderr[-3000:])
     # bounded: the crash, then about log2(512) bisecting trials, then max_retries + 1 crashes alone
     assert len(runs) - 1 <= 1 + math.ceil(math.log2(512)) + max_retries + 1, runs
-    if mode == "process":
+    if mode in ("process", "ray"):
         assert runs == [3]  # the supervisor survives its workers: one run isolates the killer
     letters = [json.loads(x) for x in consecution("dead-letters", "--state-dir", ".consecution/killer", "--json",
                                                   cwd=tmp_path, env={}).stdout.splitlines()]

@@ -105,6 +105,60 @@ def test_a_node_that_leaves_the_cluster_mid_run_loses_nothing_and_state_stays_ex
     assert state_totals(str(tmp_path / "state")) == expected(3000)
 
 
+def test_revenue_on_a_cluster_that_loses_a_node_while_its_driver_is_killed_ends_exact(tmp_path):
+    """examples/revenue.py in ray mode on a three-node test cluster that outlives its drivers:
+    the driver is SIGKILLed at random moments and started again with the same command, and a
+    worker node leaves the cluster meanwhile (the one the first driver's actor is on). The totals and counts are those of a run without
+    crashes. (A process of its own holds the cluster: this one holds the session's Ray.)"""
+    script = tmp_path / "revenue_cluster.py"
+    script.write_text(textwrap.dedent(f'''
+        import json, os, random, sys, threading, time
+        from pathlib import Path
+        sys.path.insert(0, {os.path.dirname(__file__)!r})
+        from ray.cluster_utils import Cluster
+        from support import EXAMPLES, run_killing
+
+        cluster = Cluster(initialize_head=True, head_node_args={{"num_cpus": 0, "node_ip_address": "127.0.0.1",
+                                                                 "include_dashboard": False}})
+        nodes = [cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1") for _ in range(2)]
+        cluster.wait_for_nodes()
+        tmp = Path({str(tmp_path)!r})
+        log = tmp / "revenue.log"
+
+        def placed():
+            lines = log.read_text().splitlines() if log.exists() else []
+            return [line.split('"node": "')[1].split('"')[0] for line in lines if '"worker.placed"' in line]
+
+        def remove_a_node():  # once the first driver placed its actor: the node it is on leaves
+            while not placed():
+                time.sleep(0.05)
+            victim = next(node for node in nodes if node.node_id == placed()[0])
+            cluster.remove_node(victim, allow_graceful=False)
+
+        remover = threading.Thread(target=remove_a_node, daemon=True)
+        remover.start()
+        env = {{"REVENUE_PAYMENTS": "3000", "REVENUE_DELAY": "0.002", "REVENUE_REPORT": str(tmp / "report.json")}}
+        args = ["run", os.path.join(EXAMPLES, "revenue.py"), "--mode", "ray", "--workers", "2",
+                "--log-format", "json", "--ray-address", cluster.address]
+        killed = run_killing({{"revenue": args}}, tmp, env, 3, random.Random(), timeout=300,
+                             window=(3.0, 5.0))["revenue"]
+        print(json.dumps({{"killed": killed, "removed": not remover.is_alive()}}))
+        cluster.shutdown()
+    '''))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=420)
+    assert done.returncode == 0, done.stderr[-4000:]
+    outcome = json.loads(done.stdout.strip().splitlines()[-1])
+    assert outcome == {"killed": 3, "removed": True}, outcome
+    log = (tmp_path / "revenue.log").read_text()
+    assert '"worker.died"' in log  # the node took an actor with it
+    from test_scenarios import expected_revenue
+    from test_state import revenue_payments
+    totals = json.loads((tmp_path / "report.json").read_text())["totals"]
+    figures = {name: {key: row["cents"] for key, row in rows.items()} for name, rows in totals.items()}
+    assert figures == expected_revenue(revenue_payments(3000))
+    assert totals["revenue"]["revenue"]["count"] == 3000
+
+
 def test_an_actor_killed_mid_run_is_started_again_and_totals_stay_exact(tmp_path, ray_cluster):
     scheduler = Scheduler(counting(1500), mode="ray", workers=2, state_dir=str(tmp_path / "state"))
     out = {}
