@@ -97,7 +97,7 @@ def test_a_killed_worker_is_restarted_and_its_trees_replayed(tmp_path):
 
 def test_sigterm_stops_the_workers_and_leaves_no_orphans(tmp_path):
     (tmp_path / "workers.py").write_text(WORKERS.format(sleep=0.01, source="__import__('itertools').count()"))
-    proc = start(tmp_path)
+    proc = start(tmp_path, "--grace", "2")  # what is in flight drains for 2 s, not the default 30
     assert wait_for(lambda: pids(tmp_path, 0) and pids(tmp_path, 1) and (tmp_path / "sink.sqlite").exists())
     workers = pids(tmp_path, 0) + pids(tmp_path, 1)
     assert all(alive(pid) for pid in workers)
