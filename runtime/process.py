@@ -50,7 +50,12 @@ FIRST_FRAME = 1       # deliveries in a worker's first frame; its frames grow at
 
 
 class WorkerDied(ConsecutionError):
-    """A worker process ended while the supervisor waited for its answer."""
+    """A worker process ended while the supervisor waited for its answer; `cause`, when the
+    worker said why (a call past task_timeout), is what its trees are charged with."""
+
+    def __init__(self, message, cause=None):
+        super().__init__(message)
+        self.cause = cause
 
 
 def bolts_only(topology):
@@ -155,15 +160,17 @@ class ProcessExecutor(Concurrent):
         except (EOFError, OSError):
             raise WorkerDied(f"worker process {k} ended (exit code {self.procs[k].exitcode})") from None
         if reply[0] == "stuck":  # a call past task_timeout, reported instead of the worker ending (ray mode)
-            self.procs[k].exitcode = EXIT_TASK_TIMEOUT
-            raise WorkerDied(f"worker {k}: {reply[1]} ran longer than task_timeout")
+            raise WorkerDied(f"worker {k}: {reply[1]} ran longer than task_timeout", self._timed_out(k))
         if reply[0] == "x":  # SystemExit or KeyboardInterrupt in user code: the run ends with it
             exc = pickle.loads(reply[1])
             exc.__cause__ = RemoteTraceback(reply[2])
             raise exc
         return reply
 
-    def _died(self, k):
+    def _timed_out(self, k):
+        return f"worker {k} was ended: a call ran longer than task_timeout ({self.core.task_timeout:g} s)"
+
+    def _died(self, k, cause=None):
         proc = self.procs[k]
         proc.join(timeout=1)
         code = proc.exitcode
@@ -175,11 +182,8 @@ class ProcessExecutor(Concurrent):
             self.conns[k].close()
         except OSError:
             pass
-        if code == EXIT_TASK_TIMEOUT:
-            cause = (f"worker {k} was ended: a call ran longer than task_timeout "
-                     f"({self.core.task_timeout:g} s)")
-        else:
-            cause = f"worker process {k} died (exit code {code})"
+        if cause is None:
+            cause = self._timed_out(k) if code == EXIT_TASK_TIMEOUT else f"worker process {k} died (exit code {code})"
         self.core.logger.error("worker.died", topology=self.core.topology.name, worker=k, exitcode=code,
                                deliveries_lost=lost, cause=cause)
         self.core.worker_died(cause)
@@ -256,8 +260,8 @@ class ProcessExecutor(Concurrent):
                 return
             try:
                 reply = self._recv(k)
-            except WorkerDied:
-                self._died(k)
+            except WorkerDied as exc:
+                self._died(k, exc.cause)
                 return
             self.sent[k].pop(0)
             n, busy = reply[1], reply[2]

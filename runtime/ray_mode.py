@@ -40,9 +40,9 @@ import sysconfig
 import threading
 import time
 
-from .errors import ModeNotAvailable
 from consecution.storage import encode
 
+from .errors import ModeNotAvailable
 from .process import ProcessExecutor, WorkerDied
 from .worker import serve
 
@@ -314,9 +314,9 @@ class RayExecutor(ProcessExecutor):
             except ray.exceptions.RayError:
                 pass  # that actor died meanwhile: its death is found by its next call
 
-    def _died(self, k):
+    def _died(self, k, cause=None):
         self.procs[k].kill()  # dead already, or hung past task_timeout
-        super()._died(k)
+        super()._died(k, cause)
 
     def _apply(self, events, acks, forwards):
         """As process mode; the deliveries a worker pushed to an actor that has died since are

@@ -61,6 +61,17 @@ def state_totals(state_dir):
         log.close()
 
 
+def three_node_cluster():
+    """A Ray test cluster on loopback: a head without CPUs (so no actor lands there) and two
+    worker nodes of one CPU each; (cluster, [worker nodes]). For a process of its own."""
+    from ray.cluster_utils import Cluster
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "node_ip_address": "127.0.0.1",
+                                                            "include_dashboard": False})
+    nodes = [cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1") for _ in range(2)]
+    cluster.wait_for_nodes()
+    return cluster, nodes
+
+
 def test_a_node_that_leaves_the_cluster_mid_run_loses_nothing_and_state_stays_exact(tmp_path):
     """A head node without CPUs (so no actor lands there) and two worker nodes; the node of
     one actor is removed while tuples flow. Its trees run again at once, its actor starts again
@@ -70,14 +81,10 @@ def test_a_node_that_leaves_the_cluster_mid_run_loses_nothing_and_state_stays_ex
     script.write_text(textwrap.dedent(f'''
         import json, sys, threading, time
         sys.path.insert(0, {os.path.dirname(__file__)!r})
-        from ray.cluster_utils import Cluster
         from consecution.runtime import Scheduler
-        from test_ray_mode import counting
+        from test_ray_mode import counting, three_node_cluster
 
-        cluster = Cluster(initialize_head=True, head_node_args={{"num_cpus": 0, "node_ip_address": "127.0.0.1",
-                                                                 "include_dashboard": False}})
-        nodes = [cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1") for _ in range(2)]
-        cluster.wait_for_nodes()
+        cluster, nodes = three_node_cluster()
         scheduler = Scheduler(counting(3000), mode="ray", workers=2, state_dir={str(tmp_path / "state")!r},
                               ray_address=cluster.address)
         out = {{}}
@@ -108,20 +115,17 @@ def test_a_node_that_leaves_the_cluster_mid_run_loses_nothing_and_state_stays_ex
 def test_revenue_on_a_cluster_that_loses_a_node_while_its_driver_is_killed_ends_exact(tmp_path):
     """examples/revenue.py in ray mode on a three-node test cluster that outlives its drivers:
     the driver is SIGKILLed at random moments and started again with the same command, and a
-    worker node leaves the cluster meanwhile (the one the first driver's actor is on). The totals and counts are those of a run without
-    crashes. (A process of its own holds the cluster: this one holds the session's Ray.)"""
+    worker node leaves the cluster meanwhile (the one the first driver's actor is on). The
+    totals and counts are those of a run without crashes. (A process of its own holds the cluster: this one holds the session's Ray.)"""
     script = tmp_path / "revenue_cluster.py"
     script.write_text(textwrap.dedent(f'''
         import json, os, random, sys, threading, time
         from pathlib import Path
         sys.path.insert(0, {os.path.dirname(__file__)!r})
-        from ray.cluster_utils import Cluster
         from support import EXAMPLES, run_killing
+        from test_ray_mode import three_node_cluster
 
-        cluster = Cluster(initialize_head=True, head_node_args={{"num_cpus": 0, "node_ip_address": "127.0.0.1",
-                                                                 "include_dashboard": False}})
-        nodes = [cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1") for _ in range(2)]
-        cluster.wait_for_nodes()
+        cluster, nodes = three_node_cluster()
         tmp = Path({str(tmp_path)!r})
         log = tmp / "revenue.log"
 
