@@ -24,7 +24,10 @@ dropped by the driver, whose recovery already took its trees.
 Nodes of a cluster do not have the topology's files: the modules loaded in the driver that are
 not installed ones (the topology module, and the modules of yours it imported, such as a
 `ledger.py` beside it) travel by value with the bolts that use them (cloudpickle's
-`register_pickle_by_value`). Installed packages must be installed on every node.
+`register_pickle_by_value`). Installed packages must be installed on every node. An actor
+works in the driver's working directory when its node has that directory (the driver's machine,
+or a shared file system), so relative paths in bolts mean what they mean in process mode; and
+it gets the driver's environment variables that its node does not set itself (`driver_environ`).
 
 Ray is an optional dependency (`pip install 'consecution[ray]'`), imported when the mode starts.
 `address` is what `ray.init` takes ("auto", "HOST:PORT"); None uses `RAY_ADDRESS`, else starts a
@@ -85,6 +88,13 @@ def user_modules():
         if not any(os.path.abspath(path).startswith(root + os.sep) for root in installed):
             found.append(module)
     return found
+
+
+def driver_environ():
+    """The driver's environment variables for its actors, which fill in those their node does not
+    set (a bolt reading os.environ at run time finds what it finds in process mode; PATH, HOME
+    and the like stay the node's own). Ray's own variables stay out."""
+    return {name: value for name, value in os.environ.items() if not name.startswith("RAY_")}
 
 
 def _reachable(address, timeout=5.0):
@@ -159,7 +169,11 @@ class Worker:
     call (`ready` takes the reply to the start: prepared, or the error of a `prepare`).
     `push` and `set_peers` run in a concurrency group of their own ("io"), beside a `handle`."""
 
-    def __init__(self, index, topology, task_ids, settings):
+    def __init__(self, index, topology, task_ids, settings, cwd, environ):
+        if os.path.isdir(cwd):  # the driver's machine, or a directory shared with it
+            os.chdir(cwd)       # relative paths in bolts mean what they mean in process mode
+        for name, value in environ.items():  # the driver's variables the node does not set itself
+            os.environ.setdefault(name, value)
         self.conn = QueueConn(index)
         self.thread = threading.Thread(target=self._serve, args=(topology, task_ids, settings),
                                        name="consecution-worker", daemon=True)
@@ -329,7 +343,7 @@ class RayExecutor(ProcessExecutor):
     def _start_worker(self, k, ids, settings):
         settings.update(lock_fd=None, parent=None, fork=False)
         actor = self.actor_class.options(name=None, scheduling_strategy="SPREAD",
-                                         max_restarts=0).remote(k, self.view, ids, settings)
+                                         max_restarts=0).remote(k, self.view, ids, settings, os.getcwd(), driver_environ())
         return ActorProc(self.ray, actor), ActorConn(self.ray, actor)
 
     def _ready(self, timeout):

@@ -19,8 +19,11 @@ def ray_cluster():
 
 
 @pytest.fixture(autouse=True)
-def _ray_for_ray_mode(request):
-    """Tests parametrized with mode "ray" get the shared Ray started first."""
+def _ray_for_ray_mode(request, monkeypatch):
+    """Tests parametrized with mode "ray" get the shared Ray started first, and its address in
+    RAY_ADDRESS: the `consecution run` processes they start join it, as a driver joins a
+    running cluster, instead of starting a Ray of their own (seconds each)."""
     params = getattr(request.node, "callspec", None)
     if params is not None and params.params.get("mode") == "ray":
-        request.getfixturevalue("ray_cluster")
+        ray = request.getfixturevalue("ray_cluster")
+        monkeypatch.setenv("RAY_ADDRESS", ray.get_runtime_context().gcs_address)

@@ -666,7 +666,7 @@ def test_a_consumer_of_an_output_the_producer_does_not_declare_waits_listing_the
     assert '"run.stopped"' in log and '"run.started"' not in log
 
 
-@pytest.mark.parametrize("mode", ["single", "process"])
+@pytest.mark.parametrize("mode", ["single", "process", "ray"])
 def test_one_module_declares_both_and_the_consumer_started_first_without_fields_waits_then_survives_kills(
         tmp_path, both, mode):
     """Issue 12: the consumer (no fields=) starts before the producer has ever run and waits;

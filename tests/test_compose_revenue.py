@@ -80,7 +80,7 @@ def test_totals_started_before_books_report_what_revenue_py_reports(mode, run_cl
         assert again.stdout.splitlines()[1:] == alone.stdout.splitlines()[1:]  # only the title differs
 
 
-@pytest.mark.parametrize("mode", ["single", "process"])
+@pytest.mark.parametrize("mode", ["single", "process", "ray"])
 def test_books_and_totals_killed_at_random_moments_end_with_exact_totals_and_counts(mode, tmp_path):
     """Both run at once, slowed down; each is killed with SIGKILL several times, independently,
     and started again with the same command and state directories. The hand-off loses and

@@ -62,7 +62,7 @@ def start(args, cwd):
         log.close()
 
 
-@pytest.mark.parametrize("mode", ["single", "thread", "process"])
+@pytest.mark.parametrize("mode", ["single", "thread", "process", "ray"])
 def test_killed_at_random_moments_every_record_reaches_the_sink_and_the_poison_is_a_dead_letter(
         tmp_path, run_cli, mode):
     kills = int(os.environ.get("CONSECUTION_KILLS", "8"))

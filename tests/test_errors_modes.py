@@ -116,7 +116,7 @@ def test_a_workers_context_says_what_single_modes_says(module):
         assert facts[mode] == [[*f[:5], mode, *f[6:]] for f in facts["single"]]
 
 
-@pytest.mark.parametrize("mode", ["single", "thread", "process"])
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("raised", [SystemExit(4), KeyboardInterrupt()])
 def test_sys_exit_or_keyboard_interrupt_in_process_ends_the_run_in_every_mode(mode, raised, tmp_path):
     """User code that raises SystemExit or KeyboardInterrupt asks the run to end: it ends with
@@ -144,7 +144,7 @@ def test_sys_exit_or_keyboard_interrupt_in_process_ends_the_run_in_every_mode(mo
         log.close()
 
 
-@pytest.mark.parametrize("mode", ["thread", "process"])
+@pytest.mark.parametrize("mode", ["thread", "process", "ray"])
 def test_a_stop_ends_the_run_when_its_grace_is_over_even_with_work_queued(mode, tmp_path):
     """2,000 inputs of 10 ms queued behind two workers; stop with a grace of 1 s: the run ends
     about then (it waited for every queued input before: 18 s), and what did not complete
@@ -162,11 +162,16 @@ def test_a_stop_ends_the_run_when_its_grace_is_over_even_with_work_queued(mode, 
     t.spout("numbers", range(2000))
     t.bolt("slow", slow, parallelism=2).shuffle_grouping("numbers")
     scheduler = Scheduler(t, mode=mode, workers=2, grace=1.0, state_dir=str(tmp_path / "s"))
-    threading.Timer(0.5, scheduler.stop).start()
-    started = time.monotonic()
+    stopped = []
+
+    def stop():
+        stopped.append(time.monotonic())
+        scheduler.stop()
+
+    threading.Timer(2.5 if mode == "ray" else 0.5, stop).start()  # ray: after its actors started
     result = scheduler.run()
-    elapsed = time.monotonic() - started
-    assert result.status == "stopped" and elapsed < 6, elapsed
+    elapsed = time.monotonic() - stopped[0]
+    assert result.status == "stopped" and elapsed < 5.5, elapsed
     log = DurableLog(str(tmp_path / "s"), readonly=True)
     try:
         assert result.completed + len(log) == 2000 and len(log) > 0
@@ -204,7 +209,7 @@ def _stop_after_start(path, mode, cwd):
     return proc.returncode, time.monotonic() - started, err
 
 
-@pytest.mark.parametrize("mode", ["single", "thread", "process"])
+@pytest.mark.parametrize("mode", MODES)
 def test_the_first_signal_stops_a_spout_blocked_in_next_tuple(mode, tmp_path):
     path = tmp_path / "hangs.py"
     path.write_text(HANGS.replace("{what}", "spout"))
@@ -212,7 +217,7 @@ def test_the_first_signal_stops_a_spout_blocked_in_next_tuple(mode, tmp_path):
     assert code == 0 and '"spout.interrupted"' in err and took < 10, (code, took, err[-2000:])
 
 
-@pytest.mark.parametrize("mode", ["single", "thread", "process"])
+@pytest.mark.parametrize("mode", MODES)
 def test_a_bolt_that_never_returns_is_abandoned_after_the_grace_and_no_process_is_left(mode, tmp_path):
     """A signal gives it --grace (0.5 s) and 5 s more to close; then the run ends with exit 4
     as a kill would end it, worker processes killed too. The next run knows it crashed."""

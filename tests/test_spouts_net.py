@@ -556,7 +556,7 @@ def _start(tmp_path, kind, port, mode):
         log.close()
 
 
-@pytest.mark.parametrize("kind, mode", [("tcp", "process"), ("http", "thread")])
+@pytest.mark.parametrize("kind, mode", [("tcp", "process"), ("http", "thread"), ("http", "ray")])
 def test_killed_while_clients_send_every_confirmed_record_is_processed(tmp_path, kind, mode):
     (tmp_path / "crash.py").write_text(CRASH)
     port = free_port()
