@@ -44,12 +44,13 @@ from .executors import SingleExecutor, ThreadExecutor
 from .logs import logger
 from .finish import FinishPhase
 from .named_outputs import NamedOutputs
+from .observe import Observers
 from .recovery import Recovery
 from .result import RunResult
 from .retries import Backoff, NoRetry, Retries
 from .routing import Routing
 from .spout_driver import COMMIT_INTERVAL, SpoutDriver
-from .state_dir import close_state, load_state, open_state
+from .state_dir import close_state, load_state, open_state, resumed_from
 from .tasks import BoltTask, assign_tasks, build_task
 from .trees import TreeLifecycle
 from .watchdog import Watchdog, abandon
@@ -65,6 +66,7 @@ class Scheduler(TreeLifecycle):
 
     `overrides` replace the topology's reliability settings (max_retries, message_timeout,
     max_pending, retry_backoff, reliability, track_last, checkpoint_interval, task_timeout).
+    `observers` watch the run without steering it (observe.py: progress, systemd, metrics).
     A call of user code past `task_timeout` ends what runs it as a crash would (watchdog.py):
     a worker process ends, else the whole process (exit status 4). `collect=True` keeps every
     tuple the bolts emit, by (component, stream), in the result (for tests and
@@ -74,18 +76,20 @@ class Scheduler(TreeLifecycle):
     processing is depth first, and such tuples need no id of their own (DESIGN.md, "fused").
     With a `state_dir`, the run locks it; reliability "replay" keeps its log there (LMDB,
     `durability` "kill" or "power") and "track" its last `track_last` failures; without one,
-    both are in memory.
+    both are in memory. `fresh=True` deletes that log first (spout positions, pending records,
+    state, named outputs and dead letters), once the lock is held: the run starts over.
     """
 
     def __init__(self, topology, *, mode="single", workers=None, start_method=None, state_dir=None,
                  collect=False, grace=30.0, durability="kill", fuse=True, clock=time.monotonic,
-                 wall=time.time, ray_address=None, **overrides):
+                 wall=time.time, ray_address=None, fresh=False, observers=(), **overrides):
         topology.validate()
         self.topology = topology
         self.mode = mode
         self.workers = workers
         self.start_method = start_method
         self.state_dir = state_dir
+        self.fresh = fresh  # start over: the state directory's log is deleted first (state_dir.py)
         self.grace = grace
         self.clock, self.wall = clock, wall
         self.logger = logger()
@@ -126,6 +130,9 @@ class Scheduler(TreeLifecycle):
         self.collected = {} if collect else None  # (component, stream) -> values emitted (collect=True)
         self.result = RunResult(topology.name, self.reliability, mode)
         self.stopping = False
+        self.observers = Observers(self, observers)  # progress, systemd, metrics (observe.py)
+        self.started = None            # clock() when run() began
+        self.dead_letters_before = 0   # dead letters the log held when the run began
         self.executor_started = False  # close() the executor only if start() was tried
         self.stop_deadline = None
         self.signals = 0
@@ -257,15 +264,16 @@ class Scheduler(TreeLifecycle):
             gc.unfreeze()
 
     def _run(self):
-        started = self.clock()
+        started = self.started = self.clock()
         open_state(self)
         load_state(self)
         self.driver.opened()
         self.finish.load()
         self.named_outputs.opened()
+        resumed = resumed_from(self)
         self.logger.info("run.started", topology=self.topology.name, mode=self.mode, reliability=self.reliability,
                          components=len(self.topology.components), tasks=len(self.tasks),
-                         state_dir=self.state_dir, durable=self.durable)
+                         state_dir=self.state_dir, durable=self.durable, resumed=resumed or None)
         opened = []
         clean = True  # the run closes its log as a clean stop (recovery.py), unless user code exits it
         self.core_thread = threading.get_ident()
@@ -282,6 +290,8 @@ class Scheduler(TreeLifecycle):
                 if position is not None:
                     self.call_user(task, "seek", position)
             self.recovery.opened()
+            self.dead_letters_before = self.log.dead_count()
+            self.observers.started()
             self._loop(pull=True)
             if not self.stopping:
                 self.finish.run()
@@ -304,7 +314,13 @@ class Scheduler(TreeLifecycle):
                 close_state(self, clean)
             self.result.elapsed = self.clock() - started
             self.result.collected = self.collected
+            self.observers.finished(self.result)
         self.logger.info("run.finished", topology=self.topology.name, **self.result.summary())
+        if resumed.get("positions") and self.result.status == "complete" and not self.result.roots:
+            self.logger.warning("run.nothing_new", topology=self.topology.name, state_dir=self.state_dir,
+                                last_run=resumed.get("last_run"), reason=(
+                                    f"nothing new since the last run at {resumed.get('last_run') or 'an earlier time'}: "
+                                    "every spout resumed at the end of its input; --fresh to start over"))
         return self.result
 
     def stop(self):
@@ -315,6 +331,7 @@ class Scheduler(TreeLifecycle):
             raise Aborted()
         self.stopping = True
         self.stop_deadline = self.clock() + self.grace
+        self.observers.stopping()
         self.logger.info("run.stopping", topology=self.topology.name, grace=self.grace, pending=len(self.trees))
 
     def signalled(self):
@@ -368,7 +385,7 @@ class Scheduler(TreeLifecycle):
         """Run deliveries, replays and spouts until quiet: (no spout to ask,) nothing queued,
         no tree pending and no replay waiting; or until a stop's grace period is over."""
         executor, clock, completion, retries = self.executor, self.clock, self.completion, self.retries
-        recovery = self.recovery
+        recovery, observers = self.recovery, self.observers
         concurrent = executor.concurrent
         next_expire = clock() + EXPIRE_EVERY
         flushed = False
@@ -389,6 +406,7 @@ class Scheduler(TreeLifecycle):
             if now >= next_expire:
                 self._expire(now)
                 next_expire = now + EXPIRE_EVERY
+                observers.tick(now)
             if executor.busy():
                 executor.run_some()
                 flushed = False

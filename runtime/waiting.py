@@ -15,7 +15,7 @@ POLL = 0.5       # seconds between two looks
 LOG_EVERY = 5.0  # seconds between two events of one wait
 
 
-def wait_for_fields(topology, stop=None, poll=POLL, log_every=LOG_EVERY):
+def wait_for_fields(topology, stop=None, waiting=None, poll=POLL, log_every=LOG_EVERY):
     """Resolve the late fields of `topology` (`Topology.resolve_fields`), looking every `poll`
     seconds until all are known; return True then, or False if `stop` (a `threading.Event`)
     was set first.
@@ -25,7 +25,8 @@ def wait_for_fields(topology, stop=None, poll=POLL, log_every=LOG_EVERY):
     seconds, with `topology`, `component` and `reason`; once found after a wait,
     `fields.resolved` with the fields. A topology whose fields are known returns at once and
     logs nothing. Errors other than "not known yet" (`fields=` that differ from the
-    producer's) raise at once."""
+    producer's) raise at once. `waiting`, if given, is called at each look that finds fields
+    still unknown (the CLI tells systemd the start goes on)."""
     stop = stop if stop is not None else threading.Event()
     waited = set()
     next_log = 0.0
@@ -43,6 +44,8 @@ def wait_for_fields(topology, stop=None, poll=POLL, log_every=LOG_EVERY):
                               **exc.details)
             next_log = now + log_every
         waited |= still
+        if waiting is not None:
+            waiting()
         if stop.wait(poll):
             return False
 

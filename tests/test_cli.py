@@ -184,6 +184,37 @@ def test_validate_and_show(run_cli):
     assert dot.startswith('digraph "wordcount"') and '"split" -> "count" [label="fields(word)"]' in dot
 
 
+def test_show_draws_the_revenue_example_as_svg_and_png_with_graphviz(run_cli, tmp_path):
+    import xml.etree.ElementTree as ElementTree
+    revenue = os.path.join(EXAMPLES, "revenue.py")
+    done = run_cli("show", revenue, "--format", "svg", "-o", str(tmp_path / "revenue.svg"))
+    assert done.returncode == 0, done.stderr
+    svg = ElementTree.parse(tmp_path / "revenue.svg").getroot()
+    texts = [t.text for t in svg.iter("{http://www.w3.org/2000/svg}text")]
+    for label in ("topology revenue", "payments", "route(by_budget==0)", "stateful", "report"):
+        assert label in texts, (label, texts)
+    titles = [t.text for t in svg.iter("{http://www.w3.org/2000/svg}title")]
+    assert "payments&#45;&gt;operating_budget" in titles or "payments->operating_budget" in titles, titles
+    done = run_cli("show", os.path.join(EXAMPLES, "wordcount.py"), "--format", "png", "-o", str(tmp_path / "w.png"))
+    assert done.returncode == 0 and (tmp_path / "w.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    dot = run_cli("show", revenue, "--format", "dot", "-o", str(tmp_path / "revenue.dot"))
+    assert dot.returncode == 0 and dot.stdout == ""
+    assert (tmp_path / "revenue.dot").read_text().startswith('digraph "revenue"')
+
+
+def test_show_without_graphviz_or_without_a_file_exits_2_saying_what_to_do(run_cli, tmp_path):
+    revenue = os.path.join(EXAMPLES, "revenue.py")
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    os.symlink(sys.executable, bare / "python")
+    no_dot = run_cli("show", revenue, "--format", "svg", "-o", str(tmp_path / "r.svg"), env={"PATH": str(bare)})
+    assert no_dot.returncode == 2 and "`dot` program of Graphviz" in no_dot.stderr
+    assert "apt install graphviz" in no_dot.stderr and "Traceback" not in no_dot.stderr
+    assert not (tmp_path / "r.svg").exists()
+    no_file = run_cli("show", revenue, "--format", "png")
+    assert no_file.returncode == 2 and "-o FILE" in no_file.stderr
+
+
 def test_sigterm_stops_an_endless_run_gracefully_with_exit_0(tmp_path, topology_file):
     path = topology_file("""
         import itertools
@@ -410,7 +441,8 @@ def test_show_says_which_output_an_output_spout_reads(run_cli, topology_file, tm
     text = run_cli("show", path).stdout
     assert f"  spout doubled  x1  (Output {tmp_path / 'pstate'} 'doubled')" in text
     dot = run_cli("show", path, "--format", "dot").stdout
-    assert '"doubled" [shape=box, label="doubled\\nOutput \'doubled\'"];' in dot
+    assert (f'"doubled" [shape=box, label="doubled\\nreads output \'doubled\'\\nof {tmp_path / "pstate"}", '
+            'style="rounded,filled"') in dot
 
 
 def test_requeue_and_purge_refuse_a_path_that_holds_no_state_and_create_nothing(run_cli, tmp_path):

@@ -30,6 +30,7 @@ from consecution.loading import UsageError, load
 from consecution.runtime import (EXIT_ERROR, EXIT_OK, EXIT_USAGE, MODES, ModeNotAvailable, Scheduler,
                                  UserCodeError, wait_for_fields)
 from consecution.runtime.logs import configure
+from consecution.runtime.observe import PROGRESS_EVERY, ProgressLog, SystemdNotify
 from consecution.runtime.watchdog import abandon
 from consecution.storage import DURABILITY, DamagedLog, DurableLog, StorageError, holder
 from consecution.topology import RELIABILITY_LEVELS, TopologyError
@@ -82,6 +83,15 @@ def _parser():
                    help="on SIGTERM/SIGINT, how long in-flight tuples may drain (default 30)")
     r.add_argument("--log-format", choices=("auto", "console", "json"), default="auto",
                    help="console on a terminal, JSON otherwise (default: auto)")
+    r.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no live progress display on a terminal (run.progress log events instead)")
+    r.add_argument("--progress-interval", type=_non_negative_float, default=PROGRESS_EVERY, metavar="SECONDS",
+                   help=f"seconds between run.progress log events when there is no live display "
+                        f"(default {PROGRESS_EVERY:g}; 0: none)")
+    r.add_argument("--fresh", action="store_true",
+                   help="start over: delete the state directory's log first (spout positions, pending records, "
+                        "state, named outputs and dead letters: save dead letters first with "
+                        "`consecution dead-letters --json`); refused while another run holds it")
 
     st = sub.add_parser("status", help="what a state directory holds (works while a run holds it)")
     st.add_argument("--state-dir", required=True)
@@ -101,9 +111,11 @@ def _parser():
     v = sub.add_parser("validate", help="check a topology without running it")
     v.add_argument("topology")
 
-    s = sub.add_parser("show", help="print a topology's graph")
+    s = sub.add_parser("show", help="print a topology's graph, or draw it (svg, png: Graphviz's dot)")
     s.add_argument("topology")
-    s.add_argument("--format", choices=("text", "dot"), default="text")
+    s.add_argument("--format", choices=("text", "dot", "svg", "png"), default="text")
+    s.add_argument("-o", "--output", default=None, metavar="FILE",
+                   help="write to FILE (needed for svg and png) instead of stdout")
     return p
 
 
@@ -142,8 +154,22 @@ def _validate(args):
 
 def _show(args):
     # an open topology is drawn, not run; fields not known yet are drawn as such
+    if args.format in ("svg", "png") and args.output is None:
+        raise UsageError(f"--format {args.format} writes a picture: name its file with -o FILE")
     topology = load(args.topology).validate(allow_open=True, allow_unknown=True)
-    print(show_module.dot(topology) if args.format == "dot" else show_module.text(topology))
+    if args.format in ("svg", "png"):
+        show_module.draw(topology, args.format, args.output)
+        print(f"{args.output}: topology {topology.name!r} drawn as {args.format}", file=sys.stderr)
+        return EXIT_OK
+    text = show_module.dot(topology) if args.format == "dot" else show_module.text(topology)
+    if args.output is None:
+        print(text)
+        return EXIT_OK
+    try:
+        with open(args.output, "w") as f:
+            f.write(text + "\n")
+    except OSError as exc:
+        raise UsageError(f"cannot write {args.output}: {exc.strerror or exc}") from None
     return EXIT_OK
 
 
@@ -159,16 +185,20 @@ def _run(args):
               file=sys.stderr)
         return EXIT_ERROR
     state_dir = args.state_dir or default_state_dir(topology.name)
-    if not _wait_for_fields(topology, log):
+    notify = SystemdNotify.from_environ()
+    if not _wait_for_fields(topology, log, notify):
         return EXIT_OK
+    observers = [notify] if notify is not None else []
+    if args.progress_interval:
+        observers.append(ProgressLog(args.progress_interval))
     scheduler = Scheduler(topology, mode=args.mode, workers=args.workers, start_method=args.start_method,
-                          ray_address=args.ray_address,
+                          ray_address=args.ray_address, fresh=args.fresh,
                           state_dir=state_dir, grace=args.grace,
                           durability=args.durability,
                           reliability=args.reliability, max_retries=args.max_retries,
                           message_timeout=args.message_timeout, max_pending=args.max_pending,
                           retry_backoff=args.retry_backoff, checkpoint_interval=args.checkpoint_interval,
-                          task_timeout=args.task_timeout)
+                          task_timeout=args.task_timeout, observers=observers)
     watchdog = []
 
     def on_signal(*_):
@@ -206,13 +236,17 @@ def _run(args):
     return result.exit_code
 
 
-def _wait_for_fields(topology, log):
-    """Wait until the topology's late fields are known (`output.waiting` meanwhile); False if
-    SIGTERM or SIGINT came first (logged as `run.stopped`: the run never started)."""
+def _wait_for_fields(topology, log, notify):
+    """Wait until the topology's late fields are known (`output.waiting` meanwhile; under
+    systemd, still starting); False if SIGTERM or SIGINT came first (logged as `run.stopped`:
+    the run never started)."""
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    waiting = None
+    if notify is not None:
+        waiting = lambda: notify.waiting("waiting for the fields of " + ", ".join(sorted(topology.unknown_fields())))
     try:
-        if wait_for_fields(topology, stop) and not stop.is_set():  # a signal during the last look stops too
+        if wait_for_fields(topology, stop, waiting) and not stop.is_set():  # a signal during the last look stops too
             return True
     finally:
         for sig, handler in previous.items():

@@ -5,7 +5,15 @@ entries of an open topology (one that `producer | topology` feeds) are marked as
 not known yet (an `Output` spout whose producer has not declared the output) are shown as
 "not known yet", with the reason, and so is the fingerprint, which covers them.
 """
+import shutil
+import subprocess
+
+from consecution.loading import UsageError
 from consecution.topology import DEFAULT, FAILURES, OUTPUT_PREFIX, Grouping
+
+INSTALL_DOT = ("install Graphviz, which provides it: `apt install graphviz` (Debian, Ubuntu), "
+               "`dnf install graphviz` (Fedora), `brew install graphviz` (macOS), or see "
+               "https://graphviz.org/download/")
 
 INPUT = "__input"  # the DOT node that stands for the producer of an open topology
 
@@ -81,9 +89,30 @@ def text(topology):
     return "\n".join(lines)
 
 
+def draw(topology, fmt, path):
+    """Draw `topology` into `path` as `fmt` ("svg" or "png") with Graphviz's `dot` program.
+    Raises UsageError (exit 2) without it, or when it fails (its message)."""
+    program = shutil.which("dot")
+    if program is None:
+        raise UsageError(f"drawing a picture needs the `dot` program of Graphviz, not found on PATH; {INSTALL_DOT}")
+    try:
+        done = subprocess.run([program, f"-T{fmt}", "-o", path], input=dot(topology), capture_output=True,
+                              text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise UsageError(f"running {program} failed: {exc}") from None
+    if done.returncode != 0:
+        raise UsageError(f"{program} could not draw {path}: {done.stderr.strip()}")
+
+
+def _quote(text):
+    return str(text).replace("\\", "\\\\").replace('"', '\\"')
+
+
 def dot(topology):
     t = topology
-    lines = [f'digraph "{t.name}" {{', "  rankdir=LR;"]
+    lines = [f'digraph "{_quote(t.name)}" {{', "  rankdir=LR;",
+             f'  label="topology {_quote(t.name)}"; labelloc=t; fontname="Helvetica";',
+             '  node [fontname="Helvetica", fontsize=11]; edge [fontname="Helvetica", fontsize=9];']
     if t.entries:
         lines.append(f'  "{INPUT}" [shape=point, xlabel="input"];')
     for name in t.topological_order():
@@ -92,12 +121,17 @@ def dot(topology):
             lines.append(f'  "{name}" [shape=cds, label="output {name[len(OUTPUT_PREFIX):]}"];')
             continue
         shape = "box" if c.kind == "spout" else "ellipse"
-        label = name if c.parallelism == 1 else f"{name} x{c.parallelism}"
+        label = _quote(name if c.parallelism == 1 else f"{name} x{c.parallelism}")
         if _reads_output(c.obj):
-            label += f"\\nOutput {c.obj.name!r}"
+            label += "\\n" + _quote(f"reads output {c.obj.name!r}") + "\\n" + _quote(f"of {c.obj.state_dir}")
+        if c.stateful:
+            label += "\\nstateful"
         if c.unknown is not None:
             label += "\\nfields not known yet"
-        lines.append(f'  "{name}" [shape={shape}, label="{label}"];')
+        style = ', style="rounded,filled", fillcolor="#dbe9f6"' if c.kind == "spout" else ""
+        if c.stateful:
+            style += ", peripheries=2"
+        lines.append(f'  "{name}" [shape={shape}, label="{label}"{style}];')
     if any(g.source == FAILURES for c in t.bolts for g in c.inputs):
         lines.append(f'  "{FAILURES}" [shape=octagon, label="failures"];')
     for name, routes, group_by in t.entries:
@@ -109,7 +143,7 @@ def dot(topology):
                 label = stream
             else:
                 label = _grouping(g) + (f" [{stream}]" if stream else "")
-            attrs = f' [label="{label}"]' if label else ""
+            attrs = f' [label="{_quote(label)}"]' if label else ""
             lines.append(f'  "{g.source}" -> "{c.name}"{attrs};')
     lines.append("}")
     return "\n".join(lines)

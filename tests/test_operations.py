@@ -1,0 +1,194 @@
+"""Operating a run: resumes that explain themselves, --fresh, run.progress events, and systemd's
+notify protocol spoken to a datagram socket of the test's own."""
+import json
+import signal
+import socket
+import time
+
+from support import cli, logged_event, start_cli
+
+SLOW = """
+import itertools, os, time
+from consecution import Topology
+
+def slow(n):
+    time.sleep(0.002)
+    return n
+
+topology = Topology("slow")
+n = int(os.environ.get("N", "0"))
+topology.spout("numbers", range(n) if n else itertools.count())
+topology.bolt("slow", slow).shuffle_grouping("numbers")
+"""
+
+
+def events(path, name):
+    return [json.loads(line) for line in path.read_text().splitlines() if f'"event": "{name}"' in line]
+
+
+def test_a_rerun_at_the_end_of_its_input_warns_and_fresh_starts_over(tmp_path):
+    (tmp_path / "slow.py").write_text(SLOW)
+    env = {"N": "50"}
+    first = cli("run", "slow.py", "--log-format", "json", cwd=tmp_path, env=env)
+    assert first.returncode == 0 and "run.nothing_new" not in first.stderr
+    started = [json.loads(x) for x in first.stderr.splitlines() if '"run.started"' in x][0]
+    assert started["resumed"] is None  # a first run resumes nothing
+    again = cli("run", "slow.py", "--log-format", "json", cwd=tmp_path, env=env)
+    assert again.returncode == 0
+    lines = [json.loads(x) for x in again.stderr.splitlines()]
+    started = next(e for e in lines if e["event"] == "run.started")
+    assert started["resumed"]["positions"] == 1 and "last_run" in started["resumed"]
+    warning = next(e for e in lines if e["event"] == "run.nothing_new")
+    assert warning["level"] == "warning" and "--fresh to start over" in warning["reason"]
+    assert warning["last_run"] == started["resumed"]["last_run"]
+    assert next(e for e in lines if e["event"] == "run.finished")["roots"] == 0
+    fresh = cli("run", "slow.py", "--log-format", "json", "--fresh", cwd=tmp_path, env=env)
+    lines = [json.loads(x) for x in fresh.stderr.splitlines()]
+    cleared = next(e for e in lines if e["event"] == "state.cleared")
+    assert cleared["positions"] == 1 and cleared["pending"] == 0 and cleared["dead_letters"] == 0
+    assert next(e for e in lines if e["event"] == "run.started")["resumed"] is None
+    assert next(e for e in lines if e["event"] == "run.finished")["roots"] == 50
+    assert not any(e["event"] == "run.nothing_new" for e in lines)
+
+
+def test_a_restart_after_a_kill_says_what_it_resumes_and_fresh_is_refused_while_a_run_holds_the_directory(tmp_path):
+    (tmp_path / "slow.py").write_text(SLOW)
+    proc = start_cli(["run", "slow.py", "--log-format", "json"], tmp_path)
+    logged_event(tmp_path / "run.log", "run.started")
+    time.sleep(0.5)
+    refused = cli("run", "slow.py", "--fresh", cwd=tmp_path)
+    assert refused.returncode == 2 and "in use" in refused.stderr
+    assert proc.poll() is None  # the running one is unharmed, its log kept
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    status = json.loads(cli("status", "--state-dir", ".consecution/slow", "--json", cwd=tmp_path).stdout)
+    assert status["pending"] > 0
+    again = start_cli(["run", "slow.py", "--log-format", "json"], tmp_path, log="again.log")
+    try:
+        started = logged_event(tmp_path / "again.log", "run.started")
+        assert started["resumed"]["pending"] == status["pending"] and started["resumed"]["positions"] == 1
+    finally:
+        again.send_signal(signal.SIGTERM)
+        assert again.wait(timeout=30) == 0
+
+
+def test_run_progress_events_count_as_the_run_goes(tmp_path):
+    (tmp_path / "slow.py").write_text(SLOW)
+    done = cli("run", "slow.py", "--log-format", "json", "--progress-interval", "0.3", "--mode", "thread",
+               cwd=tmp_path, env={"N": "600"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    progress = [json.loads(x) for x in done.stderr.splitlines() if '"run.progress"' in x]
+    assert len(progress) >= 2, done.stderr[-2000:]
+    completed = [p["completed"] for p in progress]
+    assert completed == sorted(completed) and completed[-1] > completed[0] > 0
+    assert all(p["elapsed"] > 0 and p["dead_letters"] == 0 and p["pending_trees"] >= 0 for p in progress)
+    quiet = cli("run", "slow.py", "--log-format", "json", "--progress-interval", "0", "--fresh", cwd=tmp_path,
+                env={"N": "600"})
+    assert quiet.returncode == 0 and '"run.progress"' not in quiet.stderr
+
+
+class Notifications:
+    """A datagram socket standing in for systemd's NOTIFY_SOCKET: (time, message) received."""
+
+    def __init__(self, path):
+        self.path = str(path)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.sock.settimeout(0.05)
+        self.got = []
+
+    def read_for(self, seconds, until=None):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                data = self.sock.recv(4096).decode()
+            except socket.timeout:
+                continue
+            for line in data.split("\n"):
+                self.got.append((time.monotonic(), line))
+            if until is not None and any(line == until for _, line in self.got):
+                return
+        assert until is None, (until, self.got[-10:])
+
+    def lines(self, prefix):
+        return [(t, line) for t, line in self.got if line.startswith(prefix)]
+
+
+def test_systemd_hears_ready_after_recovery_watchdog_pings_status_and_stopping(tmp_path):
+    (tmp_path / "slow.py").write_text(SLOW)
+    first = start_cli(["run", "slow.py", "--log-format", "json"], tmp_path, log="first.log")
+    logged_event(tmp_path / "first.log", "run.started")
+    time.sleep(0.5)
+    first.send_signal(signal.SIGKILL)  # records left in flight: the next start recovers them first
+    first.wait(timeout=30)
+    sock = Notifications(tmp_path / "notify")
+    env = {"NOTIFY_SOCKET": sock.path, "WATCHDOG_USEC": "400000"}
+    proc = start_cli(["run", "slow.py", "--log-format", "json"], tmp_path, env=env)
+    try:
+        sock.read_for(30, until="READY=1")
+        sock.read_for(2.0)
+        recovered = logged_event(tmp_path / "run.log", "run.recovered")
+        assert recovered["replayed"] > 0
+        pings = [t for t, _ in sock.lines("WATCHDOG=1")]
+        assert len(pings) >= 6 and max(b - a for a, b in zip(pings, pings[1:])) < 0.4, pings
+        assert len(sock.lines("READY=1")) == 1
+        statuses = [line for _, line in sock.lines("STATUS=running: ")]
+        assert statuses and " completed, " in statuses[-1] and statuses[-1].endswith(" dead letters")
+        proc.send_signal(signal.SIGTERM)
+        sock.read_for(30, until="STOPPING=1")
+        assert proc.wait(timeout=30) == 0
+        sock.read_for(0.3)
+        assert sock.got[-1][1].startswith("STATUS=stopped: ")
+    finally:
+        proc.kill()
+
+
+def test_under_systemd_a_consumer_waiting_for_its_producer_extends_its_start_and_is_not_ready(tmp_path):
+    (tmp_path / "consumer.py").write_text(f"""
+from consecution import Topology
+from consecution.spouts import Output
+topology = Topology("consumer")
+topology.spout("entries", Output({str(tmp_path / "nowhere")!r}, "doubled"))
+topology.bolt("show", print).shuffle_grouping("entries")
+""")
+    sock = Notifications(tmp_path / "notify")
+    env = {"NOTIFY_SOCKET": sock.path, "WATCHDOG_USEC": "1000000"}
+    proc = start_cli(["run", "consumer.py", "--log-format", "json"], tmp_path, env=env)
+    try:
+        sock.read_for(2.5)
+        assert sock.lines("EXTEND_TIMEOUT_USEC=") and sock.lines("WATCHDOG=1") and not sock.lines("READY=1")
+        assert any("waiting for the fields of entries" in line for _, line in sock.lines("STATUS="))
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+
+
+def test_under_systemd_a_run_wedged_in_user_code_stops_its_watchdog_pings(tmp_path):
+    """A bolt call that never returns (single mode: on the scheduler's thread): the pings stop,
+    so systemd's WatchdogSec restarts the unit."""
+    (tmp_path / "hangs.py").write_text("""
+import time
+from consecution import Topology
+
+def step(n):
+    if n == 300:
+        time.sleep(10**6)
+    time.sleep(0.001)
+    return n
+
+topology = Topology("hangs")
+topology.spout("numbers", range(1000))
+topology.bolt("step", step).shuffle_grouping("numbers")
+""")
+    sock = Notifications(tmp_path / "notify")
+    env = {"NOTIFY_SOCKET": sock.path, "WATCHDOG_USEC": "200000"}
+    proc = start_cli(["run", "hangs.py", "--log-format", "json"], tmp_path, env=env)
+    try:
+        sock.read_for(30, until="READY=1")
+        sock.read_for(2.5)
+        pings = [t for t, _ in sock.lines("WATCHDOG=1")]
+        assert len(pings) >= 2 and time.monotonic() - pings[-1] > 1.5, pings  # silent since it hung
+        assert proc.poll() is None
+    finally:
+        proc.kill()
