@@ -17,7 +17,7 @@ returns, `logs` sets up structlog, `waiting` waits for fields resolved late.
 """
 
 from .core import Aborted, Scheduler, UserCodeError
-from .errors import ModeNotAvailable
+from .errors import ModeNotAvailable, SetupError
 from .result import EXIT_ERROR, EXIT_GIVEN_UP, EXIT_OK, EXIT_USAGE, RunResult
 from .routing import RoutingError, stable_hash
 from .tasks import TopologyContext
@@ -45,5 +45,5 @@ def run(topology, mode="single", **options):
 
 
 __all__ = ["Aborted", "EXIT_ERROR", "EXIT_GIVEN_UP", "EXIT_OK", "EXIT_USAGE", "MODES",
-           "ModeNotAvailable", "RoutingError", "RunResult", "Scheduler", "TopologyContext",
+           "ModeNotAvailable", "SetupError", "RoutingError", "RunResult", "Scheduler", "TopologyContext",
            "UserCodeError", "run", "stable_hash", "wait_for_fields"]

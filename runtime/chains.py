@@ -24,6 +24,7 @@ reused for the next input of the same edge unless the bolt kept a reference to i
 """
 import os
 import sys
+import time
 import traceback as tb_module
 import zlib
 from types import GeneratorType
@@ -32,6 +33,7 @@ from consecution.acker import new_id
 from consecution.storage.codec import INT_MAX, INT_MIN, SCALARS, all_scalars
 from consecution.topology import FAILURE_FIELDS, FAILURES, FunctionBolt, Tuple
 
+from .meter import LATENCY_EVERY
 from .routing import stable_hash
 
 INLINE_DEPTH = 3  # function steps inlined into one generated function; deeper ones are called
@@ -84,8 +86,9 @@ class Chains:
     task to call directly, or None (queued through the emitting task's sink); `streams`:
     component -> its streams (for the fields of each input edge)."""
 
-    def __init__(self, tasks, fused, streams, tracking, collect, debug=None, remote=()):
+    def __init__(self, tasks, fused, streams, tracking, collect, debug=None, remote=(), meter=None):
         self.tasks = tasks
+        self.meter = meter  # a Meter (runtime/meter.py): the generated code counts; None: it does not
         self.fused = fused
         self.remote = frozenset(remote)  # auto-ack tasks of other workers: fed through outlets
         self.streams = dict(streams)
@@ -96,12 +99,12 @@ class Chains:
         self._runs = {}
 
     @classmethod
-    def bind(cls, tasks, fused, topology, tracking, collect, remote=()):
+    def bind(cls, tasks, fused, topology, tracking, collect, remote=(), meter=None):
         """Chains for `tasks` (task id -> BoltTask), each task bound to them. `remote`: the ids
         of auto-ack tasks in other processes, whose deliveries go through the sink's outlets
-        (runtime/events.py)."""
+        (runtime/events.py). `meter`: counts to keep (runtime/meter.py), or None."""
         chains = cls(tasks, fused, {name: c.streams for name, c in topology.components.items()}, tracking, collect,
-                     remote=remote)
+                     remote=remote, meter=meter)
         for task in tasks.values():
             task.bind(chains)
         return chains
@@ -154,13 +157,16 @@ class Chains:
     def is_fused(self, task_id):
         return self.fused is not None and self.fused[task_id] is not None
 
-    def deliver(self, task, stream, fields, values, roots, targets):
+    def deliver(self, task, stream, fields, values, roots, targets, counted=False):
         """What `task` emitted on `stream` to each of `targets` (task ids), not compiled: fused
         ones run here, the others are queued through the task's sink with a fresh id (none
         when `roots` is empty). Returns the XOR of the ids queued and of what the fused ones
-        queued, for the emitter's ack."""
+        queued, for the emitter's ack. `counted`: the emit is counted already (by the
+        generated code that routes it here)."""
         xor = 0
         component, task_id, sink = task.component, task.task_id, task.sink
+        if self.meter is not None and not counted:
+            self.meter.emitted[task_id] += 1
         for target in targets:
             if self.is_fused(target):
                 xor ^= self.run(target, component, task_id, stream)(values, roots, 0)
@@ -182,6 +188,29 @@ class Chains:
                          crc32=zlib.crc32, stable_hash=stable_hash)
         if self.collect:
             src.names["collect"] = sink.collect
+        if self.meter is not None:
+            meter = self.meter
+            src.names.update(EXECUTED=meter.executed, EMITTED=meter.emitted, FAILED=meter.failed,
+                             observe=meter.observe, perf_counter=time.perf_counter)
+
+    def _call(self, src, d, task, call):
+        """The line `call` (the user's code of `task`), counted and one in LATENCY_EVERY timed
+        when the run keeps a meter."""
+        if self.meter is None:
+            src.add(d, call)
+            return
+        t, n = task.task_id, src.var("n")
+        src.add(d, f"{n} = EXECUTED[{t}] = EXECUTED[{t}] + 1")
+        src.add(d, f"if {n} & {LATENCY_EVERY - 1}:")
+        src.add(d + 1, call)
+        src.add(d, "else:")
+        src.add(d + 1, "started = perf_counter()")
+        src.add(d + 1, call)
+        src.add(d + 1, f"observe({t}, perf_counter() - started)")
+
+    def _count_failed(self, src, d, task):
+        if self.meter is not None:
+            src.add(d, f"FAILED[{task.task_id}] += 1")
 
     def _compile(self, src, name):
         text = "\n".join(src.lines)
@@ -248,8 +277,9 @@ class Chains:
             src.add(d, f"{tup}.id = tid")
         src.add(d, f"{t}.current = {tup}")
         src.add(d, "try:")
-        src.add(d + 1, f"{process}({tup})")
+        self._call(src, d + 1, task, f"{process}({tup})")
         src.add(d, "except Exception as exc:")
+        self._count_failed(src, d + 1, task)
         src.add(d + 1, f"{t}.current = None")
         src.add(d + 1, f"{t}.ackval = 0")
         src.add(d + 1, f"{t}.acked = False")
@@ -283,9 +313,9 @@ class Chains:
         result = src.var("r")
         src.add(d, "try:")
         if single is None:
-            src.add(d + 1, f"{result} = {fn}(*{args})")
+            self._call(src, d + 1, task, f"{result} = {fn}(*{args})")
         else:
-            src.add(d + 1, f"{result} = {fn}({single[1]}) if {single[0]} else {fn}(*{args})")
+            self._call(src, d + 1, task, f"{result} = {fn}({single[1]}) if {single[0]} else {fn}(*{args})")
             args = f"(({single[1]},) if {single[0]} else {args})"  # for the error's Tuple
         src.add(d + 1, f"if {result} is not None:")
         src.add(d + 2, f"if {result}.__class__ is GeneratorType:")
@@ -295,6 +325,7 @@ class Chains:
         src.add(d + 2, "else:")
         self._deliver_item(src, d + 3, task, result, depth)
         src.add(d, "except Exception as exc:")
+        self._count_failed(src, d + 1, task)
         src.add(d + 1, f"fail(roots, describe(exc), format_exc(), {src.name('COMPONENT', task.component)}, "
                        f"{src.name('TASK', task.task_id)}, Tuple({args}, {stream}, {source}, {source_task}, None, "
                        f"roots, {fields}))")
@@ -350,6 +381,8 @@ class Chains:
         stream_n, comp_n, task_n, fields_n = (src.name(k, v) for k, v in names.items())
         if self.collect:
             src.add(d, f"collect({comp_n}, {stream_n}, {values})")
+        if self.meter is not None:
+            src.add(d, f"EMITTED[{task.task_id}] += 1")
         targets = task.routing.fixed.get(stream)
         edge = (stream_n, comp_n, task_n, fields_n)
         if targets is None:
@@ -494,7 +527,7 @@ class _Router:
     def __call__(self, values, roots):
         task, stream = self.task, self.stream
         targets = task.routing.targets(stream, values, task.task_id)
-        return self.chains.deliver(task, stream, self.fields, values, roots, targets)
+        return self.chains.deliver(task, stream, self.fields, values, roots, targets, counted=True)
 
 
 def _is_function(task):

@@ -43,6 +43,7 @@ from .events import EventSink
 from .executors import SingleExecutor, ThreadExecutor
 from .logs import logger
 from .finish import FinishPhase
+from .meter import Meter
 from .named_outputs import NamedOutputs
 from .observe import Observers
 from .recovery import Recovery
@@ -66,7 +67,8 @@ class Scheduler(TreeLifecycle):
 
     `overrides` replace the topology's reliability settings (max_retries, message_timeout,
     max_pending, retry_backoff, reliability, track_last, checkpoint_interval, task_timeout).
-    `observers` watch the run without steering it (observe.py: progress, systemd, metrics).
+    `observers` watch the run without steering it (observe.py: progress, systemd, metrics);
+    `metrics_port` (else the topology's) serves Prometheus metrics (metrics.py).
     A call of user code past `task_timeout` ends what runs it as a crash would (watchdog.py):
     a worker process ends, else the whole process (exit status 4). `collect=True` keeps every
     tuple the bolts emit, by (component, stream), in the result (for tests and
@@ -82,7 +84,7 @@ class Scheduler(TreeLifecycle):
 
     def __init__(self, topology, *, mode="single", workers=None, start_method=None, state_dir=None,
                  collect=False, grace=30.0, durability="kill", fuse=True, clock=time.monotonic,
-                 wall=time.time, ray_address=None, fresh=False, observers=(), **overrides):
+                 wall=time.time, ray_address=None, fresh=False, observers=(), metrics_port=None, **overrides):
         topology.validate()
         self.topology = topology
         self.mode = mode
@@ -130,7 +132,6 @@ class Scheduler(TreeLifecycle):
         self.collected = {} if collect else None  # (component, stream) -> values emitted (collect=True)
         self.result = RunResult(topology.name, self.reliability, mode)
         self.stopping = False
-        self.observers = Observers(self, observers)  # progress, systemd, metrics (observe.py)
         self.started = None            # clock() when run() began
         self.dead_letters_before = 0   # dead letters the log held when the run began
         self.executor_started = False  # close() the executor only if start() was tried
@@ -138,9 +139,13 @@ class Scheduler(TreeLifecycle):
         self.signals = 0
         self.now = clock()
         # what every task is built with, here and in worker processes (tasks.build_task)
+        metrics_port = metrics_port if metrics_port is not None else topology.metrics_port
         self.spec = {"state_dir": state_dir, "mode": mode, "max_pending": self.max_pending,
-                     "reliability": self.reliability, "tracking": self.tracking, "collect": collect}
+                     "reliability": self.reliability, "tracking": self.tracking, "collect": collect,
+                     "meter": metrics_port is not None or any(getattr(o, "counts", False) for o in observers)}
         self._build_tasks()
+        # per-task counts, kept when an observer shows them (meter.py); worker processes keep theirs
+        self.meter = Meter(len(self.tasks)) if self.spec["meter"] else None
         self.stateful = {t.task_id: t for t in self.bolt_tasks_in_order
                          if topology.components[t.component].stateful}
         # the hidden writers of named outputs: task id -> output name (their state is the entries)
@@ -156,7 +161,7 @@ class Scheduler(TreeLifecycle):
             self.fused = [t if isinstance(t, BoltTask) and t.auto_ack else None for t in self.tasks]
         if mode not in REMOTE:
             self.chains = Chains.bind({t.task_id: t for t in self.bolt_tasks_in_order}, self.fused, topology,
-                                      self.tracking, self.collected is not None)
+                                      self.tracking, self.collected is not None, meter=self.meter)
         if mode == "single":
             self.executor = SingleExecutor(self)
         elif mode == "thread":
@@ -171,6 +176,10 @@ class Scheduler(TreeLifecycle):
             for task in self.tasks:  # no task runs here: a shuffle's tuples go to the worker that asks
                 task.routing.localize((), self.executor.shared)
             self.failure_routing.localize((), self.executor.shared)
+        if metrics_port is not None:  # last: it listens at once (a port in use fails here)
+            from .metrics import Metrics
+            observers = [*observers, Metrics(metrics_port)]
+        self.observers = Observers(self, observers)  # progress, systemd, metrics (observe.py)
 
     # -- building ----------------------------------------------------------------------------
 
@@ -262,6 +271,7 @@ class Scheduler(TreeLifecycle):
             return self._run()
         finally:
             gc.unfreeze()
+            self.observers.finished(self.result)  # also when the run could not start
 
     def _run(self):
         started = self.started = self.clock()
@@ -314,7 +324,6 @@ class Scheduler(TreeLifecycle):
                 close_state(self, clean)
             self.result.elapsed = self.clock() - started
             self.result.collected = self.collected
-            self.observers.finished(self.result)
         self.logger.info("run.finished", topology=self.topology.name, **self.result.summary())
         if resumed.get("positions") and self.result.status == "complete" and not self.result.roots:
             self.logger.warning("run.nothing_new", topology=self.topology.name, state_dir=self.state_dir,

@@ -29,6 +29,7 @@ whose completion it lost, to run again).
 """
 
 import collections
+import time
 
 from consecution.storage import CodecError
 
@@ -169,6 +170,7 @@ class Epochs:
         changed in place) is refused before any is taken: see `_unkeepable` (in the finish
         phase, where no tree made it, the CodecError ends the run)."""
         core = self.core
+        began = time.perf_counter()
         try:
             changes = core.executor.checkpoint(self.stateful)
         except CodecError as exc:
@@ -187,6 +189,8 @@ class Epochs:
         for record in done:
             release(record.seq)
         core._commit()
+        if core.meter is not None:
+            core.meter.checkpointed(time.perf_counter() - began)
         self.started = core.now
         for record in done:
             core._acked(record)

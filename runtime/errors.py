@@ -17,6 +17,10 @@ class ModeNotAvailable(ConsecutionError):
     """The mode asked for cannot run here (unknown, or Ray not installed or not reachable)."""
 
 
+class SetupError(ConsecutionError):
+    """What the run was asked to set up cannot be (a metrics port in use): exit 2, naming it."""
+
+
 class Aborted(BaseException):
     """A second stop signal: leave at once (the log holds what is pending)."""
 

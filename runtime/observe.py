@@ -66,9 +66,12 @@ class Observers:
             self._each("stopping")
 
     def finished(self, result):
+        """The run ended; observers of a run that never started are closed instead."""
         if self.on:
             self.on = False
             self._each("finished", result)
+        else:
+            self._each("close")
 
 
 class Observer:
@@ -84,6 +87,9 @@ class Observer:
         pass
 
     def finished(self, result):
+        self.close()
+
+    def close(self):
         pass
 
 

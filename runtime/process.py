@@ -270,6 +270,8 @@ class ProcessExecutor(Concurrent):
                 fits = int(FRAME_SECONDS * n / busy) if busy > 0 else FRAME
                 self.budget[k] = max(1, min(FRAME, fits, self.budget[k] * 4))
             self._apply(*reply[3:6])
+            if reply[6] is not None:
+                self.core.meter.merge(reply[6])
 
     def _ready(self, timeout):
         """(worker, died) for each worker with a reply to read, or that died, within `timeout`."""
@@ -305,6 +307,8 @@ class ProcessExecutor(Concurrent):
                 while reply[0] != "bye":  # replies to frames still in flight (a stop after the grace)
                     reply = self._recv(k)
                 errors.extend(remote_error(error) for error in reply[1])
+                if reply[2] is not None:  # the worker's last counts
+                    self.core.meter.merge(reply[2])
             except (WorkerDied, OSError):
                 pass
             proc.join(timeout=5)

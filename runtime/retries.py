@@ -17,6 +17,7 @@ import random
 from consecution.storage import DeadLetter, Record
 from consecution.topology import FAILURE_FIELDS, FAILURES, Tuple
 
+from .meter import GIVEN_UP, REPLAYED
 from .tasks import SpoutTask
 
 KEEP_FAILURES = 1000  # dead letters a RunResult lists, at most
@@ -84,6 +85,8 @@ class Retries:
             self.waiting[core._origin(record).task_id] -= 1
             record.attempts += 1
             core.result.replayed += 1
+            if core.meter is not None:
+                core.meter.spout(record.spout, REPLAYED)
             core.log.append(record)
             core._start(record)
 
@@ -92,6 +95,8 @@ class Retries:
         letter = DeadLetter(record, component, task_id, error, traceback, core.wall())
         core.log.dead_letter(letter)
         core.result.given_up += 1
+        if core.meter is not None:
+            core.meter.spout(record.spout, GIVEN_UP)
         if len(core.result.failures) < KEEP_FAILURES:
             core.result.failures.append(letter)
         core.logger.error("tuple.given_up", topology=core.topology.name, component=component, task=task_id,

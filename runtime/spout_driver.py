@@ -33,6 +33,7 @@ class SpoutDriver:
         self.result, self.wall, self.unlogged = core.result, core.wall, core.unlogged
         self.new_seq, self.append = core.log.new_root, core.log.append
         self.finish, self.named_outputs = core.finish, core.named_outputs
+        self.meter = core.meter
 
     def emit(self, task, values, stream="default", msg_id=None):
         """Spout task `task` emitted `values` on `stream` (its `Spout.emit`): checked against
@@ -45,6 +46,8 @@ class SpoutDriver:
         else:  # converts, or raises naming the stream or the fields
             values = checked(values, task.component, stream, task.streams)
         self.result.roots += 1
+        if self.meter is not None:
+            self.meter.emitted[task.task_id] += 1
         if not self.tracking:  # nothing logged: delivered at once
             self._deliver(task, stream, values)
             if task.has_logged:  # no log, no commit to wait for

@@ -16,6 +16,7 @@ import traceback as tb_module
 from consecution.acker import new_id
 
 from .epochs import Release
+from .meter import ACKED, FAILED
 from .tasks import SpoutTask
 
 getrandbits = random.getrandbits  # the source of new_id (acker/tracker.py)
@@ -111,6 +112,8 @@ class TreeLifecycle:
         if released:
             self.log.release_all(released)
             self.result.completed += len(released)
+            if self.meter is not None:
+                self._meter_released(records, set(released))
 
     def start_plan(self, task, stream):
         """(task, fields, [(target, generated run or None)]) for tuples that `task` emits on
@@ -131,8 +134,15 @@ class TreeLifecycle:
     def _complete(self, record):
         self.completion.completed(record)
 
+    def _meter_released(self, records, seqs):
+        for record in records:
+            if record.seq in seqs:
+                self.meter.spout(record.spout, ACKED)
+
     def _acked(self, record):
         self.result.completed += 1
+        if self.meter is not None:
+            self.meter.spout(record.spout, ACKED)
         task = self._origin(record)
         if isinstance(task, SpoutTask) and task.has_ack:
             self.call_user(task, "ack", record.msg_id if record.msg_id is not None else record.seq)
@@ -142,6 +152,8 @@ class TreeLifecycle:
 
     def _record_failed(self, record, error, traceback, component, task_id):
         self.result.failed += 1
+        if self.meter is not None:
+            self.meter.spout(record.spout, FAILED)
         self.completion.failed(record, error, traceback, component, task_id)
 
     def _expire(self, now):

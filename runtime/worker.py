@@ -4,8 +4,9 @@
         each delivery runs its task's generated function (runtime/chains.py); tasks of this
         worker call each other directly; what goes to another worker's task is gathered per
         worker into one msgpack blob, which the supervisor forwards without decoding it
-    worker k --("r", n, seconds, [events], [root, xor, ...], [[worker, count, blob], ...])--> supervisor
-        events, acks and sends as runtime/events.py gathers them
+    worker k --("r", n, seconds, [events], [root, xor, ...], [[worker, count, blob], ...], counts)--> supervisor
+        events, acks and sends as runtime/events.py gathers them; counts: the changes of the
+        worker's Meter (runtime/meter.py) at most every SHIP_EVERY seconds, else None
     lifecycle ("c", task, method) -> ("k", reply..., error); state ("v",) checks, ("p",) takes changes, ("u",) rolls back; stop ("s",)
     ("x", pickled exception, traceback) instead of any reply: user code raised SystemExit or
         KeyboardInterrupt; the supervisor raises it (the run ends, as in single mode)
@@ -34,6 +35,7 @@ from consecution.storage import CodecError, decode, encode
 from .chains import Chains
 from .events import EventSink
 from .logs import logger
+from .meter import Meter
 from .state import state_for, state_where
 from .tasks import assign_tasks, auto_acks, build_task
 from .watchdog import EXIT_TASK_TIMEOUT, Watchdog, flush_std
@@ -122,7 +124,8 @@ def _build(topology, task_ids, settings, sink):
               if task_id not in tasks and topology.components[name].kind == "bolt"
               and auto_acks(topology.components[name].obj)]
     spec = settings["spec"]
-    return tasks, Chains.bind(tasks, fused, topology, spec["tracking"], spec["collect"], remote)
+    meter = Meter(len(fused)) if spec["meter"] else None
+    return tasks, Chains.bind(tasks, fused, topology, spec["tracking"], spec["collect"], remote, meter)
 
 
 def user_error(task, phase, exc):
@@ -178,6 +181,7 @@ def _serve(conn, topology, task_ids, settings):
     parent = settings["parent"]
     stateful = [t for t in tasks.values() if topology.components[t.component].stateful]
     run_of = chains.run
+    take = chains.meter.take if chains.meter is not None else lambda force=False: None
     # a transport that carries the deliveries between workers itself (Ray mode: actor to actor)
     # hands out a key for each blob it sent (`forward`) and gives a key's blob back (`resolve`)
     forward, resolve = getattr(conn, "forward", None), getattr(conn, "resolve", None)
@@ -196,7 +200,7 @@ def _serve(conn, topology, task_ids, settings):
             for count, blob in message[2]:
                 _run_groups(decode(blob if resolve is None else resolve(blob)), chains, sink.ack)
                 n += count
-            conn.send_bytes(encode(["r", n, time.perf_counter() - started, *encoded()]))
+            conn.send_bytes(encode(["r", n, time.perf_counter() - started, *encoded(), take()]))
         elif kind == "c":
             task = tasks[message[1]]
             error = None
@@ -226,6 +230,6 @@ def _serve(conn, topology, task_ids, settings):
                     task.obj.cleanup()
                 except Exception as exc:
                     errors.append(user_error(task, "cleanup", exc))
-            conn.send_bytes(encode(["bye", errors]))
+            conn.send_bytes(encode(["bye", errors, take(force=True)]))
             return 0
 

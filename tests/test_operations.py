@@ -5,6 +5,8 @@ import signal
 import socket
 import time
 
+import pytest
+
 from support import cli, logged_event, start_cli
 
 SLOW = """
@@ -169,6 +171,8 @@ def test_under_systemd_a_run_wedged_in_user_code_stops_its_watchdog_pings(tmp_pa
     so systemd's WatchdogSec restarts the unit."""
     (tmp_path / "hangs.py").write_text("""
 import time
+
+import pytest
 from consecution import Topology
 
 def step(n):
@@ -192,3 +196,103 @@ topology.bolt("step", step).shuffle_grouping("numbers")
         assert proc.poll() is None
     finally:
         proc.kill()
+
+
+METERED = """
+import os, time
+from consecution import Bolt, Topology
+
+def slow(n):
+    time.sleep(0.002)
+    if n in (500, 900):
+        raise ValueError("a bad one")
+    return n
+
+class Total(Bolt):
+    stateful = True
+    def process(self, tup):
+        self.state["n"] = self.state.get("n", 0) + 1
+
+topology = Topology("metered", max_retries=0)
+topology.spout("numbers", range(int(os.environ["N"])))
+topology.bolt("slow", slow, parallelism=2).shuffle_grouping("numbers")
+topology.bolt("total", Total()).global_grouping("slow")
+topology.output("passed", "slow")
+"""
+
+
+def scrape(port):
+    from urllib.request import urlopen
+    from prometheus_client.parser import text_string_to_metric_families
+    with urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def total(samples, name, **labels):
+    return sum(v for (n, ls), v in samples.items() if n == name and labels.items() <= dict(ls).items())
+
+
+@pytest.mark.parametrize("mode", ["thread", "process"])
+def test_metrics_are_scraped_during_a_run_with_the_workers_counts(tmp_path, mode):
+    from spout_support import free_port
+    port = free_port()
+    (tmp_path / "metered.py").write_text(METERED)
+    proc = start_cli(["run", "metered.py", "--mode", mode, "--workers", "2", "--metrics-port", str(port),
+                      "--log-format", "json"], tmp_path, env={"N": "5000"})
+    scrapes = []
+    try:
+        serving = logged_event(tmp_path / "run.log", "metrics.serving")
+        assert serving["url"] == f"http://127.0.0.1:{port}/metrics"
+        while proc.poll() is None:
+            try:
+                scrapes.append(scrape(port))
+            except OSError:  # the run ended meanwhile
+                break
+            time.sleep(0.4)
+    finally:
+        proc.wait(timeout=60)
+    assert proc.returncode == 3  # the bad ones are dead letters
+    scrapes = [s for s in scrapes if s]  # a scrape before the run started finds no metric
+    executed = [total(s, "consecution_tuples_executed_total", component="slow", topology="metered") for s in scrapes]
+    assert len(set(executed)) >= 3 and executed == sorted(executed), executed  # the workers' counts, as they run
+    last = scrapes[-1]
+    for task in ("0", "1"):  # both tasks ran, wherever they run
+        assert total(last, "consecution_tuples_executed_total", component="slow", task=task) > 0
+    assert any(total(s, "consecution_tuples_failed_total", component="slow") == 2 ==
+               total(s, "consecution_spout_given_up_total", spout="numbers") for s in scrapes)
+    assert any(total(s, "consecution_spout_acked_total", spout="numbers") > 0 for s in scrapes)
+    for s in scrapes:
+        assert total(s, "consecution_spout_emitted_total", spout="numbers") >= \
+            total(s, "consecution_spout_acked_total", spout="numbers") + total(s, "consecution_spout_pending")
+    # the latency histogram: cumulative buckets, +Inf equals the count, one call in 16 timed
+    buckets = sorted((float(dict(ls)["le"]), v) for (n, ls), v in last.items()
+                     if n == "consecution_process_latency_seconds_bucket" and ("component", "slow") in ls
+                     and ("task", "0") in ls)
+    assert [v for _, v in buckets] == sorted(v for _, v in buckets)
+    count = total(last, "consecution_process_latency_seconds_count", component="slow", task="0")
+    executed_0 = total(last, "consecution_tuples_executed_total", component="slow", task="0")
+    assert buckets[-1] == (float("inf"), count) and 0 < count <= executed_0 / 16 + 1
+    assert total(last, "consecution_process_latency_seconds_sum", component="slow", task="0") >= 0.002 * count
+    assert total(last, "consecution_log_size_bytes") > 0
+    assert any(total(s, "consecution_output_entries", output="passed") > 0 for s in scrapes)
+    assert any(total(s, "consecution_checkpoint_duration_seconds_count") >= 1 for s in scrapes)
+    with pytest.raises(OSError):  # the endpoint closed with the run
+        scrape(port)
+
+
+def test_a_metrics_port_in_use_exits_2_naming_it_before_the_run_starts(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        (tmp_path / "slow.py").write_text(SLOW)
+        done = cli("run", "slow.py", "--metrics-port", str(port), cwd=tmp_path, env={"N": "5"})
+    assert done.returncode == 2 and f"cannot serve metrics on 127.0.0.1:{port}" in done.stderr, done.stderr
+    assert "run.started" not in done.stderr
+    bad = cli("run", "slow.py", "--metrics-port", "nine", cwd=tmp_path, env={"N": "5"})
+    assert bad.returncode == 2 and "'nine' is not a port" in bad.stderr

@@ -155,12 +155,14 @@ class Topology:
     `checkpoint_interval` the most seconds between two checkpoints of stateful bolts (see the
     README, "Exactly-once state"), `task_timeout` the most seconds user code may hold a task
     while tuples are processed (None: no limit; past it the run treats the task as crashed, see
-    runtime/watchdog.py; it must be less than `message_timeout`).
+    runtime/watchdog.py; it must be less than `message_timeout`). `metrics_port` serves the
+    run's Prometheus metrics on that port of 127.0.0.1, or on "HOST:PORT" (as `--metrics-port`,
+    which overrides it).
     """
 
     def __init__(self, name, pipe=None, *, max_retries=3, message_timeout=30,
                  max_pending=None, reliability="replay", retry_backoff=0.5, track_last=100,
-                 checkpoint_interval=0.2, task_timeout=None):
+                 checkpoint_interval=0.2, task_timeout=None, metrics_port=None):
         if not isinstance(name, str) or not _NAME.match(name):
             raise TopologyError(
                 f"topology name {name!r} must start with a letter or '_' and hold only "
@@ -175,6 +177,7 @@ class Topology:
         self.checkpoint_interval = _seconds("checkpoint_interval", checkpoint_interval)
         self.task_timeout = None if task_timeout is None else _seconds("task_timeout", task_timeout)
         check_task_timeout(self.task_timeout, self.message_timeout, f"topology {name!r}")
+        self.metrics_port = _metrics_port(metrics_port, name)
         if reliability not in RELIABILITY_LEVELS:
             raise TopologyError(
                 f"topology {name!r}: reliability must be one of {', '.join(RELIABILITY_LEVELS)}, "
@@ -374,6 +377,18 @@ class Topology:
 def _count(name, value, minimum):
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise TopologyError(f"{name} must be an integer of at least {minimum}, got {value!r}")
+    return value
+
+
+def _metrics_port(value, name):
+    """None, a port (0-65535), or "HOST:PORT"."""
+    if value is None:
+        return None
+    port = value.rpartition(":")[2] if isinstance(value, str) else value
+    if isinstance(port, str) and port.isdigit():
+        port = int(port)
+    if port.__class__ is not int or not 0 <= port <= 65535:
+        raise TopologyError(f"topology {name!r}: metrics_port must be a port (0-65535) or 'HOST:PORT', got {value!r}")
     return value
 
 

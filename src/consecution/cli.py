@@ -27,9 +27,10 @@ import structlog
 from consecution import show as show_module
 from consecution.errors import ConsecutionError
 from consecution.loading import UsageError, load
-from consecution.runtime import (EXIT_ERROR, EXIT_OK, EXIT_USAGE, MODES, ModeNotAvailable, Scheduler,
+from consecution.runtime import (EXIT_ERROR, EXIT_OK, EXIT_USAGE, MODES, ModeNotAvailable, Scheduler, SetupError,
                                  UserCodeError, wait_for_fields)
 from consecution.runtime.logs import configure
+from consecution.runtime.metrics import parse_address
 from consecution.runtime.observe import PROGRESS_EVERY, ProgressLog, SystemdNotify
 from consecution.runtime.watchdog import abandon
 from consecution.storage import DURABILITY, DamagedLog, DurableLog, StorageError, holder
@@ -88,6 +89,9 @@ def _parser():
     r.add_argument("--progress-interval", type=_non_negative_float, default=PROGRESS_EVERY, metavar="SECONDS",
                    help=f"seconds between run.progress log events when there is no live display "
                         f"(default {PROGRESS_EVERY:g}; 0: none)")
+    r.add_argument("--metrics-port", default=None, metavar="[HOST:]PORT", type=_metrics_address,
+                   help="serve Prometheus metrics at http://HOST:PORT/metrics (HOST: 127.0.0.1 unless given; "
+                        "0.0.0.0 for every interface)")
     r.add_argument("--fresh", action="store_true",
                    help="start over: delete the state directory's log first (spout positions, pending records, "
                         "state, named outputs and dead letters: save dead letters first with "
@@ -124,7 +128,7 @@ def main(argv=None):
     try:
         return {"run": _run, "validate": _validate, "show": _show, "status": _status,
                 "dead-letters": _dead_letters}[args.command](args)
-    except (UsageError, TopologyError, ModeNotAvailable, StorageError) as exc:
+    except (UsageError, TopologyError, ModeNotAvailable, StorageError, SetupError) as exc:
         print(f"consecution: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except lmdb.Error as exc:  # garbled pages: LMDB's CorruptedError, PageNotFoundError, ...
@@ -198,7 +202,7 @@ def _run(args):
                           reliability=args.reliability, max_retries=args.max_retries,
                           message_timeout=args.message_timeout, max_pending=args.max_pending,
                           retry_backoff=args.retry_backoff, checkpoint_interval=args.checkpoint_interval,
-                          task_timeout=args.task_timeout, observers=observers)
+                          task_timeout=args.task_timeout, observers=observers, metrics_port=args.metrics_port)
     watchdog = []
 
     def on_signal(*_):
@@ -362,6 +366,14 @@ def _from_user_code(exc, spec):
         close = difflib.get_close_matches(exc.name, [n for n in dir(exc.obj) if not n.startswith("_")], n=1)
         if close:  # Python 3.11 prints this itself only for uncaught exceptions
             text += f"Did you mean: {close[0]!r}?\n"
+    return text
+
+
+def _metrics_address(text):
+    try:
+        parse_address(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port or HOST:PORT") from None
     return text
 
 
