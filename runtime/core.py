@@ -291,6 +291,7 @@ class Scheduler(TreeLifecycle):
         if self.task_timeout is not None:  # worker processes watch themselves (worker.py)
             watchdog = Watchdog(self.task_timeout, self._watched, self._stuck, self.clock).start()
         try:
+            self.observers.opening()
             self.executor_started = True
             self.executor.start()
             for task in self.spout_tasks:

@@ -13,8 +13,22 @@ LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNI
           "error": logging.ERROR}
 
 
+class _Stderr:
+    """Whatever sys.stderr is when an event is written: the progress display (live.py) swaps in
+    its console's, which prints events above the display."""
+
+    def write(self, text):
+        return sys.stderr.write(text)
+
+    def flush(self):
+        sys.stderr.flush()
+
+    def isatty(self):
+        return sys.stderr.isatty()
+
+
 def configure(fmt="auto", level="info", stream=None):
-    stream = stream or sys.stderr
+    stream = stream or _Stderr()
     if fmt == "auto":
         fmt = "console" if stream.isatty() else "json"
     if fmt not in ("console", "json"):

@@ -2,7 +2,8 @@
 
 The core calls each observer at fixed points, as it calls its other seams:
 
-    started(core)    the log is open and recovery knows what it has to replay
+    opening(core)    the log is open; worker processes are about to start
+    started(core)    the spouts are open and recovery knows what it has to replay
     tick(now)        from the scheduler loop, every EXPIRE_EVERY seconds (0.1 s) while it runs,
                      also in the finish phase; a loop wedged in user code stops ticking
     stopping()       a stop was asked for (SIGTERM, SIGINT, `Scheduler.stop`)
@@ -53,6 +54,9 @@ class Observers:
                 self.core.logger.warning("observer.dropped", topology=self.core.topology.name,
                                          observer=type(observer).__name__, error=f"{type(exc).__name__}: {exc}")
 
+    def opening(self):
+        self._each("opening", self.core)
+
     def started(self):
         self.on = True
         self._each("started", self.core)
@@ -76,6 +80,9 @@ class Observers:
 
 class Observer:
     """The base: every call does nothing."""
+
+    def opening(self, core):
+        pass
 
     def started(self, core):
         self.core = core

@@ -1,6 +1,8 @@
 """Operating a run: resumes that explain themselves, --fresh, run.progress events, and systemd's
 notify protocol spoken to a datagram socket of the test's own."""
 import json
+import os
+import re
 import signal
 import socket
 import time
@@ -296,3 +298,129 @@ def test_a_metrics_port_in_use_exits_2_naming_it_before_the_run_starts(tmp_path)
     assert "run.started" not in done.stderr
     bad = cli("run", "slow.py", "--metrics-port", "nine", cwd=tmp_path, env={"N": "5"})
     assert bad.returncode == 2 and "'nine' is not a port" in bad.stderr
+
+
+def on_a_terminal(args, cwd, env=None, timeout=60):
+    """Run `consecution ARGS` with stdout and stderr on a pseudo-terminal: (exit code, what the
+    terminal got)."""
+    import pty
+    import subprocess
+    import sys
+    main, child = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "consecution", *args], cwd=cwd, stdin=subprocess.DEVNULL,
+                            stdout=child, stderr=child, env={**os.environ, "TERM": "xterm", "COLUMNS": "120",
+                                                             **(env or {})})
+    os.close(child)
+    got = b""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert time.monotonic() < deadline, got[-2000:]
+        try:
+            data = os.read(main, 65536)
+        except OSError:  # the terminal's other end closed: every writer is gone
+            break
+        if not data:
+            break
+        got += data
+    os.close(main)
+    return proc.wait(timeout=30), got.decode(errors="replace")
+
+
+SHOWN = """
+import time
+from consecution import Topology
+
+def slow(n):
+    time.sleep(0.002)
+    if n % 400 == 0:
+        print("saw", n, flush=True)
+    return n
+
+topology = Topology("shown")
+topology.spout("numbers", list(range(1200)))
+topology.bolt("slow", slow, parallelism=2).shuffle_grouping("numbers")
+"""
+
+
+@pytest.mark.parametrize("mode", ["single", "process"])
+def test_on_a_terminal_a_live_display_shows_progress_with_prints_and_logs_above_it(tmp_path, mode):
+    (tmp_path / "shown.py").write_text(SHOWN)
+    code, screen = on_a_terminal(["run", "shown.py", "--mode", mode, "--workers", "2"], tmp_path)
+    assert code == 0, screen[-2000:]
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen)  # without the terminal's control sequences
+    for heading in ("component", "tasks", "tuples/s", "numbers (spout)"):
+        assert heading in text, text[-2000:]
+    assert "shown  " + mode + " mode  running" in text  # redrawn while it ran
+    assert "100.0% 1,200/1,200" in text and "ETA " in text  # a list's spout: a bar and an ETA
+    final = text[text.rindex("shown  " + mode + " mode"):]
+    assert "complete" in final.splitlines()[0] and "completed 1,200" in final
+    for n in (0, 400, 800):  # what the bolt printed, each on a line of its own above the display
+        assert f"\r\n\x1b[2Ksaw {n}\r\n" in screen or f"\x1b[2Ksaw {n}\r\n" in screen, screen[-3000:]
+    assert "run.finished" in screen and screen.rstrip().endswith("\x1b[?25h")  # the cursor is shown
+    assert "\x1b[?25l" not in screen[screen.rindex("run.finished"):]
+    plain = on_a_terminal(["run", "shown.py", "--mode", mode, "--fresh", "--no-progress"], tmp_path)[1]
+    assert "tuples/s" not in plain and "run.finished" in plain and "saw 800" in plain
+
+
+def test_spouts_that_know_their_length_say_how_far_they_are(tmp_path):
+    from consecution.spouts import File
+    from consecution.topology import IterableSpout
+    path = tmp_path / "lines.txt"
+    path.write_text("one\ntwo\nthree\n")
+    spout = File(str(path))
+    spout.open(None)
+    spout._emit = lambda *args: None
+    assert spout.progress() == (0, 14, "bytes")
+    spout.next_tuple()
+    assert spout.progress() == (4, 14, "bytes")
+    assert File(str(path), follow=True).progress() is None  # a followed file has no end
+    items = IterableSpout([10, 20, 30])
+    items.open(None)
+    items._emit = lambda *args: None
+    items.next_tuple()
+    assert items.progress() == (1, 3, "records")
+    assert IterableSpout(iter([1, 2])).progress() is None
+
+
+def test_metrics_show_a_named_outputs_entries_and_the_lag_of_its_registered_consumer(tmp_path):
+    import itertools
+    import threading
+    from spout_support import free_port
+    from consecution import Topology
+    from consecution.runtime import Scheduler
+    from consecution.storage import DurableLog, register_consumer
+
+    def producer():
+        def double(n):
+            time.sleep(0.002)
+            return n * 2
+        t = Topology("lagged")
+        t.spout("numbers", itertools.count())
+        t.bolt("double", double).shuffle_grouping("numbers")
+        t.output("doubled", "double")
+        return t
+
+    state = str(tmp_path / "state")
+    first = Scheduler(producer(), state_dir=state)
+    threading.Timer(1.0, first.stop).start()
+    first.run()
+    log = DurableLog(state, readonly=True)
+    outbox = log.output_info("doubled")["id"]
+    log.close()
+    register_consumer(state, "doubled", "reader", 10, outbox)
+    port = free_port()
+    second = Scheduler(producer(), state_dir=state, metrics_port=port)
+    runner = threading.Thread(target=second.run)
+    runner.start()
+    try:
+        time.sleep(1.5)
+        scraped = [scrape(port)]
+        time.sleep(1.2)
+        scraped.append(scrape(port))
+    finally:
+        second.stop()
+        runner.join(30)
+    lags = [total(s, "consecution_output_consumer_lag", output="doubled", consumer="reader") for s in scraped]
+    entries = [total(s, "consecution_output_entries", output="doubled") for s in scraped]
+    assert 0 < lags[0] < lags[1] and entries[0] < entries[1], (lags, entries)
+    assert lags[1] <= entries[1] + 10  # behind by what came after its position 10

@@ -67,6 +67,12 @@ class Spout:
     def seek(self, position):
         pass
 
+    def progress(self):
+        """(done, total, unit) when the source knows how far it is, else None: the progress
+        display draws a bar and an ETA (runtime/live.py). `unit` is "records" (done: tuples
+        emitted) or "bytes" (of a file). Called on the scheduler's thread."""
+        return None
+
     def ack(self, msg_id):
         pass
 
@@ -185,6 +191,12 @@ class IterableSpout(Spout):
 
     def position(self):
         return self.taken
+
+    def progress(self):
+        try:
+            return self.taken, len(self.iterable), "records"
+        except TypeError:  # a generator, an iterator: no length
+            return None
 
     def seek(self, position):
         self._it = iter(self.iterable)

@@ -30,6 +30,7 @@ from consecution.loading import UsageError, load
 from consecution.runtime import (EXIT_ERROR, EXIT_OK, EXIT_USAGE, MODES, ModeNotAvailable, Scheduler, SetupError,
                                  UserCodeError, wait_for_fields)
 from consecution.runtime.logs import configure
+from consecution.runtime.live import LiveProgress
 from consecution.runtime.metrics import parse_address
 from consecution.runtime.observe import PROGRESS_EVERY, ProgressLog, SystemdNotify
 from consecution.runtime.watchdog import abandon
@@ -193,7 +194,9 @@ def _run(args):
     if not _wait_for_fields(topology, log, notify):
         return EXIT_OK
     observers = [notify] if notify is not None else []
-    if args.progress_interval:
+    if args.progress and sys.stderr.isatty():
+        observers.append(LiveProgress())
+    elif args.progress_interval:
         observers.append(ProgressLog(args.progress_interval))
     scheduler = Scheduler(topology, mode=args.mode, workers=args.workers, start_method=args.start_method,
                           ray_address=args.ray_address, fresh=args.fresh,

@@ -124,6 +124,12 @@ class File(Spout):
             self.f.seek(self.offset)
         self.reported = position
 
+    def progress(self):
+        """Bytes read and the file's size (none when it follows the file: no end)."""
+        if self.follow or getattr(self, "f", None) is None:
+            return None
+        return self.offset, os.fstat(self.f.fileno()).st_size, "bytes"
+
     def position(self):
         position = {"inode": self.inode, "offset": self.offset}
         if position == self.reported:
