@@ -18,7 +18,6 @@ import collections
 import os
 import sys
 import threading
-import time
 
 from .observe import Observer, snapshot
 
