@@ -58,14 +58,14 @@ class LiveProgress(Observer):
 
     def close(self):
         try:
+            self._end_relay()  # first: what was printed last goes above the display, not below it
+        finally:
             if self.live is not None:
                 try:
                     self.live.update(self._render(self.core.clock(), final=True), refresh=True)
                 finally:
                     self.live.stop()
                     self.live = None
-        finally:
-            self._end_relay()
 
     # -- stdout while the display runs -------------------------------------------------------
 
