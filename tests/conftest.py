@@ -24,6 +24,6 @@ def _ray_for_ray_mode(request, monkeypatch):
     RAY_ADDRESS: the `consecution run` processes they start join it, as a driver joins a
     running cluster, instead of starting a Ray of their own (seconds each)."""
     params = getattr(request.node, "callspec", None)
-    if params is not None and params.params.get("mode") == "ray":
+    if params is not None and (params.params.get("mode") == "ray" or "ray" in params.params.get("modes", ())):
         ray = request.getfixturevalue("ray_cluster")
         monkeypatch.setenv("RAY_ADDRESS", ray.get_runtime_context().gcs_address)

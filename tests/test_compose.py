@@ -553,7 +553,7 @@ def test_a_consumer_started_first_waits_for_the_producer_and_for_its_output_to_c
     assert json.loads((tmp_path / "sum.json").read_text()) == {"sum": 2 * sum(range(1500)), "count": 1500}
 
 
-@pytest.mark.parametrize("modes", [("single", "single"), ("process", "thread")])
+@pytest.mark.parametrize("modes", [("single", "single"), ("process", "thread"), ("ray", "process")])
 def test_producer_and_consumer_killed_at_random_moments_hand_off_each_entry_exactly_once(tmp_path, pair, modes):
     """Both `consecution run` processes are SIGKILLed at random moments, independently, and
     restarted with the same command until both complete: the consumer's sum and count are

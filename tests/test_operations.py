@@ -239,7 +239,7 @@ def total(samples, name, **labels):
     return sum(v for (n, ls), v in samples.items() if n == name and labels.items() <= dict(ls).items())
 
 
-@pytest.mark.parametrize("mode", ["thread", "process"])
+@pytest.mark.parametrize("mode", ["thread", "process", "ray"])
 def test_metrics_are_scraped_during_a_run_with_the_workers_counts(tmp_path, mode):
     from spout_support import free_port
     port = free_port()
