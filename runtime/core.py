@@ -438,6 +438,8 @@ class Scheduler(TreeLifecycle):
             if executor.busy():
                 executor.wait(IDLE_SLEEP if asking else 0.05)
                 continue
+            if self.trees and self.finish.flush_idle(now):
+                continue  # sinks write a partial batch while the input pauses
             if completion.quiet():
                 continue
             if not self.trees and not retries and not asking and not recovering:

@@ -12,6 +12,7 @@
 | `Query(factory, sql, key)` | nothing: the last key is the position |
 | `Push()` | what `push()` queued and the spout had not yet emitted and committed |
 | `Output(state_dir, name)` | nothing: the producer's outbox keeps each entry until every registered consumer has committed it |
+| `RedisStream(url, stream, group)` | nothing: an entry is XACKed once committed to the log; a crash before the XACK gives it again (at least once) |
 
 Every spout logs what it emits before any bolt sees it (reliability "replay"), and runs in the
 supervising process in every mode. See each class for the details, and the README's table.
@@ -23,7 +24,8 @@ from .net import Tcp
 from .output import Output
 from .push import Push
 from .query import Query
+from .redis_stream import RedisStream
 from .timers import Cron, Interval
 
-__all__ = ["Closed", "Cron", "File", "Full", "Http", "Interval", "Output", "Push", "Query", "SourceError", "Stdin",
-           "Tcp"]
+__all__ = ["Closed", "Cron", "File", "Full", "Http", "Interval", "Output", "Push", "Query", "RedisStream",
+           "SourceError", "Stdin", "Tcp"]

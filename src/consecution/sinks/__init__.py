@@ -1,0 +1,20 @@
+"""Sinks: bolts that write their inputs to a database or a broker in batches, and ack each input
+only once its batch's write was confirmed; a write that fails fails those inputs' trees, which
+are replayed (or given up as dead letters). Each needs its client library, an extra:
+
+    pip install 'consecution[postgres]'    PostgresUpsert, PostgresExecute
+    pip install 'consecution[redis]'       RedisCommand
+
+| sink | duplicates after a crash or a replay |
+|---|---|
+| `PostgresUpsert(dsn, table, key)` | none in the table: a replayed row is written again under its key |
+| `PostgresExecute(dsn, sql)` | the statement runs again for replayed inputs: make it idempotent |
+| `RedisCommand(url, fn)` | the commands of replayed inputs run again (SET, HSET are idempotent; INCR is not) |
+
+See `BatchSink` for how batches are written, retried and acked.
+"""
+from .base import BatchSink, SinkError
+from .postgres import PostgresExecute, PostgresUpsert
+from .redis import RedisCommand
+
+__all__ = ["BatchSink", "PostgresExecute", "PostgresUpsert", "RedisCommand", "SinkError"]

@@ -1,0 +1,269 @@
+"""Connectors against the real servers on this machine (Redis 6379, PostgreSQL 5432): a stream
+read through a consumer group into PostgreSQL, killed with SIGKILL at random moments; servers
+that go away mid-run; servers not there at start. Names are unique per test; what a test
+creates it drops. Without a server the tests skip, unless CONSECUTION_REQUIRE_SERVICES=1 (CI)."""
+import json
+import os
+import random
+import signal
+import socket
+import time
+import uuid
+
+import pytest
+
+from support import cli, logged_event, start_cli
+
+PG = "host=127.0.0.1 port=5432 user=postgres dbname=test"
+REDIS = "redis://127.0.0.1:6379/0"
+
+
+def _reachable(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def require(port, name):
+    if not _reachable(port):
+        if os.environ.get("CONSECUTION_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"{name} is not reachable on 127.0.0.1:{port} (CONSECUTION_REQUIRE_SERVICES=1)")
+        pytest.skip(f"{name} is not reachable on 127.0.0.1:{port}")
+
+
+@pytest.fixture
+def redis_client():
+    require(6379, "Redis")
+    redis = pytest.importorskip("redis")
+    client = redis.Redis.from_url(REDIS, decode_responses=True)
+    made = []
+    yield client, made
+    for key in made:
+        client.delete(key)
+    client.close()
+
+
+@pytest.fixture
+def pg():
+    require(5432, "PostgreSQL")
+    psycopg = pytest.importorskip("psycopg")
+    made = []
+
+    def execute(sql, *args):
+        with psycopg.connect(PG, autocommit=True) as db:
+            cursor = db.execute(sql, *args)
+            return cursor.fetchall() if cursor.description else None
+    yield execute, made
+    for table in made:
+        execute(f"DROP TABLE IF EXISTS {table}")
+
+
+PIPELINE = """
+import json, os, time
+from consecution import Topology
+from consecution.sinks import PostgresExecute, PostgresUpsert
+from consecution.spouts import RedisStream
+
+def validate(body):
+    if os.environ.get("SLOW"):
+        time.sleep(0.001)
+    order = json.loads(body["order"])
+    if order["cents"] < 0:
+        raise ValueError(f"negative amount in order {order['id']}")
+    return order["id"], order["customer"], order["cents"]
+
+validate.fields = ("id", "customer", "cents")
+
+topology = Topology(os.environ["NAME"], max_retries=2, retry_backoff=0)
+topology.spout("orders", RedisStream(os.environ["REDIS"], os.environ["STREAM"], "etl"))
+topology.bolt("validate", validate, parallelism=2).shuffle_grouping("orders")
+topology.bolt("store", PostgresUpsert(os.environ["PG"], os.environ["TABLE"], key="id", batch=100)) \\
+    .fields_grouping("validate", "id")
+topology.bolt("journal", PostgresExecute(os.environ["PG"], "INSERT INTO " + os.environ["JOURNAL"] +
+                                         " (id) VALUES (%(id)s)", batch=100)).shuffle_grouping("validate")
+"""
+
+
+def _setup(tmp_path, redis_client, pg, n, poison=None):
+    client, made = redis_client
+    execute, tables = pg
+    tag = uuid.uuid4().hex[:8]
+    stream, table, journal = f"orders:{tag}", f"orders_{tag}", f"journal_{tag}"
+    made.append(stream)
+    tables.extend([table, journal])
+    execute(f"CREATE TABLE {table} (id bigint PRIMARY KEY, customer text, cents bigint)")
+    execute(f"CREATE TABLE {journal} (id bigint)")  # every write, duplicates too
+    expected = {}
+    pipe = client.pipeline()
+    for i in range(1, n + 1):
+        cents = -1 if i == poison else i * 7
+        pipe.xadd(stream, {"order": json.dumps({"id": i, "customer": f"c{i % 5}", "cents": cents})})
+        if i != poison:
+            expected[i] = cents
+    pipe.execute()
+    (tmp_path / "pipeline.py").write_text(PIPELINE)
+    env = {"REDIS": REDIS, "STREAM": stream, "PG": PG, "TABLE": table, "JOURNAL": journal, "NAME": f"orders_{tag}"}
+    return env, expected, stream, table, journal
+
+
+def _wait_for_rows(execute, table, n, proc, timeout=120):
+    deadline = time.monotonic() + timeout
+    while execute(f"SELECT count(*) FROM {table}")[0][0] < n:
+        assert time.monotonic() < deadline and proc.poll() is None, "the rows did not all arrive"
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("mode", ["single", "process"])
+def test_a_stream_into_postgres_killed_at_random_moments_loses_nothing(tmp_path, redis_client, pg, mode):
+    """4,000 entries in a Redis stream -> validate -> upsert by id, and a journal of every write.
+    The run is SIGKILLed at random moments and restarted; then it runs until every valid order
+    is in the table, and is stopped with SIGTERM. Every valid order is there with its amount,
+    the poison one is the one dead letter, nothing is pending in Redis; the journal's extra
+    writes (replays after the kills) are counted and reported."""
+    client, _ = redis_client
+    execute, _ = pg
+    n, poison = 4000, 1234
+    env, expected, stream, table, journal = _setup(tmp_path, redis_client, pg, n, poison)
+    env["SLOW"] = "1"  # about 4 s of work: the kills land while it runs
+    args = ["run", "pipeline.py", "--mode", mode, "--workers", "2", "--log-format", "json"]
+    rng = random.Random()
+    kills = int(os.environ.get("CONSECUTION_KILLS", "6"))
+    for k in range(kills):
+        proc = start_cli(args, tmp_path, env, log=f"run{k}.log")
+        logged_event(tmp_path / f"run{k}.log", "run.started", timeout=60)
+        time.sleep(rng.uniform(0.2, 1.0))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    proc = start_cli(args, tmp_path, env, log="final.log")
+    try:
+        logged_event(tmp_path / "final.log", "run.started", timeout=60)
+        _wait_for_rows(execute, table, len(expected), proc)
+        deadline = time.monotonic() + 60
+        while client.xpending(stream, "etl")["pending"]:  # acknowledged once logged
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    assert proc.returncode == 3, (proc.returncode, (tmp_path / "final.log").read_text()[-1500:])  # a dead letter
+    assert dict(execute(f"SELECT id, cents FROM {table}")) == expected
+    writes = execute(f"SELECT count(*), count(DISTINCT id) FROM {journal}")[0]
+    assert writes[1] == len(expected)  # every valid order was written at least once
+    replayed = [json.loads(x)["replayed"] for k in range(kills) for x in (tmp_path / f"run{k}.log").read_text()
+                .splitlines() + (tmp_path / "final.log").read_text().splitlines() if '"run.recovered"' in x]
+    assert any(replayed), "no kill found records in flight"
+    print(f"\n[{mode}] journal: {writes[0] - writes[1]} duplicate writes of {writes[1]} orders after {kills} kills; "
+          "table: 0 duplicates (upsert by id)")
+    letters = [json.loads(x) for x in cli("dead-letters", "--state-dir", f".consecution/{env['NAME']}", "--json",
+                                          cwd=tmp_path).stdout.splitlines()]
+    assert [(d["component"], d["values"][0]["order"]) for d in letters] == \
+        [("validate", json.dumps({"id": poison, "customer": f"c{poison % 5}", "cents": -1}))]
+    assert "negative amount in order 1234" in letters[0]["error"]
+
+
+class Proxy:
+    """A TCP proxy on 127.0.0.1 in front of a real server, which the test can cut: `cut(s)`
+    closes every connection through it and refuses new ones for `s` seconds, as a server that
+    restarts or a network that drops does."""
+
+    def __init__(self, port):
+        import threading
+        self.target = port
+        self.conns = []
+        self.lock = threading.Lock()
+        self.listener = self._listen(0)
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _listen(self, port):
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", port))
+        listener.listen(64)
+        return listener
+
+    def _accept(self):
+        import threading
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.target))
+            with self.lock:
+                self.conns += [client, server]
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, a, b):
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        for s in (a, b):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self, seconds):
+        import threading
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes its accept(): the port is free at once
+        except OSError:
+            pass
+        self.listener.close()
+        with self.lock:
+            conns, self.conns = self.conns, []
+        for s in conns:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+                s.close()
+            except OSError:
+                pass
+        time.sleep(seconds)
+        self.listener = self._listen(self.port)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+
+def test_postgres_and_redis_going_away_mid_run_are_retried_and_lose_nothing(tmp_path, redis_client, pg):
+    """The pipeline reaches Redis and PostgreSQL through proxies that the test cuts, each twice
+    for a second, while it runs (every connection closed, new ones refused): the spout and the
+    sinks log their retries and go on; every order arrives, once in the table."""
+    execute, _ = pg
+    env, expected, stream, table, journal = _setup(tmp_path, redis_client, pg, 3000)
+    redis_proxy, pg_proxy = Proxy(6379), Proxy(5432)
+    env.update(SLOW="1", REDIS=f"redis://127.0.0.1:{redis_proxy.port}/0",
+               PG=f"host=127.0.0.1 port={pg_proxy.port} user=postgres dbname=test")
+    proc = start_cli(["run", "pipeline.py", "--log-format", "json"], tmp_path, env)
+    try:
+        logged_event(tmp_path / "run.log", "run.started", timeout=60)
+        for proxy in (redis_proxy, pg_proxy, redis_proxy, pg_proxy):
+            time.sleep(0.3)
+            proxy.cut(1.0)
+        _wait_for_rows(execute, table, len(expected), proc)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    log = (tmp_path / "run.log").read_text()
+    assert proc.returncode == 0, log[-3000:]
+    assert '"sink.retrying"' in log and '"spout.retrying"' in log, log[-3000:]
+    assert dict(execute(f"SELECT id, cents FROM {table}")) == expected
+
+
+def test_a_server_not_there_at_start_is_an_error_naming_it(tmp_path, redis_client, pg):
+    env, _, _, _, _ = _setup(tmp_path, redis_client, pg, 1)
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there
+    no_redis = cli("run", "pipeline.py", cwd=tmp_path, env={**env, "REDIS": f"redis://127.0.0.1:{port}/0"})
+    assert no_redis.returncode == 1, no_redis.stderr[-2000:]
+    assert f"cannot connect to Redis at redis://127.0.0.1:{port}/0" in no_redis.stderr
+    no_pg = cli("run", "pipeline.py", "--fresh", cwd=tmp_path,
+                env={**env, "PG": f"host=127.0.0.1 port={port} user=postgres dbname=test"})
+    assert no_pg.returncode == 1, no_pg.stderr[-2000:]
+    assert f"cannot connect to PostgreSQL (127.0.0.1:{port}/test)" in no_pg.stderr
