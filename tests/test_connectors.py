@@ -267,3 +267,49 @@ def test_a_server_not_there_at_start_is_an_error_naming_it(tmp_path, redis_clien
                 env={**env, "PG": f"host=127.0.0.1 port={port} user=postgres dbname=test"})
     assert no_pg.returncode == 1, no_pg.stderr[-2000:]
     assert f"cannot connect to PostgreSQL (127.0.0.1:{port}/test)" in no_pg.stderr
+
+
+def test_redis_command_writes_each_input_and_a_wrong_command_is_a_dead_letter(redis_client):
+    from consecution import Topology
+    from consecution.runtime import Scheduler
+    from consecution.sinks import RedisCommand
+    client, made = redis_client
+    key = f"users:{uuid.uuid4().hex[:8]}"
+    made.append(key)
+
+    def command(tup):
+        user, name = tup.values
+        return ("HSET", key, user, name) if user != "bad" else ("NOPE", key)
+
+    t = Topology("users", max_retries=1, retry_backoff=0)
+    t.spout("users", [(f"u{i}", f"name {i}") for i in range(250)] + [("bad", "x")], fields=("user", "name"))
+    t.bolt("store", RedisCommand(REDIS, command, batch=100)).shuffle_grouping("users")
+    result = Scheduler(t, mode="process", workers=2).run()
+    assert client.hgetall(key) == {f"u{i}": f"name {i}" for i in range(250)}
+    # the wrong command failed its batch, which was written again one input at a time: it alone fails
+    assert result.given_up == 1 and result.completed == 250
+    assert "RedisCommand:" in result.failures[0].error and "unknown command" in result.failures[0].error.lower()
+
+
+def test_bad_sql_or_a_key_the_input_lacks_fails_the_batch_at_once_naming_it(pg):
+    from consecution import Topology
+    from consecution.runtime import Scheduler
+    from consecution.sinks import PostgresExecute, PostgresUpsert
+    execute, tables = pg
+    table = f"kv_{uuid.uuid4().hex[:8]}"
+    tables.append(table)
+    execute(f"CREATE TABLE {table} (k text PRIMARY KEY, v bigint)")
+    for sink, error in ((PostgresExecute(PG, f"INSERT INTO {table} (k, nope) VALUES (%s, %s)"),
+                         'column "nope" of relation'),
+                        (PostgresUpsert(PG, table, key="id"), "the key ['id'] is not among the input's fields")):
+        t = Topology("kv", max_retries=0)
+        t.spout("rows", [("a", 1), ("b", 2)], fields=("k", "v"))
+        t.bolt("store", sink).shuffle_grouping("rows")
+        result = Scheduler(t).run()
+        assert result.given_up == 2 and all(error in letter.error for letter in result.failures), \
+            [letter.error for letter in result.failures]
+    t = Topology("kv")
+    t.spout("rows", [("a", 1), ("b", 2), ("a", 3)], fields=("k", "v"))
+    t.bolt("store", PostgresUpsert(PG, table, key="k")).shuffle_grouping("rows")
+    assert Scheduler(t).run().completed == 3
+    assert dict(execute(f"SELECT k, v FROM {table}")) in ({"a": 3, "b": 2}, {"a": 1, "b": 2})

@@ -9,8 +9,9 @@ __all__ = ["BatchSink", "SinkError"]
 
 
 class SinkError(Exception):
-    """A write that cannot succeed by trying again (bad SQL, a missing table): the batch's trees
-    fail at once, and are replayed or dead-lettered with this message."""
+    """A write that cannot succeed by trying again (bad SQL, a missing table, a value the server
+    refuses): the batch is written again one input at a time, so that only the inputs the
+    server refuses fail (replayed, then dead-lettered with this message)."""
 
 
 class BatchSink(Bolt):
@@ -60,14 +61,33 @@ class BatchSink(Bolt):
         held, self.held = self.held, []
         try:
             self._write_retrying(held)
+        except SinkError as exc:
+            if len(held) == 1:
+                self._fail_all(held, exc)
+                return
+            for tup in held:  # the server refuses one of them: one at a time, so only it fails
+                self._write_alone(tup)
+            return
         except Exception as exc:  # noqa: BLE001 - every input of the batch fails with it
-            error = f"{type(exc).__name__}: {exc}"
-            for tup in held:
-                self.fail(tup, error)
+            self._fail_all(held, exc)
             return
         self.written += 1
         for tup in held:
             self.ack(tup)
+
+    def _write_alone(self, tup):
+        try:
+            self._write_retrying([tup])
+        except Exception as exc:  # noqa: BLE001 - the input fails with it
+            self._fail_all([tup], exc)
+            return
+        self.written += 1
+        self.ack(tup)
+
+    def _fail_all(self, tuples, exc):
+        error = f"{type(exc).__name__}: {exc}"
+        for tup in tuples:
+            self.fail(tup, error)
 
     def _write_retrying(self, tuples):
         deadline = time.monotonic() + self.retry_for
