@@ -192,6 +192,8 @@ class Proxy:
             except OSError:
                 return
             server = socket.create_connection(("127.0.0.1", self.target))
+            for s in (client, server):  # as the peers themselves do: no Nagle delay on small writes
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self.lock:
                 self.conns += [client, server]
             for a, b in ((client, server), (server, client)):
@@ -313,3 +315,144 @@ def test_bad_sql_or_a_key_the_input_lacks_fails_the_batch_at_once_naming_it(pg):
     t.bolt("store", PostgresUpsert(PG, table, key="k")).shuffle_grouping("rows")
     assert Scheduler(t).run().completed == 3
     assert dict(execute(f"SELECT k, v FROM {table}")) in ({"a": 3, "b": 2}, {"a": 1, "b": 2})
+
+
+RABBIT = "amqp://guest:guest@127.0.0.1:5672/%2F"
+
+RELAY = """
+import json, os, time
+from consecution import Topology
+from consecution.sinks import RabbitPublish
+from consecution.spouts import RabbitMQ
+
+def validate(body):
+    time.sleep(0.001)
+    order = json.loads(body)
+    if order["cents"] < 0:
+        raise ValueError(f"negative amount in order {order['id']}")
+    return order["id"], order["cents"]
+
+validate.fields = ("id", "cents")
+
+topology = Topology(os.environ["NAME"], max_retries=1, retry_backoff=0)
+topology.spout("orders", RabbitMQ(os.environ["RABBIT"], os.environ["IN"], decode=bytes.decode))
+topology.bolt("validate", validate, parallelism=2).shuffle_grouping("orders")
+topology.bolt("publish", RabbitPublish(os.environ["RABBIT"], "", os.environ["OUT"], batch=50)).shuffle_grouping("validate")
+"""
+
+
+@pytest.fixture
+def rabbit():
+    require(5672, "RabbitMQ")
+    pika = pytest.importorskip("pika")
+    connection = pika.BlockingConnection(pika.URLParameters(RABBIT))
+    channel = connection.channel()
+    made = []
+
+    def queue(name):
+        channel.queue_declare(name, durable=True)
+        made.append(name)
+        return name
+    yield channel, queue
+    for name in made:
+        channel.queue_delete(name)
+    connection.close()
+
+
+def _drain(channel, queue):
+    bodies = []
+    while True:
+        method, _, body = channel.basic_get(queue, auto_ack=True)
+        if method is None:
+            return bodies
+        bodies.append(json.loads(body))
+
+
+@pytest.mark.parametrize("mode", ["single", "process"])
+def test_a_rabbitmq_queue_relayed_through_a_run_killed_at_random_moments_loses_nothing(tmp_path, rabbit, mode):
+    """3,000 messages in a queue -> validate -> published with confirms to another queue; the run
+    is SIGKILLed at random moments and restarted, then runs until every valid order was
+    published. Nothing is left in the input queue; every valid order is in the output queue,
+    duplicates (published again after a kill) counted and reported; the poison one is the one
+    dead letter."""
+    channel, queue = rabbit
+    tag = uuid.uuid4().hex[:8]
+    q_in, q_out = queue(f"in.{tag}"), queue(f"out.{tag}")
+    n, poison = 3000, 777
+    for i in range(1, n + 1):
+        channel.basic_publish("", q_in, json.dumps({"id": i, "cents": -5 if i == poison else i}).encode())
+    (tmp_path / "relay.py").write_text(RELAY)
+    env = {"RABBIT": RABBIT, "IN": q_in, "OUT": q_out, "NAME": f"relay_{tag}"}
+    args = ["run", "relay.py", "--mode", mode, "--workers", "2", "--log-format", "json"]
+    rng = random.Random()
+    kills = int(os.environ.get("CONSECUTION_KILLS", "5"))
+    got = []
+    for k in range(kills):
+        proc = start_cli(args, tmp_path, env, log=f"run{k}.log")
+        logged_event(tmp_path / f"run{k}.log", "run.started", timeout=60)
+        time.sleep(rng.uniform(0.2, 1.0))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        got += _drain(channel, q_out)
+    proc = start_cli(args, tmp_path, env, log="final.log")
+    try:
+        logged_event(tmp_path / "final.log", "run.started", timeout=60)
+        deadline = time.monotonic() + 120
+        while len({o["id"] for o in got}) < n - 1:
+            assert time.monotonic() < deadline and proc.poll() is None, len({o["id"] for o in got})
+            time.sleep(0.2)
+            got += _drain(channel, q_out)
+        while channel.queue_declare(q_in, passive=True).method.message_count:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    assert proc.returncode == 3, (tmp_path / "final.log").read_text()[-2000:]  # the poison one
+    got += _drain(channel, q_out)
+    ids = [o["id"] for o in got]
+    assert set(ids) == set(range(1, n + 1)) - {poison}
+    assert all(o["cents"] == o["id"] for o in got)
+    print(f"\n[{mode}] {len(ids) - len(set(ids))} duplicates of {len(set(ids))} messages after {kills} kills")
+    letters = [json.loads(x) for x in cli("dead-letters", "--state-dir", f".consecution/{env['NAME']}", "--json",
+                                          cwd=tmp_path).stdout.splitlines()]
+    assert [d["component"] for d in letters] == ["validate"] and "order 777" in letters[0]["error"]
+
+
+def test_rabbitmq_cut_mid_run_is_retried_and_a_missing_queue_or_broker_is_named(tmp_path, rabbit):
+    channel, queue = rabbit
+    tag = uuid.uuid4().hex[:8]
+    q_in, q_out = queue(f"in.{tag}"), queue(f"out.{tag}")
+    for i in range(1, 2001):
+        channel.basic_publish("", q_in, json.dumps({"id": i, "cents": i}).encode())
+    (tmp_path / "relay.py").write_text(RELAY)
+    proxy = Proxy(5672)
+    env = {"RABBIT": f"amqp://guest:guest@127.0.0.1:{proxy.port}/%2F", "IN": q_in, "OUT": q_out, "NAME": f"relay_{tag}"}
+    proc = start_cli(["run", "relay.py", "--log-format", "json"], tmp_path, env)
+    got = []
+    try:
+        logged_event(tmp_path / "run.log", "run.started", timeout=60)
+        for _ in range(2):
+            time.sleep(0.4)
+            proxy.cut(1.0)
+        deadline = time.monotonic() + 120
+        while len({o["id"] for o in got}) < 2000:
+            assert time.monotonic() < deadline and proc.poll() is None, len({o["id"] for o in got})
+            time.sleep(0.2)
+            got += _drain(channel, q_out)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    log = (tmp_path / "run.log").read_text()
+    assert proc.returncode == 0, log[-2000:]
+    assert '"spout.retrying"' in log and '"sink.retrying"' in log
+    assert {o["id"] for o in got} == set(range(1, 2001))
+    missing = cli("run", "relay.py", cwd=tmp_path, env={**env, "RABBIT": RABBIT, "IN": f"nowhere.{tag}"})
+    assert missing.returncode == 1 and f"no queue 'nowhere.{tag}'" in missing.stderr, missing.stderr[-2000:]
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    away = cli("run", "relay.py", cwd=tmp_path, env={**env, "RABBIT": f"amqp://guest:secret@127.0.0.1:{port}/%2F"})
+    assert away.returncode == 1 and f"cannot connect to amqp://guest@127.0.0.1:{port}/%2F" in away.stderr
+    assert "secret" not in away.stderr

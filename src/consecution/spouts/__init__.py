@@ -12,6 +12,7 @@
 | `Query(factory, sql, key)` | nothing: the last key is the position |
 | `Push()` | what `push()` queued and the spout had not yet emitted and committed |
 | `Output(state_dir, name)` | nothing: the producer's outbox keeps each entry until every registered consumer has committed it |
+| `RabbitMQ(url, queue)` | nothing: a message is acknowledged once committed to the log; a crash before that makes the broker deliver it again (at least once) |
 | `RedisStream(url, stream, group)` | nothing: an entry is XACKed once committed to the log; a crash before the XACK gives it again (at least once) |
 
 Every spout logs what it emits before any bolt sees it (reliability "replay"), and runs in the
@@ -24,8 +25,9 @@ from .net import Tcp
 from .output import Output
 from .push import Push
 from .query import Query
+from .rabbitmq import RabbitMQ
 from .redis_stream import RedisStream
 from .timers import Cron, Interval
 
-__all__ = ["Closed", "Cron", "File", "Full", "Http", "Interval", "Output", "Push", "Query", "RedisStream",
+__all__ = ["Closed", "Cron", "File", "Full", "Http", "Interval", "Output", "Push", "Query", "RabbitMQ", "RedisStream",
            "SourceError", "Stdin", "Tcp"]
