@@ -456,3 +456,139 @@ def test_rabbitmq_cut_mid_run_is_retried_and_a_missing_queue_or_broker_is_named(
     away = cli("run", "relay.py", cwd=tmp_path, env={**env, "RABBIT": f"amqp://guest:secret@127.0.0.1:{port}/%2F"})
     assert away.returncode == 1 and f"cannot connect to amqp://guest@127.0.0.1:{port}/%2F" in away.stderr
     assert "secret" not in away.stderr
+
+
+MQTT_RELAY = """
+import json, os, time
+from consecution import Topology
+from consecution.sinks import MqttPublish
+from consecution.spouts import Mqtt
+
+def validate(body):
+    time.sleep(0.002)
+    order = json.loads(body)
+    if order["cents"] < 0:
+        raise ValueError(f"negative amount in order {order['id']}")
+    return order["id"], order["cents"]
+
+validate.fields = ("id", "cents")
+
+topology = Topology(os.environ["NAME"], max_retries=1, retry_backoff=0)
+topology.spout("orders", Mqtt("127.0.0.1", int(os.environ["PORT"]), os.environ["IN"], os.environ["CLIENT"]))
+topology.bolt("validate", validate, parallelism=2).shuffle_grouping("orders")
+topology.bolt("publish", MqttPublish("127.0.0.1", int(os.environ["PORT"]), os.environ["OUT"], batch=50)) \\
+    .shuffle_grouping("validate")
+"""
+
+
+@pytest.fixture
+def mqtt_broker():
+    require(1883, "Mosquitto")
+    mqtt = pytest.importorskip("paho.mqtt.client")
+    sessions = []
+
+    def client(client_id, clean=True):
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean)
+        c.connect("127.0.0.1", 1883)
+        c.loop_start()
+        if not clean:
+            sessions.append(client_id)
+        return c
+    yield client
+    for client_id in sessions:  # a clean connection drops the session the broker kept
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
+        c.connect("127.0.0.1", 1883)
+        c.disconnect()
+
+
+@pytest.mark.parametrize("mode", ["single", "process"])
+def test_an_mqtt_topic_relayed_through_a_run_killed_at_random_moments_loses_nothing(tmp_path, mqtt_broker, mode):
+    """800 QoS 1 messages kept for the spout's persistent session -> validate -> published with
+    QoS 1 to another topic, which the test receives; the run is SIGKILLed at random moments and
+    restarted, then runs until every valid order was published. Every valid order arrived,
+    duplicates counted and reported; the poison one is the one dead letter."""
+    tag = uuid.uuid4().hex[:8]
+    t_in, t_out, client_id = f"consecution/{tag}/in", f"consecution/{tag}/out", f"relay-{tag}"
+    got = []
+    collector = mqtt_broker(f"collector-{tag}")
+    collector.on_message = lambda c, u, m: got.append(json.loads(m.payload))
+    collector.subscribe(t_out, qos=1)
+    session = mqtt_broker(client_id, clean=False)  # the spout's session exists before the input
+    session.subscribe(t_in, qos=1)
+    time.sleep(0.3)
+    session.loop_stop()
+    session.disconnect()
+    n, poison = 800, 333
+    publisher = mqtt_broker(f"publisher-{tag}")
+    for i in range(1, n + 1):
+        publisher.publish(t_in, json.dumps({"id": i, "cents": -1 if i == poison else i}), qos=1).wait_for_publish(5)
+    (tmp_path / "relay.py").write_text(MQTT_RELAY)
+    env = {"PORT": "1883", "IN": t_in, "OUT": t_out, "CLIENT": client_id, "NAME": f"mqtt_{tag}"}
+    args = ["run", "relay.py", "--mode", mode, "--workers", "2", "--log-format", "json"]
+    rng = random.Random()
+    kills = int(os.environ.get("CONSECUTION_KILLS", "5"))
+    for k in range(kills):
+        proc = start_cli(args, tmp_path, env, log=f"run{k}.log")
+        logged_event(tmp_path / f"run{k}.log", "run.started", timeout=60)
+        time.sleep(rng.uniform(0.2, 0.8))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    proc = start_cli(args, tmp_path, env, log="final.log")
+    try:
+        logged_event(tmp_path / "final.log", "run.started", timeout=60)
+        deadline = time.monotonic() + 120
+        while len({o["id"] for o in got}) < n - 1:
+            assert time.monotonic() < deadline and proc.poll() is None, len({o["id"] for o in got})
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    assert proc.returncode == 3, (tmp_path / "final.log").read_text()[-2000:]  # the poison one
+    ids = [o["id"] for o in got]
+    assert set(ids) == set(range(1, n + 1)) - {poison}
+    print(f"\n[{mode}] {len(ids) - len(set(ids))} duplicates of {len(set(ids))} messages after {kills} kills")
+    letters = [json.loads(x) for x in cli("dead-letters", "--state-dir", f".consecution/{env['NAME']}", "--json",
+                                          cwd=tmp_path).stdout.splitlines()]
+    assert [d["component"] for d in letters] == ["validate"] and "order 333" in letters[0]["error"]
+
+
+def test_mqtt_cut_mid_run_is_retried_and_an_unreachable_broker_is_named(tmp_path, mqtt_broker):
+    tag = uuid.uuid4().hex[:8]
+    t_in, t_out, client_id = f"consecution/{tag}/in", f"consecution/{tag}/out", f"relay-{tag}"
+    got = []
+    collector = mqtt_broker(f"collector-{tag}")
+    collector.on_message = lambda c, u, m: got.append(json.loads(m.payload))
+    collector.subscribe(t_out, qos=1)
+    session = mqtt_broker(client_id, clean=False)
+    session.subscribe(t_in, qos=1)
+    time.sleep(0.3)
+    session.loop_stop()
+    session.disconnect()
+    publisher = mqtt_broker(f"publisher-{tag}")
+    for i in range(1, 601):
+        publisher.publish(t_in, json.dumps({"id": i, "cents": i}), qos=1).wait_for_publish(5)
+    proxy = Proxy(1883)
+    (tmp_path / "relay.py").write_text(MQTT_RELAY)
+    env = {"PORT": str(proxy.port), "IN": t_in, "OUT": t_out, "CLIENT": client_id, "NAME": f"mqtt_{tag}"}
+    proc = start_cli(["run", "relay.py", "--log-format", "json"], tmp_path, env)
+    try:
+        logged_event(tmp_path / "run.log", "run.started", timeout=60)
+        time.sleep(0.4)
+        proxy.cut(1.5)
+        deadline = time.monotonic() + 120
+        while len({o["id"] for o in got}) < 600:
+            assert time.monotonic() < deadline and proc.poll() is None, len({o["id"] for o in got})
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    log = (tmp_path / "run.log").read_text()
+    assert proc.returncode == 0, log[-2000:]
+    assert '"spout.retrying"' in log and '"sink.retrying"' in log, log[-2000:]
+    assert {o["id"] for o in got} == set(range(1, 601))
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    away = cli("run", "relay.py", "--fresh", cwd=tmp_path, env={**env, "PORT": str(port)})
+    assert away.returncode == 1 and f"cannot connect to the broker at 127.0.0.1:{port}" in away.stderr, away.stderr
