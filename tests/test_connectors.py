@@ -592,3 +592,66 @@ def test_mqtt_cut_mid_run_is_retried_and_an_unreachable_broker_is_named(tmp_path
     closed.close()
     away = cli("run", "relay.py", "--fresh", cwd=tmp_path, env={**env, "PORT": str(port)})
     assert away.returncode == 1 and f"cannot connect to the broker at 127.0.0.1:{port}" in away.stderr, away.stderr
+
+
+@pytest.mark.parametrize("kind", ["rabbitmq", "redis", "mqtt"])
+def test_the_brokers_example_takes_orders_from_each_system_into_postgres(tmp_path, kind, pg, redis_client,
+                                                                         mqtt_broker):
+    """examples/brokers.py, as its docstring says: orders from RabbitMQ, a Redis stream or MQTT
+    into PostgreSQL, counted in Redis, large ones published on MQTT; a bad one a dead letter."""
+    require(5672, "RabbitMQ")
+    from support import EXAMPLES
+    execute, tables = pg
+    client, made = redis_client
+    tag = uuid.uuid4().hex[:8]
+    name, table = f"orders-{tag}", f"orders_{tag}"
+    tables.append(table)
+    made.extend([name, f"{name}:per_customer"])
+    env = {"ORDERS_SOURCE": kind, "ORDERS_NAME": name, "ORDERS_TABLE": table}
+    orders = [{"id": i, "customer": f"c{i % 3}", "cents": i * 40_000} for i in range(1, 7)] + [{"id": "x"}]
+    alerts = []
+    watcher = mqtt_broker(f"watcher-{tag}")
+    watcher.on_message = lambda c, u, m: alerts.append(json.loads(m.payload))
+    watcher.subscribe(f"shop/{name}-large", qos=1)
+    if kind == "rabbitmq":
+        import pika
+        connection = pika.BlockingConnection(pika.URLParameters(RABBIT))
+        channel = connection.channel()
+        channel.queue_declare(name, durable=True)
+        for order in orders:
+            channel.basic_publish("", name, json.dumps(order).encode())
+    elif kind == "redis":
+        for order in orders:
+            client.xadd(name, {"order": json.dumps(order)})
+    else:
+        session = mqtt_broker(f"brokers-{name}", clean=False)
+        session.subscribe(f"shop/{name}", qos=1)
+        time.sleep(0.3)
+        session.loop_stop()
+        session.disconnect()
+        publisher = mqtt_broker(f"shop-{tag}")
+        for order in orders:
+            publisher.publish(f"shop/{name}", json.dumps(order), qos=1).wait_for_publish(5)
+    proc = start_cli(["run", os.path.join(EXAMPLES, "brokers.py"), "--log-format", "json"], tmp_path, env)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            rows = execute(f"SELECT id, customer, cents FROM {table}") if execute(
+                "SELECT to_regclass(%s)", (table,))[0][0] else []
+            if len(rows) == 6 and len(alerts) >= 4:
+                break
+            assert time.monotonic() < deadline and proc.poll() is None, (rows, alerts,
+                                                                           (tmp_path / "run.log").read_text()[-2000:])
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        if kind == "rabbitmq":
+            channel.queue_delete(name)
+            connection.close()
+    assert proc.returncode == 3  # the bad order is a dead letter
+    assert sorted(rows) == [(o["id"], o["customer"], o["cents"]) for o in orders[:6]]
+    assert client.hgetall(f"{name}:per_customer") == {"c0": "2", "c1": "2", "c2": "2"}
+    assert sorted(a["id"] for a in alerts) == [3, 4, 5, 6]  # 120,000 cents and more
+    letters = cli("dead-letters", "--state-dir", ".consecution/brokers", "--json", cwd=tmp_path).stdout
+    assert "not a valid order" in letters
