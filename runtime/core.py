@@ -31,6 +31,7 @@ import copy
 import gc
 import threading
 import time
+from random import getrandbits
 
 from consecution.acker import Acker
 from consecution.storage import MemoryLog, Record
@@ -126,6 +127,7 @@ class Scheduler(TreeLifecycle):
         self.recovery = Recovery(self)  # the records an earlier run or a dead worker left in flight
         self.last_commit = clock()
         self.trees = {}                # tree id -> Record
+        self.starts = getrandbits(24)  # trees started, the low bits of their roots (trees.py)
         policy = Backoff(settings["max_retries"], settings["retry_backoff"]) if self.reliability == "replay" \
             else NoRetry()
         self.retries = Retries(self, policy)

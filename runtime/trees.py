@@ -14,17 +14,28 @@ import random
 import traceback as tb_module
 
 from consecution.acker import new_id
+from consecution.topology.tuples import SEQ_SHIFT
 
 from .epochs import Release
 from .meter import ACKED, FAILED
 from .tasks import SpoutTask
 
 getrandbits = random.getrandbits  # the source of new_id (acker/tracker.py)
+START_MASK = (1 << SEQ_SHIFT) - 1  # the low bits of a tree's root: tree starts counted in this run
 
 
 
 class TreeLifecycle:
-    """The record and tree methods of the scheduler core (see the module docstring)."""
+    """The record and tree methods of the scheduler core (see the module docstring).
+
+    A tree's root is `record.seq << SEQ_SHIFT | starts`, `starts` counting the trees this run
+    started (from a random point, modulo 2**SEQ_SHIFT): new at every start of a record, so acks
+    of an earlier attempt never count for a later one (a root comes back only after 16.7 million
+    other starts), and the record's seq can be read back from it (`Tuple.seqs`), the same on
+    every replay. Never 0 (a seq is at least 1). It holds seqs below 2**40 (a state directory's
+    first 10**12 records); the ids of the edges, whose XOR tracks a tree, stay random."""
+
+    starts = 0
 
     def _origin(self, record):
         """The task a record came from (its component's task of the same index)."""
@@ -68,6 +79,7 @@ class TreeLifecycle:
         send = self.executor.send
         release = self.completion.__class__ is Release
         released = []
+        starts = self.starts
         last = None  # (spout, task, stream) of the record before: a commit's records mostly share it
         for record in records:
             key = (record.spout, record.task, record.stream)
@@ -90,7 +102,8 @@ class TreeLifecycle:
                     continue
                 runs = self._runs(task, record.stream, targets)
             if runs:
-                tree, xor = getrandbits(64) or new_id(), 0  # new_id, inlined: never 0
+                starts += 1
+                tree, xor = record.seq << SEQ_SHIFT | starts & START_MASK, 0  # never 0: a seq is >= 1
                 roots = (tree,)
                 trees[tree] = record  # before any fused processing, which may fail the tree
                 for target, run in runs:
@@ -109,6 +122,7 @@ class TreeLifecycle:
                 self._complete(record)
                 continue
             released.append(record.seq)  # Release.completed, for the whole commit at once
+        self.starts = starts
         if released:
             self.log.release_all(released)
             self.result.completed += len(released)

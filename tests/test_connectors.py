@@ -655,3 +655,145 @@ def test_the_brokers_example_takes_orders_from_each_system_into_postgres(tmp_pat
     assert sorted(a["id"] for a in alerts) == [3, 4, 5, 6]  # 120,000 cents and more
     letters = cli("dead-letters", "--state-dir", ".consecution/brokers", "--json", cwd=tmp_path).stdout
     assert "not a valid order" in letters
+
+
+NATS = "nats://127.0.0.1:4222"
+
+NATS_RELAY = """
+import json, os, time
+from consecution import Topology
+from consecution.sinks import JetStreamPublish
+from consecution.spouts import JetStream
+
+def validate(body):
+    time.sleep(0.001)
+    order = json.loads(body)
+    if order["cents"] < 0:
+        raise ValueError(f"negative amount in order {order['id']}")
+    return order["id"], order["cents"]
+
+validate.fields = ("id", "cents")
+
+topology = Topology(os.environ["NAME"], max_retries=1, retry_backoff=0)
+topology.spout("orders", JetStream(os.environ["NATS"], os.environ["STREAM"], "relay", subject=os.environ["IN"],
+                                   ack_wait=3))  # what a kill caught fetched, not committed, comes back 3 s later
+topology.bolt("validate", validate, parallelism=2).shuffle_grouping("orders")
+topology.bolt("publish", JetStreamPublish(os.environ["NATS"], os.environ["OUT"], batch=50)).shuffle_grouping("validate")
+"""
+
+
+@pytest.fixture
+def jetstream():
+    """(call, stream name): a JetStream stream of its own, taking subjects `<stream>.>`."""
+    require(4222, "NATS")
+    pytest.importorskip("nats")
+    from consecution.spouts.jetstream import NatsLoop
+    client = NatsLoop(NATS, "consecution-test")
+    stream = f"orders_{uuid.uuid4().hex[:8]}"
+    client.call(client.js.add_stream(name=stream, subjects=[f"{stream}.>"]))
+    yield client, stream
+    client.call(client.js.delete_stream(stream))
+    client.stop()
+
+
+def _stream_messages(client, stream, subject):
+    """Every message of `subject` in `stream`, read by an ephemeral consumer."""
+    import nats
+    sub = client.call(client.js.pull_subscribe(subject, stream=stream))
+    out = []
+    while True:
+        try:
+            batch = client.call(sub.fetch(500, timeout=0.5))
+        except nats.errors.TimeoutError:
+            return out
+        for m in batch:
+            out.append(json.loads(m.data))
+            client.call(m.ack())
+
+
+@pytest.mark.parametrize("mode", ["single", "process"])
+def test_a_jetstream_relay_killed_at_random_moments_publishes_each_order_exactly_once(tmp_path, jetstream, mode):
+    """3,000 messages in a JetStream stream -> validate -> published to another subject of it with
+    message ids derived from the log records; the run is SIGKILLed at random moments and
+    restarted, then runs until every valid order was published. The output holds each valid
+    order exactly once (JetStream dropped the replays' duplicates); the poison one is the one
+    dead letter, and the durable consumer has nothing left to deliver."""
+    client, stream = jetstream
+    n, poison = 3000, 999
+
+    async def fill():
+        for i in range(1, n + 1):
+            await client.js.publish(f"{stream}.in", json.dumps({"id": i, "cents": -1 if i == poison else i}).encode())
+    client.call(fill(), 120)
+    (tmp_path / "relay.py").write_text(NATS_RELAY)
+    env = {"NATS": NATS, "STREAM": stream, "IN": f"{stream}.in", "OUT": f"{stream}.out", "NAME": f"nats_{stream}"}
+    args = ["run", "relay.py", "--mode", mode, "--workers", "2", "--log-format", "json"]
+    rng = random.Random()
+    kills = int(os.environ.get("CONSECUTION_KILLS", "5"))
+    for k in range(kills):
+        proc = start_cli(args, tmp_path, env, log=f"run{k}.log")
+        logged_event(tmp_path / f"run{k}.log", "run.started", timeout=60)
+        time.sleep(rng.uniform(0.2, 1.0))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    proc = start_cli(args, tmp_path, env, log="final.log")
+    try:
+        logged_event(tmp_path / "final.log", "run.started", timeout=60)
+        deadline = time.monotonic() + 120
+        while client.call(client.js.stream_info(stream)).state.messages < 2 * n - 1:
+            assert time.monotonic() < deadline and proc.poll() is None, \
+                client.call(client.js.stream_info(stream)).state.messages
+            time.sleep(0.2)
+        info = client.call(client.js.consumer_info(stream, "relay"))
+        while info.num_pending or info.num_ack_pending:
+            assert time.monotonic() < deadline, info
+            time.sleep(0.2)
+            info = client.call(client.js.consumer_info(stream, "relay"))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    assert proc.returncode == 3, (tmp_path / "final.log").read_text()[-2000:]  # the poison one
+    out = _stream_messages(client, stream, f"{stream}.out")
+    ids = [o["id"] for o in out]
+    assert sorted(ids) == sorted(set(range(1, n + 1)) - {poison})  # exactly once: no duplicate
+    print(f"\n[{mode}] {len(ids)} orders published exactly once after {kills} kills")
+    letters = [json.loads(x) for x in cli("dead-letters", "--state-dir", f".consecution/{env['NAME']}", "--json",
+                                          cwd=tmp_path).stdout.splitlines()]
+    assert [d["component"] for d in letters] == ["validate"] and "order 999" in letters[0]["error"]
+
+
+def test_jetstream_cut_mid_run_is_retried_and_a_missing_stream_or_server_is_named(tmp_path, jetstream):
+    client, stream = jetstream
+
+    async def fill():
+        for i in range(1, 1501):
+            await client.js.publish(f"{stream}.in", json.dumps({"id": i, "cents": i}).encode())
+    client.call(fill(), 60)
+    proxy = Proxy(4222)
+    (tmp_path / "relay.py").write_text(NATS_RELAY)
+    env = {"NATS": f"nats://127.0.0.1:{proxy.port}", "STREAM": stream, "IN": f"{stream}.in", "OUT": f"{stream}.out",
+           "NAME": f"nats_{stream}"}
+    proc = start_cli(["run", "relay.py", "--log-format", "json"], tmp_path, env)
+    try:
+        logged_event(tmp_path / "run.log", "run.started", timeout=60)
+        time.sleep(0.4)
+        proxy.cut(1.5)
+        deadline = time.monotonic() + 120
+        while client.call(client.js.stream_info(stream)).state.messages < 3000:
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    log = (tmp_path / "run.log").read_text()
+    assert proc.returncode == 0, log[-2000:]
+    assert '"spout.retrying"' in log, log[-2000:]
+    assert sorted(o["id"] for o in _stream_messages(client, stream, f"{stream}.out")) == list(range(1, 1501))
+    missing = cli("run", "relay.py", "--fresh", cwd=tmp_path, env={**env, "NATS": NATS, "STREAM": "nowhere_" + stream})
+    assert missing.returncode == 1 and f"no stream 'nowhere_{stream}'" in missing.stderr, missing.stderr[-2000:]
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    away = cli("run", "relay.py", "--fresh", cwd=tmp_path, env={**env, "NATS": f"nats://127.0.0.1:{port}"})
+    assert away.returncode == 1 and f"cannot connect to nats://127.0.0.1:{port}" in away.stderr, away.stderr[-2000:]

@@ -27,6 +27,8 @@ class Fields(tuple):
         return self
 
 
+SEQ_SHIFT = 24  # a tree's root: its record's seq << SEQ_SHIFT | a per-run count of tree starts (runtime/trees.py)
+
 VALUE = Fields(("value",))
 NO_FIELDS = Fields(())
 
@@ -53,6 +55,14 @@ class Tuple:
         self.id = id
         self.roots = roots
         self._fields = fields
+
+    @property
+    def seqs(self):
+        """The sequence numbers of the log records whose trees this tuple belongs to: the same on
+        every replay of those records (a tree's root is new at each start), so a sink can derive
+        an idempotency key from them (e.g. JetStreamPublish's message id). Empty with reliability
+        "none", where nothing is tracked."""
+        return tuple(root >> SEQ_SHIFT for root in self.roots)
 
     @property
     def fields(self):

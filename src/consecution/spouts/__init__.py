@@ -12,6 +12,7 @@
 | `Query(factory, sql, key)` | nothing: the last key is the position |
 | `Push()` | what `push()` queued and the spout had not yet emitted and committed |
 | `Output(state_dir, name)` | nothing: the producer's outbox keeps each entry until every registered consumer has committed it |
+| `JetStream(url, stream, durable)` | nothing: a message is acknowledged once committed to the log; JetStream delivers again what was not acknowledged within `ack_wait` (at least once) |
 | `Mqtt(host, port, topic, client_id)` | nothing the broker kept for the session: a message is acknowledged once committed to the log; the broker delivers again what was not (at least once) |
 | `RabbitMQ(url, queue)` | nothing: a message is acknowledged once committed to the log; a crash before that makes the broker deliver it again (at least once) |
 | `RedisStream(url, stream, group)` | nothing: an entry is XACKed once committed to the log; a crash before the XACK gives it again (at least once) |
@@ -21,6 +22,7 @@ supervising process in every mode. See each class for the details, and the READM
 """
 from .files import File, SourceError, Stdin
 from .inbox import Closed, Full
+from .jetstream import JetStream
 from .http import Http
 from .net import Tcp
 from .mqtt import Mqtt
@@ -31,5 +33,5 @@ from .rabbitmq import RabbitMQ
 from .redis_stream import RedisStream
 from .timers import Cron, Interval
 
-__all__ = ["Closed", "Cron", "File", "Full", "Http", "Interval", "Mqtt", "Output", "Push", "Query", "RabbitMQ", "RedisStream",
+__all__ = ["Closed", "Cron", "File", "Full", "Http", "Interval", "JetStream", "Mqtt", "Output", "Push", "Query", "RabbitMQ", "RedisStream",
            "SourceError", "Stdin", "Tcp"]
