@@ -1,11 +1,13 @@
 """Orders from a broker into a database, with guaranteed processing at both ends.
 
-    pip install 'consecution[postgres,rabbitmq,redis,mqtt]'
+    pip install 'consecution[postgres,rabbitmq,redis,mqtt,nats]'
     consecution run examples/brokers.py            # the servers on 127.0.0.1, or set the variables below
 
 Orders arrive as JSON on the RabbitMQ queue `orders` (ORDERS_SOURCE=rabbitmq, the default),
-on the Redis stream `orders` (ORDERS_SOURCE=redis, consumer group `brokers`) or on the MQTT
-topic `shop/orders` (ORDERS_SOURCE=mqtt). Each is validated, upserted into the PostgreSQL
+on the Redis stream `orders` (ORDERS_SOURCE=redis, consumer group `brokers`), on the MQTT
+topic `shop/orders` (ORDERS_SOURCE=mqtt) or on the subject `orders.new` of the JetStream stream
+`orders` (ORDERS_SOURCE=nats, durable consumer `brokers`; create the stream first:
+`nats stream add orders --subjects 'orders.>'`). Each is validated, upserted into the PostgreSQL
 table `orders` by id, counted per customer in the Redis hash `orders:per_customer`, and a
 large one is published on the MQTT topic `shop/large-orders`.
 
@@ -17,6 +19,7 @@ dead letter (`consecution dead-letters --state-dir .consecution/brokers`).
 
     ORDERS_RABBIT  amqp://guest:guest@127.0.0.1:5672/%2F     ORDERS_PG     host=127.0.0.1 user=postgres dbname=test
     ORDERS_REDIS   redis://127.0.0.1:6379/0                  ORDERS_MQTT   127.0.0.1:1883
+    ORDERS_NATS    nats://127.0.0.1:4222
     ORDERS_TABLE   orders (created if missing)               ORDERS_NAME   the queue, stream, topic and hash prefix
 """
 import json
@@ -24,7 +27,7 @@ import os
 
 from consecution import Topology
 from consecution.sinks import MqttPublish, PostgresUpsert, RedisCommand
-from consecution.spouts import Mqtt, RabbitMQ, RedisStream
+from consecution.spouts import JetStream, Mqtt, RabbitMQ, RedisStream
 
 NAME = os.environ.get("ORDERS_NAME", "orders")
 RABBIT = os.environ.get("ORDERS_RABBIT", "amqp://guest:guest@127.0.0.1:5672/%2F")
@@ -32,6 +35,7 @@ REDIS = os.environ.get("ORDERS_REDIS", "redis://127.0.0.1:6379/0")
 PG = os.environ.get("ORDERS_PG", "host=127.0.0.1 port=5432 user=postgres dbname=test")
 TABLE = os.environ.get("ORDERS_TABLE", "orders")
 MQTT_HOST, MQTT_PORT = os.environ.get("ORDERS_MQTT", "127.0.0.1:1883").rsplit(":", 1)
+NATS = os.environ.get("ORDERS_NATS", "nats://127.0.0.1:4222")
 LARGE = 100_000  # cents: an order this large is published as an alert
 
 
@@ -42,7 +46,9 @@ def source(kind):
         return RedisStream(REDIS, NAME, group="brokers", decode=lambda fields: fields["order"])
     if kind == "mqtt":
         return Mqtt(MQTT_HOST, int(MQTT_PORT), f"shop/{NAME}", client_id=f"brokers-{NAME}")
-    raise ValueError(f"ORDERS_SOURCE must be rabbitmq, redis or mqtt, got {kind!r}")
+    if kind == "nats":
+        return JetStream(NATS, NAME, durable="brokers", subject=f"{NAME}.new")
+    raise ValueError(f"ORDERS_SOURCE must be rabbitmq, redis, mqtt or nats, got {kind!r}")
 
 
 def validate(body):

@@ -63,7 +63,7 @@ def pg():
 PIPELINE = """
 import json, os, time
 from consecution import Topology
-from consecution.sinks import PostgresExecute, PostgresUpsert
+from consecution.sinks import PostgresExecute, PostgresUpsert, RedisCommand
 from consecution.spouts import RedisStream
 
 def validate(body):
@@ -83,6 +83,8 @@ topology.bolt("store", PostgresUpsert(os.environ["PG"], os.environ["TABLE"], key
     .fields_grouping("validate", "id")
 topology.bolt("journal", PostgresExecute(os.environ["PG"], "INSERT INTO " + os.environ["JOURNAL"] +
                                          " (id) VALUES (%(id)s)", batch=100)).shuffle_grouping("validate")
+topology.bolt("tally", RedisCommand(os.environ["REDIS"], lambda tup: ("HINCRBY", os.environ["TALLY"], tup["id"], 1),
+                                    batch=100)).shuffle_grouping("validate")
 """
 
 
@@ -91,7 +93,7 @@ def _setup(tmp_path, redis_client, pg, n, poison=None):
     execute, tables = pg
     tag = uuid.uuid4().hex[:8]
     stream, table, journal = f"orders:{tag}", f"orders_{tag}", f"journal_{tag}"
-    made.append(stream)
+    made.extend([stream, f"tally:{tag}"])
     tables.extend([table, journal])
     execute(f"CREATE TABLE {table} (id bigint PRIMARY KEY, customer text, cents bigint)")
     execute(f"CREATE TABLE {journal} (id bigint)")  # every write, duplicates too
@@ -104,7 +106,8 @@ def _setup(tmp_path, redis_client, pg, n, poison=None):
             expected[i] = cents
     pipe.execute()
     (tmp_path / "pipeline.py").write_text(PIPELINE)
-    env = {"REDIS": REDIS, "STREAM": stream, "PG": PG, "TABLE": table, "JOURNAL": journal, "NAME": f"orders_{tag}"}
+    env = {"REDIS": REDIS, "STREAM": stream, "PG": PG, "TABLE": table, "JOURNAL": journal, "NAME": f"orders_{tag}",
+           "TALLY": f"tally:{tag}"}
     return env, expected, stream, table, journal
 
 
@@ -117,7 +120,8 @@ def _wait_for_rows(execute, table, n, proc, timeout=120):
 
 @pytest.mark.parametrize("mode", ["single", "process"])
 def test_a_stream_into_postgres_killed_at_random_moments_loses_nothing(tmp_path, redis_client, pg, mode):
-    """4,000 entries in a Redis stream -> validate -> upsert by id, and a journal of every write.
+    """4,000 entries in a Redis stream -> validate -> upsert by id, a journal of every write, and
+    a Redis hash counting each order's writes (RedisCommand HINCRBY).
     The run is SIGKILLed at random moments and restarted; then it runs until every valid order
     is in the table, and is stopped with SIGTERM. Every valid order is there with its amount,
     the poison one is the one dead letter, nothing is pending in Redis; the journal's extra
@@ -151,11 +155,13 @@ def test_a_stream_into_postgres_killed_at_random_moments_loses_nothing(tmp_path,
     assert dict(execute(f"SELECT id, cents FROM {table}")) == expected
     writes = execute(f"SELECT count(*), count(DISTINCT id) FROM {journal}")[0]
     assert writes[1] == len(expected)  # every valid order was written at least once
+    tally = {int(k): int(v) for k, v in client.hgetall(env["TALLY"]).items()}
+    assert set(tally) == set(expected) and min(tally.values()) >= 1  # RedisCommand: at least once
     replayed = [json.loads(x)["replayed"] for k in range(kills) for x in (tmp_path / f"run{k}.log").read_text()
                 .splitlines() + (tmp_path / "final.log").read_text().splitlines() if '"run.recovered"' in x]
     assert any(replayed), "no kill found records in flight"
     print(f"\n[{mode}] journal: {writes[0] - writes[1]} duplicate writes of {writes[1]} orders after {kills} kills; "
-          "table: 0 duplicates (upsert by id)")
+          f"Redis tally: {sum(tally.values()) - len(tally)} duplicate increments; table: 0 duplicates (upsert by id)")
     letters = [json.loads(x) for x in cli("dead-letters", "--state-dir", f".consecution/{env['NAME']}", "--json",
                                           cwd=tmp_path).stdout.splitlines()]
     assert [(d["component"], d["values"][0]["order"]) for d in letters] == \
@@ -594,17 +600,19 @@ def test_mqtt_cut_mid_run_is_retried_and_an_unreachable_broker_is_named(tmp_path
     assert away.returncode == 1 and f"cannot connect to the broker at 127.0.0.1:{port}" in away.stderr, away.stderr
 
 
-@pytest.mark.parametrize("kind", ["rabbitmq", "redis", "mqtt"])
+@pytest.mark.parametrize("kind", ["rabbitmq", "redis", "mqtt", "nats"])
 def test_the_brokers_example_takes_orders_from_each_system_into_postgres(tmp_path, kind, pg, redis_client,
                                                                          mqtt_broker):
-    """examples/brokers.py, as its docstring says: orders from RabbitMQ, a Redis stream or MQTT
-    into PostgreSQL, counted in Redis, large ones published on MQTT; a bad one a dead letter."""
+    """examples/brokers.py, as its docstring says: orders from RabbitMQ, a Redis stream, MQTT or
+    JetStream into PostgreSQL, counted in Redis, large ones published on MQTT; a bad one a dead
+    letter."""
     require(5672, "RabbitMQ")
+    require(4222, "NATS")
     from support import EXAMPLES
     execute, tables = pg
     client, made = redis_client
     tag = uuid.uuid4().hex[:8]
-    name, table = f"orders-{tag}", f"orders_{tag}"
+    name, table = f"orders-{tag}", f"orders_{tag}"  # (a JetStream stream name takes no '.')
     tables.append(table)
     made.extend([name, f"{name}:per_customer"])
     env = {"ORDERS_SOURCE": kind, "ORDERS_NAME": name, "ORDERS_TABLE": table}
@@ -623,6 +631,12 @@ def test_the_brokers_example_takes_orders_from_each_system_into_postgres(tmp_pat
     elif kind == "redis":
         for order in orders:
             client.xadd(name, {"order": json.dumps(order)})
+    elif kind == "nats":
+        from consecution.spouts.jetstream import NatsLoop
+        nats_client = NatsLoop(NATS, "consecution-test")
+        nats_client.call(nats_client.js.add_stream(name=name, subjects=[f"{name}.>"]))
+        for order in orders:
+            nats_client.call(nats_client.js.publish(f"{name}.new", json.dumps(order).encode()))
     else:
         session = mqtt_broker(f"brokers-{name}", clean=False)
         session.subscribe(f"shop/{name}", qos=1)
@@ -649,6 +663,9 @@ def test_the_brokers_example_takes_orders_from_each_system_into_postgres(tmp_pat
         if kind == "rabbitmq":
             channel.queue_delete(name)
             connection.close()
+        if kind == "nats":
+            nats_client.call(nats_client.js.delete_stream(name))
+            nats_client.stop()
     assert proc.returncode == 3  # the bad order is a dead letter
     assert sorted(rows) == [(o["id"], o["customer"], o["cents"]) for o in orders[:6]]
     assert client.hgetall(f"{name}:per_customer") == {"c0": "2", "c1": "2", "c2": "2"}
