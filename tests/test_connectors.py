@@ -814,3 +814,48 @@ def test_jetstream_cut_mid_run_is_retried_and_a_missing_stream_or_server_is_name
     closed.close()
     away = cli("run", "relay.py", "--fresh", cwd=tmp_path, env={**env, "NATS": f"nats://127.0.0.1:{port}"})
     assert away.returncode == 1 and f"cannot connect to nats://127.0.0.1:{port}" in away.stderr, away.stderr[-2000:]
+
+
+def test_with_confirm_a_rabbitmq_message_given_up_goes_to_the_dead_letter_exchange(rabbit):
+    """Reliability "confirm" (no log): a message is acknowledged when its tree completes; the
+    one that fails is given up at once and rejected, so the queue's dead-letter exchange routes
+    it to the dead-letter queue; nothing stays in the input queue."""
+    import threading
+    from consecution import Topology
+    from consecution.runtime import Scheduler
+    from consecution.spouts import RabbitMQ
+    channel, queue = rabbit
+    tag = uuid.uuid4().hex[:8]
+    dead = queue(f"dead.{tag}")
+    source = f"in.{tag}"
+    channel.queue_declare(source, durable=True, arguments={"x-dead-letter-exchange": "",
+                                                           "x-dead-letter-routing-key": dead})
+    for i in range(1, 51):
+        channel.basic_publish("", source, json.dumps({"id": i}).encode())
+    seen = []
+
+    def check(body):
+        order = json.loads(body)
+        if order["id"] == 13:
+            raise ValueError("unlucky")
+        seen.append(order["id"])
+
+    t = Topology("confirmed", reliability="confirm")
+    t.spout("orders", RabbitMQ(RABBIT, source))
+    t.bolt("check", check).shuffle_grouping("orders")
+    scheduler = Scheduler(t)
+    runner = threading.Thread(target=scheduler.run)
+    runner.start()
+    try:
+        deadline = time.monotonic() + 30
+        while len(seen) < 49 or channel.queue_declare(dead, passive=True).method.message_count < 1:
+            assert time.monotonic() < deadline, (len(seen),)
+            time.sleep(0.1)
+    finally:
+        scheduler.stop()
+        runner.join(30)
+    assert sorted(seen) == [i for i in range(1, 51) if i != 13]
+    method, _, body = channel.basic_get(dead, auto_ack=True)
+    assert json.loads(body) == {"id": 13}
+    assert channel.queue_declare(source, passive=True).method.message_count == 0  # all acknowledged
+    channel.queue_delete(source)
