@@ -556,3 +556,29 @@ def test_a_bolt_that_keeps_its_input_tuples_finds_each_with_its_own_values(mode)
     t.bolt("double", double).shuffle_grouping("numbers")
     t.bolt("keep", Keep()).shuffle_grouping("double")
     assert run_in(mode)(t).emitted("keep") == [([0, 2, 4, 6, 8, 10, 12, 14, 16, 18],)]
+
+
+class FailsFirst(Bolt):
+    """Fails the first attempt of each value; then emits the value with the tuple's seqs."""
+
+    streams = {"default": ("n", "seqs")}
+
+    def prepare(self, context):
+        self.seen = {}
+
+    def process(self, tup):
+        self.seen.setdefault(tup[0], []).append(list(tup.seqs))
+        if len(self.seen[tup[0]]) == 1:
+            raise ValueError("the first attempt fails")
+        self.emit((tup[0], self.seen[tup[0]]))
+
+
+def test_a_tuples_seqs_are_its_records_and_stay_the_same_on_a_replay(mode):
+    t = Topology("seqs", max_retries=2, retry_backoff=0)
+    t.spout("numbers", range(20))
+    t.bolt("flaky", FailsFirst()).shuffle_grouping("numbers")
+    result = run_in(mode)(t)
+    assert result.replayed == 20 and result.completed == 20
+    seen = {n: attempts for n, attempts in result.emitted("flaky")}
+    # record n+1 (seqs count from 1); the replay, a new tree, carries the same seq
+    assert seen == {n: [[n + 1], [n + 1]] for n in range(20)}
