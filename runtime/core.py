@@ -54,6 +54,7 @@ from .routing import Routing
 from .spout_driver import COMMIT_INTERVAL, SpoutDriver
 from .state_dir import close_state, load_state, open_state, resumed_from
 from .tasks import BoltTask, assign_tasks, build_task
+from .timers import Timers
 from .trees import TreeLifecycle
 from .watchdog import Watchdog, abandon
 
@@ -157,6 +158,7 @@ class Scheduler(TreeLifecycle):
         self.completion = Epochs(self, self.stateful, self.named_outputs) if self.epochs else Release(self)
         self.initial_state = {}        # process mode: task id -> the state a worker starts from
         self.finish = FinishPhase(self)
+        self.timers = Timers(self)      # tick tuples: bolts with tick_every (timers.py)
         self.start_plans = {}  # (spout, task index, stream) -> how its records start (trees.py)
         self.fused = None   # task id -> the task it calls directly (single mode), else None
         if mode == "single" and fuse:
@@ -304,6 +306,7 @@ class Scheduler(TreeLifecycle):
                     self.call_user(task, "seek", position)
             self.recovery.opened()
             self.dead_letters_before = self.log.dead_count()
+            self.timers.started(self.clock())
             self.observers.started()
             self._loop(pull=True)
             if not self.stopping:
@@ -397,7 +400,7 @@ class Scheduler(TreeLifecycle):
         """Run deliveries, replays and spouts until quiet: (no spout to ask,) nothing queued,
         no tree pending and no replay waiting; or until a stop's grace period is over."""
         executor, clock, completion, retries = self.executor, self.clock, self.completion, self.retries
-        recovery, observers = self.recovery, self.observers
+        recovery, observers, timers = self.recovery, self.observers, self.timers
         concurrent = executor.concurrent
         next_expire = clock() + EXPIRE_EVERY
         flushed = False
@@ -419,6 +422,8 @@ class Scheduler(TreeLifecycle):
                 self._expire(now)
                 next_expire = now + EXPIRE_EVERY
                 observers.tick(now)
+                if timers and timers.due(now):
+                    continue
             if executor.busy():
                 executor.run_some()
                 flushed = False

@@ -9,7 +9,7 @@ import collections
 
 import pytest
 
-from consecution import Bolt, CodecError, FieldError, Spout, Topology, UserCodeError, chunk
+from consecution import Bolt, CodecError, FieldError, Spout, Topology, TopologyError, UserCodeError, chunk
 from consecution.runtime import Scheduler
 from consecution.testing import run_local as _run_local
 
@@ -582,3 +582,70 @@ def test_a_tuples_seqs_are_its_records_and_stay_the_same_on_a_replay(mode):
     seen = {n: attempts for n, attempts in result.emitted("flaky")}
     # record n+1 (seqs count from 1); the replay, a new tree, carries the same seq
     assert seen == {n: [[n + 1], [n + 1]] for n in range(20)}
+
+
+class Ticking(Bolt):
+    """Counts its ticks, emits one tuple per tick (a tree of its own) and passes inputs on."""
+
+    tick_every = 0.25
+    fields = ("what",)
+
+    def prepare(self, context):
+        self.ticks = 0
+
+    def tick(self):
+        self.ticks += 1
+        self.emit((f"tick {self.ticks}",))
+
+    def process(self, tup):
+        self.emit(("input",))
+
+
+class Slowly(Spout):
+    """Emits n numbers, one every `pause` seconds."""
+
+    fields = ("n",)
+
+    def __init__(self, n, pause):
+        self.n, self.pause = n, pause
+
+    def open(self, context):
+        self.i, self.next = 0, 0.0
+
+    def next_tuple(self):
+        import time
+        if self.i >= self.n:
+            raise StopIteration
+        if time.monotonic() >= self.next:
+            self.next = time.monotonic() + self.pause
+            self.emit((self.i,))
+            self.i += 1
+
+
+def test_a_bolt_with_tick_every_gets_ticks_while_the_run_is_up_in_every_mode(mode):
+    """A run of about 2 s (20 inputs 0.1 s apart) with ticks every 0.25 s: about 8 ticks, each
+    emitting a tuple that starts a tree of its own and reaches the next bolt; the inputs too."""
+    t = Topology("ticks", max_retries=0)
+    t.spout("numbers", Slowly(20, 0.1))
+    t.bolt("ticking", Ticking()).shuffle_grouping("numbers")
+    t.bolt("sink", lambda what: None).shuffle_grouping("ticking")
+    result = run_in(mode)(t)
+    emitted = [values[0] for values in result.emitted("ticking")]
+    ticks = [w for w in emitted if w.startswith("tick")]
+    assert emitted.count("input") == 20
+    assert 5 <= len(ticks) <= 10, ticks  # 2 s / 0.25 s, give or take a start and a busy loop
+    assert ticks == [f"tick {i}" for i in range(1, len(ticks) + 1)]
+    assert result.roots == 20 + len(ticks) and result.completed == result.roots
+
+
+def test_tick_every_must_be_a_positive_number_of_seconds():
+    class Bad(Bolt):
+        tick_every = 0
+
+        def process(self, tup):
+            pass
+    t = Topology("bad")
+    t.spout("numbers", [1])
+    t.bolt("bad", Bad()).shuffle_grouping("numbers")
+    with pytest.raises(TopologyError, match="component 'bad': tick_every must be a positive number of seconds"):
+        Scheduler(t)

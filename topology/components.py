@@ -113,6 +113,10 @@ class Bolt:
     Optional: `prepare(context)`, `finish()` (a finite input has ended: emit final results;
     it may run again after a crash, so make it idempotent), `cleanup()`.
 
+    `tick_every = seconds`: `tick()` is called every that many seconds while the run is up,
+    where the task runs and between its inputs (Storm's tick tuples); what it emits starts
+    trees of its own. See runtime/timers.py.
+
     `stateful = True`: the task gets `self.state` before `prepare`, a dict-like mapping of
     msgpack-serializable values that survives crashes exactly once: it is checkpointed with the
     log and rolled back with the trees that fail (see `runtime/trees.py` and the README,
@@ -123,8 +127,12 @@ class Bolt:
     streams = None
     auto_ack = True
     stateful = False
+    tick_every = None
 
     def prepare(self, context):
+        pass
+
+    def tick(self):
         pass
 
     def process(self, tup):
