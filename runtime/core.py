@@ -449,7 +449,9 @@ class Scheduler(TreeLifecycle):
                 continue  # sinks write a partial batch while the input pauses
             if completion.quiet():
                 continue
-            if not self.trees and not retries and not asking and not recovering:
+            # a stop during an isolation ends it here: the replays it holds back stay in the log
+            waiting = retries and not (self.stopping and recovery.isolating)
+            if not self.trees and not waiting and not asking and not recovering:
                 return
             if self.trees and not retries and not asking and not self.driver.active and not flushed:
                 flushed = True

@@ -83,7 +83,8 @@ topology.bolt("store", PostgresUpsert(os.environ["PG"], os.environ["TABLE"], key
     .fields_grouping("validate", "id")
 topology.bolt("journal", PostgresExecute(os.environ["PG"], "INSERT INTO " + os.environ["JOURNAL"] +
                                          " (id) VALUES (%(id)s)", batch=100)).shuffle_grouping("validate")
-topology.bolt("tally", RedisCommand(os.environ["REDIS"], lambda tup: ("HINCRBY", os.environ["TALLY"], tup["id"], 1),
+topology.bolt("tally", RedisCommand(os.environ.get("TALLY_REDIS", os.environ["REDIS"]),
+                                    lambda tup: ("HINCRBY", os.environ["TALLY"], tup["id"], 1),
                                     batch=100)).shuffle_grouping("validate")
 """
 
@@ -118,6 +119,18 @@ def _wait_for_rows(execute, table, n, proc, timeout=120):
         time.sleep(0.2)
 
 
+def _wait_for_dead_letters(tmp_path, name, n=1, timeout=60):
+    """Until the run holding `.consecution/<name>` has given up `n` records (`status` reads it
+    while the run runs): the poison order's attempts are over, a stop now finds it dead."""
+    deadline = time.monotonic() + timeout
+    while True:
+        done = cli("status", "--state-dir", f".consecution/{name}", "--json", cwd=tmp_path)
+        if done.returncode == 0 and json.loads(done.stdout)["dead_letters"] >= n:
+            return
+        assert time.monotonic() < deadline, done.stdout + done.stderr
+        time.sleep(0.2)
+
+
 @pytest.mark.parametrize("mode", ["single", "process"])
 def test_a_stream_into_postgres_killed_at_random_moments_loses_nothing(tmp_path, redis_client, pg, mode):
     """4,000 entries in a Redis stream -> validate -> upsert by id, a journal of every write, and
@@ -148,6 +161,7 @@ def test_a_stream_into_postgres_killed_at_random_moments_loses_nothing(tmp_path,
         while client.xpending(stream, "etl")["pending"]:  # acknowledged once logged
             assert time.monotonic() < deadline
             time.sleep(0.1)
+        _wait_for_dead_letters(tmp_path, env["NAME"])
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
@@ -244,7 +258,7 @@ def test_postgres_and_redis_going_away_mid_run_are_retried_and_lose_nothing(tmp_
     execute, _ = pg
     env, expected, stream, table, journal = _setup(tmp_path, redis_client, pg, 3000)
     redis_proxy, pg_proxy = Proxy(6379), Proxy(5432)
-    env.update(SLOW="1", REDIS=f"redis://127.0.0.1:{redis_proxy.port}/0",
+    env.update(SLOW="1", REDIS=f"redis://127.0.0.1:{redis_proxy.port}/0", TALLY_REDIS=REDIS,
                PG=f"host=127.0.0.1 port={pg_proxy.port} user=postgres dbname=test")
     proc = start_cli(["run", "pipeline.py", "--log-format", "json"], tmp_path, env)
     try:
@@ -411,6 +425,7 @@ def test_a_rabbitmq_queue_relayed_through_a_run_killed_at_random_moments_loses_n
         while channel.queue_declare(q_in, passive=True).method.message_count:
             assert time.monotonic() < deadline
             time.sleep(0.1)
+        _wait_for_dead_letters(tmp_path, env["NAME"])
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
@@ -546,6 +561,7 @@ def test_an_mqtt_topic_relayed_through_a_run_killed_at_random_moments_loses_noth
         while len({o["id"] for o in got}) < n - 1:
             assert time.monotonic() < deadline and proc.poll() is None, len({o["id"] for o in got})
             time.sleep(0.2)
+        _wait_for_dead_letters(tmp_path, env["NAME"])
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
@@ -766,6 +782,7 @@ def test_a_jetstream_relay_killed_at_random_moments_publishes_each_order_exactly
             assert time.monotonic() < deadline, info
             time.sleep(0.2)
             info = client.call(client.js.consumer_info(stream, "relay"))
+        _wait_for_dead_letters(tmp_path, env["NAME"])
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)

@@ -227,3 +227,35 @@ def test_systemexit_out_of_user_code_leaves_the_run_open_so_its_records_are_susp
     log.close()
     status = json.loads(consecution("status", "--state-dir", state, "--json", cwd=tmp_path, env={}).stdout)
     assert status["last_run"] == "open" and status["suspects"] == 0 and status["pending"] == 3
+
+
+def test_a_stop_during_an_isolation_does_not_wait_its_grace_for_replays_held_back(tmp_path):
+    """After a crash the suspects run in trials, and replays of the failures among them wait for
+    the isolation to end. A stop in the middle ends the run once nothing is in flight (it used to
+    wait its whole grace for replays that could not start); what did not complete stays pending,
+    the isolation goes on in the next run."""
+    import threading
+    state = str(tmp_path / "state")
+    seen = []
+
+    def check(n):
+        time.sleep(0.02)
+        seen.append(n)
+        if n == 1:
+            raise ValueError("no 1")
+
+    t = Topology("suspects", max_retries=2, retry_backoff=0)
+    t.spout("numbers", range(100, 103))
+    t.bolt("check", check).shuffle_grouping("numbers")
+    _crashed_log(state, t, list(range(1, 101)), isolation=lambda seqs: [seqs, 100, 100], position=3)
+    scheduler = Scheduler(t, state_dir=state, grace=30)
+    threading.Timer(0.5, scheduler.stop).start()
+    started = time.monotonic()
+    result = scheduler.run()
+    assert result.status == "stopped" and time.monotonic() - started < 10
+    assert 1 in seen and result.given_up == 0
+    log = DurableLog(state, readonly=True)
+    try:
+        assert 1 in {r.values[0] for r in log.pending()}  # its replay waits for the next run
+    finally:
+        log.close()
