@@ -26,6 +26,35 @@ def _reachable(port):
         return False
 
 
+def closed_port():
+    """A port on 127.0.0.1 where nothing listens."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cut_during_run(tmp_path, module, env, cuts, done, timeout=120):
+    """Run `module` (logging to run.log) and, once it started, cut each proxy of `cuts` in turn
+    for a second; run until `done()` holds, stop it with SIGTERM; its log, once exit 0 is
+    asserted."""
+    proc = start_cli(["run", module, "--log-format", "json"], tmp_path, env)
+    try:
+        logged_event(tmp_path / "run.log", "run.started", timeout=60)
+        for proxy in cuts:
+            time.sleep(0.3)
+            proxy.cut(1.0)
+        deadline = time.monotonic() + timeout
+        while not done():
+            assert time.monotonic() < deadline and proc.poll() is None, (tmp_path / "run.log").read_text()[-2000:]
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    log = (tmp_path / "run.log").read_text()
+    assert proc.returncode == 0, log[-3000:]
+    return log
+
+
 def require(port, name):
     if not _reachable(port):
         if os.environ.get("CONSECUTION_REQUIRE_SERVICES") == "1":
@@ -112,13 +141,6 @@ def _setup(tmp_path, redis_client, pg, n, poison=None):
     return env, expected, stream, table, journal
 
 
-def _wait_for_rows(execute, table, n, proc, timeout=120):
-    deadline = time.monotonic() + timeout
-    while execute(f"SELECT count(*) FROM {table}")[0][0] < n:
-        assert time.monotonic() < deadline and proc.poll() is None, "the rows did not all arrive"
-        time.sleep(0.2)
-
-
 def _wait_for_dead_letters(tmp_path, name, n=1, timeout=60):
     """Until the run holding `.consecution/<name>` has given up `n` records (`status` reads it
     while the run runs): the poison order's attempts are over, a stop now finds it dead."""
@@ -145,26 +167,12 @@ def test_a_stream_into_postgres_killed_at_random_moments_loses_nothing(tmp_path,
     env, expected, stream, table, journal = _setup(tmp_path, redis_client, pg, n, poison)
     env["SLOW"] = "1"  # about 4 s of work: the kills land while it runs
     args = ["run", "pipeline.py", "--mode", mode, "--workers", "2", "--log-format", "json"]
-    rng = random.Random()
     kills = int(os.environ.get("CONSECUTION_KILLS", "6"))
-    for k in range(kills):
-        proc = start_cli(args, tmp_path, env, log=f"run{k}.log")
-        logged_event(tmp_path / f"run{k}.log", "run.started", timeout=60)
-        time.sleep(rng.uniform(0.2, 1.0))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    proc = start_cli(args, tmp_path, env, log="final.log")
-    try:
-        logged_event(tmp_path / "final.log", "run.started", timeout=60)
-        _wait_for_rows(execute, table, len(expected), proc)
-        deadline = time.monotonic() + 60
-        while client.xpending(stream, "etl")["pending"]:  # acknowledged once logged
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
-        _wait_for_dead_letters(tmp_path, env["NAME"])
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
+
+    def done():  # every valid order in the table, every entry acknowledged (once logged)
+        return (execute(f"SELECT count(*) FROM {table}")[0][0] == len(expected)
+                and not client.xpending(stream, "etl")["pending"])
+    proc = kill_then_finish(tmp_path, args, env, kills, done)
     assert proc.returncode == 3, (proc.returncode, (tmp_path / "final.log").read_text()[-1500:])  # a dead letter
     assert dict(execute(f"SELECT id, cents FROM {table}")) == expected
     writes = execute(f"SELECT count(*), count(DISTINCT id) FROM {journal}")[0]
@@ -176,11 +184,9 @@ def test_a_stream_into_postgres_killed_at_random_moments_loses_nothing(tmp_path,
     assert any(replayed), "no kill found records in flight"
     print(f"\n[{mode}] journal: {writes[0] - writes[1]} duplicate writes of {writes[1]} orders after {kills} kills; "
           f"Redis tally: {sum(tally.values()) - len(tally)} duplicate increments; table: 0 duplicates (upsert by id)")
-    letters = [json.loads(x) for x in cli("dead-letters", "--state-dir", f".consecution/{env['NAME']}", "--json",
-                                          cwd=tmp_path).stdout.splitlines()]
-    assert [(d["component"], d["values"][0]["order"]) for d in letters] == \
-        [("validate", json.dumps({"id": poison, "customer": f"c{poison % 5}", "cents": -1}))]
-    assert "negative amount in order 1234" in letters[0]["error"]
+    letter = the_dead_letter(tmp_path, env)
+    assert letter["values"][0]["order"] == json.dumps({"id": poison, "customer": f"c{poison % 5}", "cents": -1})
+    assert "negative amount in order 1234" in letter["error"]
 
 
 class Proxy:
@@ -260,28 +266,15 @@ def test_postgres_and_redis_going_away_mid_run_are_retried_and_lose_nothing(tmp_
     redis_proxy, pg_proxy = Proxy(6379), Proxy(5432)
     env.update(SLOW="1", REDIS=f"redis://127.0.0.1:{redis_proxy.port}/0", TALLY_REDIS=REDIS,
                PG=f"host=127.0.0.1 port={pg_proxy.port} user=postgres dbname=test")
-    proc = start_cli(["run", "pipeline.py", "--log-format", "json"], tmp_path, env)
-    try:
-        logged_event(tmp_path / "run.log", "run.started", timeout=60)
-        for proxy in (redis_proxy, pg_proxy, redis_proxy, pg_proxy):
-            time.sleep(0.3)
-            proxy.cut(1.0)
-        _wait_for_rows(execute, table, len(expected), proc)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
-    log = (tmp_path / "run.log").read_text()
-    assert proc.returncode == 0, log[-3000:]
+    log = cut_during_run(tmp_path, "pipeline.py", env, (redis_proxy, pg_proxy, redis_proxy, pg_proxy),
+                         lambda: execute(f"SELECT count(*) FROM {table}")[0][0] == len(expected))
     assert '"sink.retrying"' in log and '"spout.retrying"' in log, log[-3000:]
     assert dict(execute(f"SELECT id, cents FROM {table}")) == expected
 
 
 def test_a_server_not_there_at_start_is_an_error_naming_it(tmp_path, redis_client, pg):
     env, _, _, _, _ = _setup(tmp_path, redis_client, pg, 1)
-    closed = socket.socket()
-    closed.bind(("127.0.0.1", 0))
-    port = closed.getsockname()[1]
-    closed.close()  # nothing listens there
+    port = closed_port()  # nothing listens there
     no_redis = cli("run", "pipeline.py", cwd=tmp_path, env={**env, "REDIS": f"redis://127.0.0.1:{port}/0"})
     assert no_redis.returncode == 1, no_redis.stderr[-2000:]
     assert f"cannot connect to Redis at redis://127.0.0.1:{port}/0" in no_redis.stderr
@@ -339,14 +332,15 @@ def test_bad_sql_or_a_key_the_input_lacks_fails_the_batch_at_once_naming_it(pg):
 
 RABBIT = "amqp://guest:guest@127.0.0.1:5672/%2F"
 
+
 RELAY = """
 import json, os, time
 from consecution import Topology
-from consecution.sinks import RabbitPublish
-from consecution.spouts import RabbitMQ
+from consecution.sinks import JetStreamPublish, MqttPublish, RabbitPublish
+from consecution.spouts import JetStream, Mqtt, RabbitMQ
 
 def validate(body):
-    time.sleep(0.001)
+    time.sleep(float(os.environ.get("DELAY", "0.001")))
     order = json.loads(body)
     if order["cents"] < 0:
         raise ValueError(f"negative amount in order {order['id']}")
@@ -355,10 +349,59 @@ def validate(body):
 validate.fields = ("id", "cents")
 
 topology = Topology(os.environ["NAME"], max_retries=1, retry_backoff=0)
-topology.spout("orders", RabbitMQ(os.environ["RABBIT"], os.environ["IN"], decode=bytes.decode))
+topology.spout("orders", SPOUT)
 topology.bolt("validate", validate, parallelism=2).shuffle_grouping("orders")
-topology.bolt("publish", RabbitPublish(os.environ["RABBIT"], "", os.environ["OUT"], batch=50)).shuffle_grouping("validate")
+topology.bolt("publish", SINK).shuffle_grouping("validate")
 """
+
+
+def relay(spout, sink):
+    """A topology module: `spout` -> validate (a negative amount is the poison) -> `sink`, both
+    given as Python source reading os.environ."""
+    return RELAY.replace("SPOUT", spout).replace("SINK", sink)
+
+
+RABBIT_RELAY = relay('RabbitMQ(os.environ["RABBIT"], os.environ["IN"], decode=bytes.decode)',
+                     'RabbitPublish(os.environ["RABBIT"], "", os.environ["OUT"], batch=50)')
+MQTT_RELAY = relay('Mqtt("127.0.0.1", int(os.environ["PORT"]), os.environ["IN"], os.environ["CLIENT"])',
+                   'MqttPublish("127.0.0.1", int(os.environ["PORT"]), os.environ["OUT"], batch=50)')
+# ack_wait 3 s: what a kill caught fetched and not yet committed comes back 3 s later
+NATS_RELAY = relay('JetStream(os.environ["NATS"], os.environ["STREAM"], "relay", subject=os.environ["IN"], ack_wait=3)',
+                   'JetStreamPublish(os.environ["NATS"], os.environ["OUT"], batch=50)')
+
+
+def kill_then_finish(tmp_path, args, env, kills, done, window=(0.2, 1.0), timeout=120):
+    """Start `consecution ARGS` and SIGKILL it at a random moment after its `run.started`,
+    `kills` times (logs run<k>.log); then run it (final.log) until `done()` holds and its
+    poison is a dead letter, and stop it with SIGTERM. Returns the final process."""
+    rng = random.Random()
+    for k in range(kills):
+        proc = start_cli(args, tmp_path, env, log=f"run{k}.log")
+        logged_event(tmp_path / f"run{k}.log", "run.started", timeout=60)
+        time.sleep(rng.uniform(*window))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    proc = start_cli(args, tmp_path, env, log="final.log")
+    try:
+        logged_event(tmp_path / "final.log", "run.started", timeout=60)
+        deadline = time.monotonic() + timeout
+        while not done():
+            assert time.monotonic() < deadline and proc.poll() is None, (tmp_path / "final.log").read_text()[-2000:]
+            time.sleep(0.2)
+        _wait_for_dead_letters(tmp_path, env["NAME"])
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    return proc
+
+
+def the_dead_letter(tmp_path, env):
+    """The one dead letter of the run (validate's, for the poison)."""
+    letters = [json.loads(x) for x in cli("dead-letters", "--state-dir", f".consecution/{env['NAME']}", "--json",
+                                          cwd=tmp_path).stdout.splitlines()]
+    assert [d["component"] for d in letters] == ["validate"], letters
+    return letters[0]
+
 
 
 @pytest.fixture
@@ -401,43 +444,23 @@ def test_a_rabbitmq_queue_relayed_through_a_run_killed_at_random_moments_loses_n
     n, poison = 3000, 777
     for i in range(1, n + 1):
         channel.basic_publish("", q_in, json.dumps({"id": i, "cents": -5 if i == poison else i}).encode())
-    (tmp_path / "relay.py").write_text(RELAY)
+    (tmp_path / "relay.py").write_text(RABBIT_RELAY)
     env = {"RABBIT": RABBIT, "IN": q_in, "OUT": q_out, "NAME": f"relay_{tag}"}
     args = ["run", "relay.py", "--mode", mode, "--workers", "2", "--log-format", "json"]
-    rng = random.Random()
     kills = int(os.environ.get("CONSECUTION_KILLS", "5"))
     got = []
-    for k in range(kills):
-        proc = start_cli(args, tmp_path, env, log=f"run{k}.log")
-        logged_event(tmp_path / f"run{k}.log", "run.started", timeout=60)
-        time.sleep(rng.uniform(0.2, 1.0))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-        got += _drain(channel, q_out)
-    proc = start_cli(args, tmp_path, env, log="final.log")
-    try:
-        logged_event(tmp_path / "final.log", "run.started", timeout=60)
-        deadline = time.monotonic() + 120
-        while len({o["id"] for o in got}) < n - 1:
-            assert time.monotonic() < deadline and proc.poll() is None, len({o["id"] for o in got})
-            time.sleep(0.2)
-            got += _drain(channel, q_out)
-        while channel.queue_declare(q_in, passive=True).method.message_count:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
-        _wait_for_dead_letters(tmp_path, env["NAME"])
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
+
+    def done():
+        got.extend(_drain(channel, q_out))
+        return len({o["id"] for o in got}) >= n - 1 and not channel.queue_declare(q_in, passive=True).method.message_count
+    proc = kill_then_finish(tmp_path, args, env, kills, done)
     assert proc.returncode == 3, (tmp_path / "final.log").read_text()[-2000:]  # the poison one
     got += _drain(channel, q_out)
     ids = [o["id"] for o in got]
     assert set(ids) == set(range(1, n + 1)) - {poison}
     assert all(o["cents"] == o["id"] for o in got)
     print(f"\n[{mode}] {len(ids) - len(set(ids))} duplicates of {len(set(ids))} messages after {kills} kills")
-    letters = [json.loads(x) for x in cli("dead-letters", "--state-dir", f".consecution/{env['NAME']}", "--json",
-                                          cwd=tmp_path).stdout.splitlines()]
-    assert [d["component"] for d in letters] == ["validate"] and "order 777" in letters[0]["error"]
+    assert "order 777" in the_dead_letter(tmp_path, env)["error"]
 
 
 def test_rabbitmq_cut_mid_run_is_retried_and_a_missing_queue_or_broker_is_named(tmp_path, rabbit):
@@ -446,60 +469,25 @@ def test_rabbitmq_cut_mid_run_is_retried_and_a_missing_queue_or_broker_is_named(
     q_in, q_out = queue(f"in.{tag}"), queue(f"out.{tag}")
     for i in range(1, 2001):
         channel.basic_publish("", q_in, json.dumps({"id": i, "cents": i}).encode())
-    (tmp_path / "relay.py").write_text(RELAY)
+    (tmp_path / "relay.py").write_text(RABBIT_RELAY)
     proxy = Proxy(5672)
     env = {"RABBIT": f"amqp://guest:guest@127.0.0.1:{proxy.port}/%2F", "IN": q_in, "OUT": q_out, "NAME": f"relay_{tag}"}
-    proc = start_cli(["run", "relay.py", "--log-format", "json"], tmp_path, env)
     got = []
-    try:
-        logged_event(tmp_path / "run.log", "run.started", timeout=60)
-        for _ in range(2):
-            time.sleep(0.4)
-            proxy.cut(1.0)
-        deadline = time.monotonic() + 120
-        while len({o["id"] for o in got}) < 2000:
-            assert time.monotonic() < deadline and proc.poll() is None, len({o["id"] for o in got})
-            time.sleep(0.2)
-            got += _drain(channel, q_out)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
-    log = (tmp_path / "run.log").read_text()
-    assert proc.returncode == 0, log[-2000:]
+
+    def done():
+        got.extend(_drain(channel, q_out))
+        return len({o["id"] for o in got}) >= 2000
+    log = cut_during_run(tmp_path, "relay.py", env, (proxy, proxy), done)
     assert '"spout.retrying"' in log and '"sink.retrying"' in log
     assert {o["id"] for o in got} == set(range(1, 2001))
     missing = cli("run", "relay.py", cwd=tmp_path, env={**env, "RABBIT": RABBIT, "IN": f"nowhere.{tag}"})
     assert missing.returncode == 1 and f"no queue 'nowhere.{tag}'" in missing.stderr, missing.stderr[-2000:]
-    closed = socket.socket()
-    closed.bind(("127.0.0.1", 0))
-    port = closed.getsockname()[1]
-    closed.close()
+    port = closed_port()
     away = cli("run", "relay.py", cwd=tmp_path, env={**env, "RABBIT": f"amqp://guest:secret@127.0.0.1:{port}/%2F"})
     assert away.returncode == 1 and f"cannot connect to amqp://guest@127.0.0.1:{port}/%2F" in away.stderr
     assert "secret" not in away.stderr
 
 
-MQTT_RELAY = """
-import json, os, time
-from consecution import Topology
-from consecution.sinks import MqttPublish
-from consecution.spouts import Mqtt
-
-def validate(body):
-    time.sleep(0.002)
-    order = json.loads(body)
-    if order["cents"] < 0:
-        raise ValueError(f"negative amount in order {order['id']}")
-    return order["id"], order["cents"]
-
-validate.fields = ("id", "cents")
-
-topology = Topology(os.environ["NAME"], max_retries=1, retry_backoff=0)
-topology.spout("orders", Mqtt("127.0.0.1", int(os.environ["PORT"]), os.environ["IN"], os.environ["CLIENT"]))
-topology.bolt("validate", validate, parallelism=2).shuffle_grouping("orders")
-topology.bolt("publish", MqttPublish("127.0.0.1", int(os.environ["PORT"]), os.environ["OUT"], batch=50)) \\
-    .shuffle_grouping("validate")
-"""
 
 
 @pytest.fixture
@@ -546,32 +534,14 @@ def test_an_mqtt_topic_relayed_through_a_run_killed_at_random_moments_loses_noth
     (tmp_path / "relay.py").write_text(MQTT_RELAY)
     env = {"PORT": "1883", "IN": t_in, "OUT": t_out, "CLIENT": client_id, "NAME": f"mqtt_{tag}"}
     args = ["run", "relay.py", "--mode", mode, "--workers", "2", "--log-format", "json"]
-    rng = random.Random()
     kills = int(os.environ.get("CONSECUTION_KILLS", "5"))
-    for k in range(kills):
-        proc = start_cli(args, tmp_path, env, log=f"run{k}.log")
-        logged_event(tmp_path / f"run{k}.log", "run.started", timeout=60)
-        time.sleep(rng.uniform(0.2, 0.8))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    proc = start_cli(args, tmp_path, env, log="final.log")
-    try:
-        logged_event(tmp_path / "final.log", "run.started", timeout=60)
-        deadline = time.monotonic() + 120
-        while len({o["id"] for o in got}) < n - 1:
-            assert time.monotonic() < deadline and proc.poll() is None, len({o["id"] for o in got})
-            time.sleep(0.2)
-        _wait_for_dead_letters(tmp_path, env["NAME"])
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
+    proc = kill_then_finish(tmp_path, args, env, kills, lambda: len({o["id"] for o in got}) >= n - 1,
+                            window=(0.2, 0.8))
     assert proc.returncode == 3, (tmp_path / "final.log").read_text()[-2000:]  # the poison one
     ids = [o["id"] for o in got]
     assert set(ids) == set(range(1, n + 1)) - {poison}
     print(f"\n[{mode}] {len(ids) - len(set(ids))} duplicates of {len(set(ids))} messages after {kills} kills")
-    letters = [json.loads(x) for x in cli("dead-letters", "--state-dir", f".consecution/{env['NAME']}", "--json",
-                                          cwd=tmp_path).stdout.splitlines()]
-    assert [d["component"] for d in letters] == ["validate"] and "order 333" in letters[0]["error"]
+    assert "order 333" in the_dead_letter(tmp_path, env)["error"]
 
 
 def test_mqtt_cut_mid_run_is_retried_and_an_unreachable_broker_is_named(tmp_path, mqtt_broker):
@@ -592,26 +562,10 @@ def test_mqtt_cut_mid_run_is_retried_and_an_unreachable_broker_is_named(tmp_path
     proxy = Proxy(1883)
     (tmp_path / "relay.py").write_text(MQTT_RELAY)
     env = {"PORT": str(proxy.port), "IN": t_in, "OUT": t_out, "CLIENT": client_id, "NAME": f"mqtt_{tag}"}
-    proc = start_cli(["run", "relay.py", "--log-format", "json"], tmp_path, env)
-    try:
-        logged_event(tmp_path / "run.log", "run.started", timeout=60)
-        time.sleep(0.4)
-        proxy.cut(1.5)
-        deadline = time.monotonic() + 120
-        while len({o["id"] for o in got}) < 600:
-            assert time.monotonic() < deadline and proc.poll() is None, len({o["id"] for o in got})
-            time.sleep(0.2)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
-    log = (tmp_path / "run.log").read_text()
-    assert proc.returncode == 0, log[-2000:]
+    log = cut_during_run(tmp_path, "relay.py", env, (proxy,), lambda: len({o["id"] for o in got}) >= 600)
     assert '"spout.retrying"' in log and '"sink.retrying"' in log, log[-2000:]
     assert {o["id"] for o in got} == set(range(1, 601))
-    closed = socket.socket()
-    closed.bind(("127.0.0.1", 0))
-    port = closed.getsockname()[1]
-    closed.close()
+    port = closed_port()
     away = cli("run", "relay.py", "--fresh", cwd=tmp_path, env={**env, "PORT": str(port)})
     assert away.returncode == 1 and f"cannot connect to the broker at 127.0.0.1:{port}" in away.stderr, away.stderr
 
@@ -692,27 +646,6 @@ def test_the_brokers_example_takes_orders_from_each_system_into_postgres(tmp_pat
 
 NATS = "nats://127.0.0.1:4222"
 
-NATS_RELAY = """
-import json, os, time
-from consecution import Topology
-from consecution.sinks import JetStreamPublish
-from consecution.spouts import JetStream
-
-def validate(body):
-    time.sleep(0.001)
-    order = json.loads(body)
-    if order["cents"] < 0:
-        raise ValueError(f"negative amount in order {order['id']}")
-    return order["id"], order["cents"]
-
-validate.fields = ("id", "cents")
-
-topology = Topology(os.environ["NAME"], max_retries=1, retry_backoff=0)
-topology.spout("orders", JetStream(os.environ["NATS"], os.environ["STREAM"], "relay", subject=os.environ["IN"],
-                                   ack_wait=3))  # what a kill caught fetched, not committed, comes back 3 s later
-topology.bolt("validate", validate, parallelism=2).shuffle_grouping("orders")
-topology.bolt("publish", JetStreamPublish(os.environ["NATS"], os.environ["OUT"], batch=50)).shuffle_grouping("validate")
-"""
 
 
 @pytest.fixture
@@ -761,39 +694,19 @@ def test_a_jetstream_relay_killed_at_random_moments_publishes_each_order_exactly
     (tmp_path / "relay.py").write_text(NATS_RELAY)
     env = {"NATS": NATS, "STREAM": stream, "IN": f"{stream}.in", "OUT": f"{stream}.out", "NAME": f"nats_{stream}"}
     args = ["run", "relay.py", "--mode", mode, "--workers", "2", "--log-format", "json"]
-    rng = random.Random()
     kills = int(os.environ.get("CONSECUTION_KILLS", "5"))
-    for k in range(kills):
-        proc = start_cli(args, tmp_path, env, log=f"run{k}.log")
-        logged_event(tmp_path / f"run{k}.log", "run.started", timeout=60)
-        time.sleep(rng.uniform(0.2, 1.0))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    proc = start_cli(args, tmp_path, env, log="final.log")
-    try:
-        logged_event(tmp_path / "final.log", "run.started", timeout=60)
-        deadline = time.monotonic() + 120
-        while client.call(client.js.stream_info(stream)).state.messages < 2 * n - 1:
-            assert time.monotonic() < deadline and proc.poll() is None, \
-                client.call(client.js.stream_info(stream)).state.messages
-            time.sleep(0.2)
+
+    def done():
         info = client.call(client.js.consumer_info(stream, "relay"))
-        while info.num_pending or info.num_ack_pending:
-            assert time.monotonic() < deadline, info
-            time.sleep(0.2)
-            info = client.call(client.js.consumer_info(stream, "relay"))
-        _wait_for_dead_letters(tmp_path, env["NAME"])
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
+        return (client.call(client.js.stream_info(stream)).state.messages >= 2 * n - 1
+                and not info.num_pending and not info.num_ack_pending)
+    proc = kill_then_finish(tmp_path, args, env, kills, done)
     assert proc.returncode == 3, (tmp_path / "final.log").read_text()[-2000:]  # the poison one
     out = _stream_messages(client, stream, f"{stream}.out")
     ids = [o["id"] for o in out]
     assert sorted(ids) == sorted(set(range(1, n + 1)) - {poison})  # exactly once: no duplicate
     print(f"\n[{mode}] {len(ids)} orders published exactly once after {kills} kills")
-    letters = [json.loads(x) for x in cli("dead-letters", "--state-dir", f".consecution/{env['NAME']}", "--json",
-                                          cwd=tmp_path).stdout.splitlines()]
-    assert [d["component"] for d in letters] == ["validate"] and "order 999" in letters[0]["error"]
+    assert "order 999" in the_dead_letter(tmp_path, env)["error"]
 
 
 def test_jetstream_cut_mid_run_is_retried_and_a_missing_stream_or_server_is_named(tmp_path, jetstream):
@@ -807,28 +720,13 @@ def test_jetstream_cut_mid_run_is_retried_and_a_missing_stream_or_server_is_name
     (tmp_path / "relay.py").write_text(NATS_RELAY)
     env = {"NATS": f"nats://127.0.0.1:{proxy.port}", "STREAM": stream, "IN": f"{stream}.in", "OUT": f"{stream}.out",
            "NAME": f"nats_{stream}"}
-    proc = start_cli(["run", "relay.py", "--log-format", "json"], tmp_path, env)
-    try:
-        logged_event(tmp_path / "run.log", "run.started", timeout=60)
-        time.sleep(0.4)
-        proxy.cut(1.5)
-        deadline = time.monotonic() + 120
-        while client.call(client.js.stream_info(stream)).state.messages < 3000:
-            assert time.monotonic() < deadline and proc.poll() is None
-            time.sleep(0.2)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
-    log = (tmp_path / "run.log").read_text()
-    assert proc.returncode == 0, log[-2000:]
+    log = cut_during_run(tmp_path, "relay.py", env, (proxy,),
+                         lambda: client.call(client.js.stream_info(stream)).state.messages >= 3000)
     assert '"spout.retrying"' in log, log[-2000:]
     assert sorted(o["id"] for o in _stream_messages(client, stream, f"{stream}.out")) == list(range(1, 1501))
     missing = cli("run", "relay.py", "--fresh", cwd=tmp_path, env={**env, "NATS": NATS, "STREAM": "nowhere_" + stream})
     assert missing.returncode == 1 and f"no stream 'nowhere_{stream}'" in missing.stderr, missing.stderr[-2000:]
-    closed = socket.socket()
-    closed.bind(("127.0.0.1", 0))
-    port = closed.getsockname()[1]
-    closed.close()
+    port = closed_port()
     away = cli("run", "relay.py", "--fresh", cwd=tmp_path, env={**env, "NATS": f"nats://127.0.0.1:{port}"})
     assert away.returncode == 1 and f"cannot connect to nats://127.0.0.1:{port}" in away.stderr, away.stderr[-2000:]
 
