@@ -774,3 +774,74 @@ def test_with_confirm_a_rabbitmq_message_given_up_goes_to_the_dead_letter_exchan
     assert json.loads(body) == {"id": 13}
     assert channel.queue_declare(source, passive=True).method.message_count == 0  # all acknowledged
     channel.queue_delete(source)
+
+
+def test_rabbitmq_prefetch_follows_max_pending_and_holds_the_rest_in_the_queue(rabbit):
+    """With max_pending 5 and a slow bolt, the broker hands over at most 5 unacknowledged
+    messages: the others stay ready in the queue until those are done."""
+    import threading
+    from consecution import Topology
+    from consecution.runtime import Scheduler
+    from consecution.spouts import RabbitMQ
+    channel, queue = rabbit
+    source = queue(f"in.{uuid.uuid4().hex[:8]}")
+    for i in range(40):
+        channel.basic_publish("", source, json.dumps({"id": i}).encode())
+    done = []
+
+    def slow(body):
+        time.sleep(0.1)
+        done.append(body)
+
+    t = Topology("prefetch", reliability="confirm", max_pending=5)
+    t.spout("orders", RabbitMQ(RABBIT, source))
+    t.bolt("slow", slow).shuffle_grouping("orders")
+    scheduler = Scheduler(t)
+    runner = threading.Thread(target=scheduler.run)
+    runner.start()
+    try:
+        time.sleep(0.8)
+        ready = channel.queue_declare(source, passive=True).method.message_count
+        assert ready >= 40 - len(done) - 5, (ready, len(done))  # at most 5 handed over and not done
+        assert len(done) >= 3
+    finally:
+        scheduler.stop()
+        runner.join(30)
+
+
+def test_with_confirm_redis_entries_are_acknowledged_as_their_trees_end(redis_client):
+    """Reliability "confirm": an entry is XACKed when its tree completes, or when it is given up
+    (a dead letter here); nothing stays pending in the group."""
+    import threading
+    from consecution import Topology
+    from consecution.runtime import Scheduler
+    from consecution.spouts import RedisStream
+    client, made = redis_client
+    stream = f"confirm:{uuid.uuid4().hex[:8]}"
+    made.append(stream)
+    for i in range(30):
+        client.xadd(stream, {"n": str(i)})
+    seen = []
+
+    def check(body):
+        seen.append(int(body["n"]))
+        if body["n"] == "7":
+            raise ValueError("no 7")
+
+    t = Topology("confirmed", reliability="confirm")
+    t.spout("entries", RedisStream(REDIS, stream, "g"))
+    t.bolt("check", check).shuffle_grouping("entries")
+    scheduler = Scheduler(t)
+    out = {}
+    runner = threading.Thread(target=lambda: out.update(result=scheduler.run()))
+    runner.start()
+    try:
+        deadline = time.monotonic() + 30
+        while len(seen) < 30 or client.xpending(stream, "g")["pending"]:
+            assert time.monotonic() < deadline, (len(seen), client.xpending(stream, "g"))
+            time.sleep(0.1)
+    finally:
+        scheduler.stop()
+        runner.join(30)
+    assert sorted(seen) == list(range(30))
+    assert out["result"].given_up == 1 and out["result"].completed == 29
