@@ -15,7 +15,7 @@ __all__ = [
     "Bolt", "CodecError", "ComponentError", "ConsecutionError", "CycleError", "DuplicateNameError",
     "FieldError", "FieldsNotKnown", "IterableSpout", "ModeNotAvailable", "RunResult", "Spout", "Topology",
     "TopologyContext", "TopologyError", "Tuple", "UnknownSourceError", "UserCodeError",
-    "broadcast", "chunk", "component", "merge", "route", "run",
+    "Window", "WindowedBolt", "broadcast", "chunk", "component", "merge", "route", "run", "sliding", "tumbling",
 ]
 
 # The public names load from their part on first use (PEP 562), so that importing one part
@@ -23,7 +23,8 @@ __all__ = [
 _SOURCES = {
     **dict.fromkeys(["Bolt", "ComponentError", "CycleError", "DuplicateNameError", "FieldError",
                      "FieldsNotKnown", "IterableSpout", "Spout", "Topology", "TopologyError", "Tuple",
-                     "UnknownSourceError", "broadcast", "chunk", "component", "merge", "route"],
+                     "UnknownSourceError", "Window", "WindowedBolt", "broadcast", "chunk", "component", "merge",
+                     "route", "sliding", "tumbling"],
                     "consecution.topology"),
     "CodecError": "consecution.storage",
     **dict.fromkeys(["ModeNotAvailable", "RunResult", "TopologyContext", "UserCodeError", "run"],
@@ -53,5 +54,5 @@ if TYPE_CHECKING:  # what the names are, for type checkers and editors
     from consecution.storage import CodecError
     from consecution.topology import (Bolt, ComponentError, CycleError, DuplicateNameError,
                                       FieldError, FieldsNotKnown, IterableSpout, Spout, Topology, TopologyError,
-                                      Tuple, UnknownSourceError, broadcast, chunk, component,
-                                      merge, route)
+                                      Tuple, UnknownSourceError, Window, WindowedBolt, broadcast, chunk,
+                                      component, merge, route, sliding, tumbling)
