@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from consecution import Bolt, ComponentError, Topology, WindowedBolt, sliding, tumbling
+from consecution import Bolt, ComponentError, Topology, WindowedBolt, session, sliding, tumbling
 from consecution.testing import run_local
 from support import EXAMPLES, run_killing
 
@@ -61,6 +61,25 @@ def test_tumbling_event_time_windows_take_out_of_order_events_and_send_late_ones
     expected, late = reference_tumbling(items, 10, 5)
     assert set(result.emitted("sums")) == expected and len(result.emitted("sums")) == len(expected)
     assert sorted(result.emitted("sums", "late")) == sorted(late) and ("a", 3.0, 50) in late
+    assert tuple(t.components["sums"].streams["late"]) == ("k", "ts", "v")  # the input's fields
+
+
+class Big(WindowedBolt):
+    window = tumbling(count=600)
+    fields = ("n", "total")
+
+    def process_window(self, w):
+        self.emit((len(w.tuples), sum(t["v"] for t in w.tuples)))
+
+
+@pytest.mark.parametrize("mode", ["single", "process"])
+def test_a_window_holds_more_tuples_than_max_pending(mode):
+    """Its inputs are acked as they are kept in state: 600 tuples in a window, 50 pending at most."""
+    t = Topology("big", max_pending=50)
+    t.spout("numbers", [(i,) for i in range(1200)], fields=("v",))
+    t.bolt("big", Big()).global_grouping("numbers")
+    result = run(t, mode)
+    assert sorted(result.emitted("big")) == [(600, sum(range(600))), (600, sum(range(600, 1200)))]
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -184,3 +203,47 @@ def test_the_windows_example_killed_at_random_moments_sums_each_hour_exactly_onc
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
     assert report == example.expected(3000)
+
+
+class Sessions(WindowedBolt):
+    window = session(gap=5)
+    timestamp = "ts"
+    lateness = 20
+    key = "k"
+    fields = ("k", "start", "end", "values")
+
+    def process_window(self, w):
+        self.emit((w.key, w.start, w.end, sorted(t["v"] for t in w.tuples)))
+
+
+def reference_sessions(items, gap):
+    """Per key, runs of times less than `gap` apart (all tuples in time order)."""
+    out = []
+    for key in sorted({k for k, _, _ in items}):
+        mine = sorted((ts, v) for k, ts, v in items if k == key)
+        run = [mine[0]]
+        for ts, v in mine[1:]:
+            if ts - run[-1][0] < gap:
+                run.append((ts, v))
+            else:
+                out.append((key, run[0][0], run[-1][0] + gap, sorted(v for _, v in run)))
+                run = [(ts, v)]
+        out.append((key, run[0][0], run[-1][0] + gap, sorted(v for _, v in run)))
+    return sorted(out)
+
+
+@pytest.mark.parametrize("mode", ["single", "process"])
+def test_session_windows_against_a_reference_and_one_event_that_joins_two_sessions(mode):
+    rng = random.Random(4)
+    items, ts = [], 0.0
+    for i in range(150):
+        ts += rng.choice([1.0, 2.0, 3.0, 8.0, 12.0])
+        items.append((rng.choice("xy"), ts, i))
+    # out of order within the lateness: y's sessions at 1000 and 1008 are joined by an event at 1004
+    items += [("y", 1000.0, 900), ("y", 1008.0, 901), ("y", 1004.0, 902), ("x", 1100.0, 903)]
+    t = Topology("sessions")
+    t.spout("events", items, fields=("k", "ts", "v"))
+    t.bolt("sessions", Sessions()).global_grouping("events")
+    result = run(t, mode)
+    assert sorted(result.emitted("sessions")) == reference_sessions(items, 5)
+    assert ("y", 1000.0, 1013.0, [900, 901, 902]) in result.emitted("sessions")

@@ -7,12 +7,12 @@ from .errors import (ComponentError, CycleError, DuplicateNameError, FieldError,
                      UnknownSourceError)
 from .pipes import Pipe, Router, broadcast, chunk, component, merge, route
 from .tuples import Fields, Tuple
-from .windows import Window, WindowedBolt, sliding, tumbling
+from .windows import Window, WindowedBolt, session, sliding, tumbling
 
 __all__ = [
     "Bolt", "BoltDeclarer", "ChunkBolt", "Component", "ComponentError", "CycleError", "DEFAULT",
     "DuplicateNameError", "FAILURES", "FAILURE_FIELDS", "FieldError", "Fields", "FieldsNotKnown", "FunctionBolt",
     "Grouping", "IterableSpout", "OUTPUT_PREFIX", "OutputBolt", "Pipe", "RELIABILITY_LEVELS", "Router", "Spout", "Topology",
     "TopologyError", "Tuple", "UnknownSourceError", "broadcast", "chunk",
-    "check_task_timeout", "component", "merge", "route", "Window", "WindowedBolt", "sliding", "tumbling",
+    "check_task_timeout", "component", "merge", "route", "Window", "WindowedBolt", "session", "sliding", "tumbling",
 ]

@@ -96,6 +96,20 @@ def validate(topology, allow_open, allow_unknown):
         for g in c.inputs:
             _check_input(topology, c, g)
     topological_order(topology)
+    _input_fields_for_late_streams(topology)
+
+
+def _input_fields_for_late_streams(topology):
+    """A windowed bolt's `late` stream carries its input as it came: it gets the input's fields
+    when every input stream has the same ones (else it stays undeclared)."""
+    for c in topology.bolts:
+        if not getattr(c.obj, "late_takes_input_fields", False) or c.streams.get("late") is not None:
+            continue
+        found = {tuple(f) if f is not None else None for f in
+                 (topology.components[g.source].streams.get(g.stream) for g in c.inputs
+                  if g.source in topology.components)}
+        if len(found) == 1 and None not in found:
+            c.streams = {**c.streams, "late": next(iter(found))}
 
 
 def _check_input(topology, c, g):

@@ -1,8 +1,8 @@
-"""Windowed bolts: tumbling, sliding and count windows over event or processing time, kept in
-exactly-once state.
+"""Windowed bolts: tumbling, sliding, session and count windows over event or processing time,
+kept in exactly-once state.
 
     class Hourly(WindowedBolt):
-        window = tumbling(seconds=3600)   # tumbling(count=100), sliding(seconds=600, every=60)
+        window = tumbling(seconds=3600)   # tumbling(count=100), sliding(seconds=600, every=60), session(gap=300)
         timestamp = "ts"                  # event time: this field, epoch seconds; None: processing time
         lateness = 60                     # watermark = the largest timestamp seen - lateness
         key = "partner"                   # optional: a window per value of this field
@@ -17,7 +17,9 @@ the windows with start <= t < end. With event time a window closes when the wate
 its end; a tuple whose windows all ended at or before the watermark is late: it goes out on the
 bolt's `late` stream (its values as they came) and is counted in `self.late`. With processing
 time the clock closes windows (checked at every input and at every tick). A count window closes
-when it holds `count` tuples (per key); its start and end count the key's tuples.
+when it holds `count` tuples (per key); its start and end count the key's tuples. A session
+(per key) holds tuples less than `gap` apart, from its first tuple's time to `gap` after its
+last; a tuple between two sessions joins them.
 
 The windows' tuples are kept in the bolt's exactly-once state (`stateful = True`), one state
 entry per tuple: a window may last longer than `message_timeout` and hold more than
@@ -34,14 +36,14 @@ import time
 from .components import Bolt, ComponentError
 from .tuples import Fields, Tuple
 
-__all__ = ["Window", "WindowedBolt", "sliding", "tumbling"]
+__all__ = ["Window", "WindowedBolt", "session", "sliding", "tumbling"]
 
 
 class Spec:
     """What `tumbling` and `sliding` return: a window's shape."""
 
-    def __init__(self, seconds=None, count=None, every=None):
-        self.seconds, self.count, self.every = seconds, count, every
+    def __init__(self, seconds=None, count=None, every=None, gap=None):
+        self.seconds, self.count, self.every, self.gap = seconds, count, every, gap
 
     def starts(self, t):
         """The starts of the time windows that hold time `t`, oldest first."""
@@ -52,6 +54,8 @@ class Spec:
         return [s for s in _range(first, last, self.every) if s <= t < s + self.seconds]
 
     def __repr__(self):
+        if self.gap is not None:
+            return f"session(gap={self.gap:g})"
         if self.count is not None:
             return f"tumbling(count={self.count})"
         if self.every is None:
@@ -93,6 +97,13 @@ def sliding(seconds, every):
     return Spec(seconds=seconds, every=every)
 
 
+def session(gap):
+    """Windows of a key's tuples separated by less than `gap` seconds: a session starts at its
+    first tuple's time and ends `gap` after its last; a tuple that falls between two sessions
+    joins them into one."""
+    return Spec(gap=_positive("session(gap=...)", gap))
+
+
 class Window:
     """What `process_window` gets: `start`, `end`, `key` (None without `key`), `tuples` (in the
     order they came)."""
@@ -114,6 +125,7 @@ class WindowedBolt(Bolt):
     `timestamp`, `lateness`, `key` and `fields` (of what it emits on the default stream)."""
 
     stateful = True
+    late_takes_input_fields = True  # validation gives the late stream the input's fields
     window = None
     timestamp = None
     lateness = 0
@@ -128,9 +140,10 @@ class WindowedBolt(Bolt):
             cls.streams = {**cls.streams, "late": None}
         spec = cls.__dict__.get("window")
         if spec is not None and not isinstance(spec, Spec):
-            raise ComponentError(f"{cls.__name__}.window must be tumbling(...) or sliding(...), got {spec!r}")
+            raise ComponentError(f"{cls.__name__}.window must be tumbling(...), sliding(...) or session(...), "
+                                 f"got {spec!r}")
         if cls.timestamp is None and spec is not None and spec.count is None and cls.tick_every is None:
-            cls.tick_every = min(1.0, (spec.every or spec.seconds) / 10)  # the clock closes windows
+            cls.tick_every = min(1.0, (spec.every or spec.seconds or spec.gap) / 10)  # the clock closes windows
 
     def prepare(self, context):
         if self.window is None:
@@ -152,6 +165,9 @@ class WindowedBolt(Bolt):
             return
         t = float(tup[self.timestamp]) if self.timestamp is not None else self.clock()
         watermark = state.get(WATERMARK)
+        if self.window.gap is not None:
+            self._session(tup, key, t, watermark)
+            return
         starts = self.window.starts(t)
         kept = [s for s in starts if watermark is None or s + self._length() > watermark]
         if not kept:
@@ -177,11 +193,17 @@ class WindowedBolt(Bolt):
 
     def tick(self):
         if self.timestamp is None and self.window.count is None:
-            self._close(self.clock())
+            self._close_now(self.clock())
+
+    def _close_now(self, until):
+        if self.window.gap is not None:
+            self._close_sessions(until)
+        else:
+            self._close(until)
 
     def finish(self):
         """The input ended: every open window closes, oldest first."""
-        self._close(math.inf)
+        self._close_now(math.inf)
         if self.window.count is not None:
             for key in list(self.state.get(("window", "count keys"), [])):
                 self._close_count(key)
@@ -202,6 +224,69 @@ class WindowedBolt(Bolt):
         for key, start, end in due:
             n = state.pop(("window", "n", key, start), 0)
             tuples = [self._tuple(state.pop(("window", "t", key, start, i))) for i in range(n)]
+            self.process_window(Window(start, end, key, tuples))
+
+    # -- sessions: per key [[start, last, id], ...] in state; a session's tuples under its id --
+
+    def _session(self, tup, key, t, watermark):
+        state = self.state
+        gap = self.window.gap
+        sessions = state.get(("window", "sessions", key), [])
+        near = [s for s in sessions if s[0] - gap < t < s[1] + gap]
+        if not near and watermark is not None and t + gap <= watermark:
+            self.late += 1  # it would make a session that has ended already
+            self.emit(tuple(tup.values), stream="late")
+        else:
+            if near:
+                into = min(near, key=lambda s: s[0])
+                for other in near:
+                    if other is not into:
+                        self._move(key, other[2], into[2])
+                into[0], into[1] = min([into[0], t] + [s[0] for s in near]), max([into[1], t] + [s[1] for s in near])
+                sessions = [s for s in sessions if s is into or s not in near]
+            else:
+                number = state.get(("window", "next session"), 0)
+                state[("window", "next session")] = number + 1
+                into = [t, t, number]
+                sessions = sessions + [into]
+                keys = state.get(("window", "session keys"), [])
+                if key not in keys:
+                    state[("window", "session keys")] = keys + [key]
+            n = state.get(("window", "sn", key, into[2]), 0)
+            state[("window", "st", key, into[2], n)] = list(tup.values)
+            state[("window", "sn", key, into[2])] = n + 1
+            state[("window", "sessions", key)] = sessions
+        if self.timestamp is not None:
+            mark = t - self.lateness
+            if watermark is None or mark > watermark:
+                state[WATERMARK] = mark
+                self._close_sessions(mark)
+        else:
+            self._close_sessions(self.clock())
+
+    def _move(self, key, source, target):
+        """The tuples of session `source` go to the end of session `target`'s."""
+        state = self.state
+        n = state.pop(("window", "sn", key, source), 0)
+        m = state.get(("window", "sn", key, target), 0)
+        for i in range(n):
+            state[("window", "st", key, target, m + i)] = state.pop(("window", "st", key, source, i))
+        state[("window", "sn", key, target)] = m + n
+
+    def _close_sessions(self, until):
+        """Close the sessions that end (last + gap) at or before `until`, oldest first."""
+        state = self.state
+        gap = self.window.gap
+        due = []
+        for key in state.get(("window", "session keys"), []):
+            sessions = state.get(("window", "sessions", key), [])
+            ended = [s for s in sessions if s[1] + gap <= until]
+            if ended:
+                state[("window", "sessions", key)] = [s for s in sessions if s[1] + gap > until]
+                due += [(s[1] + gap, s[0], key, s[2]) for s in ended]
+        for end, start, key, number in sorted(due, key=lambda d: (d[0], d[1], str(d[2]))):
+            n = state.pop(("window", "sn", key, number), 0)
+            tuples = [self._tuple(state.pop(("window", "st", key, number, i))) for i in range(n)]
             self.process_window(Window(start, end, key, tuples))
 
     def _count(self, key, values):

@@ -15,7 +15,7 @@ __all__ = [
     "Bolt", "CodecError", "ComponentError", "ConsecutionError", "CycleError", "DuplicateNameError",
     "FieldError", "FieldsNotKnown", "IterableSpout", "ModeNotAvailable", "RunResult", "Spout", "Topology",
     "TopologyContext", "TopologyError", "Tuple", "UnknownSourceError", "UserCodeError",
-    "Window", "WindowedBolt", "broadcast", "chunk", "component", "merge", "route", "run", "sliding", "tumbling",
+    "Window", "WindowedBolt", "broadcast", "chunk", "component", "merge", "route", "run", "session", "sliding", "tumbling",
 ]
 
 # The public names load from their part on first use (PEP 562), so that importing one part
@@ -24,7 +24,7 @@ _SOURCES = {
     **dict.fromkeys(["Bolt", "ComponentError", "CycleError", "DuplicateNameError", "FieldError",
                      "FieldsNotKnown", "IterableSpout", "Spout", "Topology", "TopologyError", "Tuple",
                      "UnknownSourceError", "Window", "WindowedBolt", "broadcast", "chunk", "component", "merge",
-                     "route", "sliding", "tumbling"],
+                     "route", "session", "sliding", "tumbling"],
                     "consecution.topology"),
     "CodecError": "consecution.storage",
     **dict.fromkeys(["ModeNotAvailable", "RunResult", "TopologyContext", "UserCodeError", "run"],
@@ -55,4 +55,4 @@ if TYPE_CHECKING:  # what the names are, for type checkers and editors
     from consecution.topology import (Bolt, ComponentError, CycleError, DuplicateNameError,
                                       FieldError, FieldsNotKnown, IterableSpout, Spout, Topology, TopologyError,
                                       Tuple, UnknownSourceError, Window, WindowedBolt, broadcast, chunk,
-                                      component, merge, route, sliding, tumbling)
+                                      component, merge, route, session, sliding, tumbling)

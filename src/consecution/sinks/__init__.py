@@ -13,7 +13,7 @@ are replayed (or given up as dead letters). Each needs its client library, an ex
 | `PostgresUpsert(dsn, table, key)` | none in the table: a replayed row is written again under its key |
 | `PostgresExecute(dsn, sql)` | the statement runs again for replayed inputs: make it idempotent |
 | `RabbitPublish(url, exchange, routing_key)` | the messages of replayed inputs are published again |
-| `JetStreamPublish(url, subject)` | none within the stream's de-duplication window: the message id comes from the log records (`Tuple.seqs`) and the payload, the same on a replay |
+| `JetStreamPublish(url, subject)` | none from replays within the stream's de-duplication window: the message id comes from the log records (`Tuple.seqs`) and the payload, the same on a replay (an input a broker delivered twice is two inputs) |
 | `MqttPublish(host, port, topic)` | the messages of replayed inputs are published again (QoS 1: at least once) |
 | `RedisCommand(url, fn)` | the commands of replayed inputs run again (SET, HSET are idempotent; INCR is not) |
 

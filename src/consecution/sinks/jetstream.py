@@ -24,8 +24,10 @@ class JetStreamPublish(BatchSink):
     `encode(tup)` (default: the JSON of its fields), with a `Nats-Msg-Id` derived from the
     records its tree started from and the payload (`message_id`): within the stream's
     de-duplication window (`duplicate_window`, 2 minutes by default) a replay after a failure or a
-    crash is dropped by JetStream, so each input is published exactly once. A batch is acked once
-    JetStream acknowledged every message of it."""
+    crash is dropped by JetStream, so each input is published once. (An input its source
+    delivered twice, as a broker does after a crash between the log commit and its
+    acknowledgement, is two inputs with two records.) A batch is acked once JetStream
+    acknowledged every message of it."""
 
     def __init__(self, url, subject, encode=None, batch=500, retry_for=60.0, flush_interval=0.2):
         super().__init__(batch, retry_for, flush_interval)

@@ -122,6 +122,9 @@ class JetStream(Spout):
                              error=f"{type(exc).__name__}: {exc}", retry_in=0.5)
             time.sleep(0.5)
             return
+        again = sum(1 for m in messages if m.metadata.num_delivered > 1)
+        if again:  # not acknowledged in time, or before a crash: JetStream delivers them again
+            logger().info("spout.redelivered", spout="JetStream", stream=self.stream, messages=again)
         for message in messages:
             self.held[message.reply] = message
             self.emit((self.decode(message.data) if self.decode is not None else message.data,),
@@ -144,6 +147,7 @@ class JetStream(Spout):
 
         async def ack_all():
             await asyncio.gather(*(m.ack() for m in messages))
+            await self.nats.nc.flush()  # the acks left the client's buffer: a kill now cannot take them
         try:
             self.nats.call(ack_all(), 30)
         except Exception as exc:  # noqa: BLE001 - not acknowledged: JetStream delivers them again
