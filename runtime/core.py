@@ -158,7 +158,7 @@ class Scheduler(TreeLifecycle):
         self.completion = Epochs(self, self.stateful, self.named_outputs) if self.epochs else Release(self)
         self.initial_state = {}        # process mode: task id -> the state a worker starts from
         self.finish = FinishPhase(self)
-        self.timers = Timers(self)      # tick tuples: bolts with tick_every (timers.py)
+        self.timers = Timers(self)      # ticks and idle flushes of bolts (timers.py)
         self.start_plans = {}  # (spout, task index, stream) -> how its records start (trees.py)
         self.fused = None   # task id -> the task it calls directly (single mode), else None
         if mode == "single" and fuse:
@@ -445,7 +445,7 @@ class Scheduler(TreeLifecycle):
             if executor.busy():
                 executor.wait(IDLE_SLEEP if asking else 0.05)
                 continue
-            if self.trees and self.finish.flush_idle(now):
+            if self.trees and timers.flush_idle(now):
                 continue  # sinks write a partial batch while the input pauses
             if completion.quiet():
                 continue

@@ -12,7 +12,6 @@ class FinishPhase:
     def __init__(self, core):
         self.core = core
         self.marks = set()  # "component/index" of the bolt tasks whose finish ran in this phase
-        self.idle = None    # [(task, flush_interval)] of the bolts flushed when the run is idle
 
     def load(self):
         self.marks = set(self.core.log.get_meta("finished") or ())
@@ -52,21 +51,3 @@ class FinishPhase:
                 flushed = True
                 core.executor.call(task, "flush")
         return flushed
-
-    def flush_idle(self, now):
-        """Trees are pending and nothing runs: bolts with a `flush_interval` (sinks that write
-        in batches) flush what they hold, at most every that many seconds, so that a partial
-        batch is written while the input trickles or pauses. True if one of them was asked."""
-        core = self.core
-        if self.idle is None:
-            self.idle = [(task, obj.flush_interval) for task in core.bolt_tasks_in_order
-                         for obj in [core.topology.components[task.component].obj]
-                         if getattr(obj, "flush_interval", None) is not None and getattr(obj, "flush", None)]
-            self.idle_flushed = {}
-        asked = False
-        for task, interval in self.idle:
-            if now - self.idle_flushed.get(task.task_id, -interval) >= interval:
-                self.idle_flushed[task.task_id] = now
-                core.executor.call(task, "flush")
-                asked = True
-        return asked

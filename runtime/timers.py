@@ -1,5 +1,10 @@
-"""Tick tuples: a bolt with `tick_every = seconds` gets `tick()` called every that many seconds
-while the run is up, as Storm's tick tuples (`topology.tick.tuple.freq.secs`).
+"""Timed calls of bolts: tick tuples, and the flushes of sinks while the run is idle.
+
+A bolt with `tick_every = seconds` gets `tick()` called every that many seconds while the run is
+up, as Storm's tick tuples (`topology.tick.tuple.freq.secs`). A bolt with `flush_interval =
+seconds` (a sink that writes in batches) gets `flush()` called at most every that many seconds
+while trees wait and nothing runs (`flush_idle`), so a partial batch is written while the input
+trickles or pauses.
 
 The core asks `Timers.due(now)` from its loop (every EXPIRE_EVERY, 0.1 s, and whenever it is
 about to wait); each tick is an executor call, so it runs where the task runs (the core's
@@ -18,8 +23,13 @@ class Timers:
         self.core = core
         self.every = {}  # task id -> (task, seconds)
         self.next = {}   # task id -> when its tick is due
+        self.idle = []   # (task, flush_interval) of the bolts flushed while the run is idle
+        self.flushed = {}  # task id -> when it was last flushed so
         for task in core.bolt_tasks_in_order:
-            seconds = getattr(core.topology.components[task.component].obj, "tick_every", None)
+            obj = core.topology.components[task.component].obj
+            if getattr(obj, "flush_interval", None) is not None and getattr(obj, "flush", None) is not None:
+                self.idle.append((task, obj.flush_interval))
+            seconds = getattr(obj, "tick_every", None)
             if seconds is not None:
                 if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not seconds > 0:
                     raise TopologyError(f"component {task.component!r}: tick_every must be a positive number of "
@@ -42,5 +52,13 @@ class Timers:
                 called = True
         return called
 
-    def next_due(self):
-        return min(self.next.values()) if self.next else None
+    def flush_idle(self, now):
+        """Trees wait and nothing runs: ask the bolts with a `flush_interval` to flush what they
+        hold, each at most every that many seconds. True if one was asked."""
+        asked = False
+        for task, interval in self.idle:
+            if now - self.flushed.get(task.task_id, -interval) >= interval:
+                self.flushed[task.task_id] = now
+                self.core.executor.call(task, "flush")
+                asked = True
+        return asked

@@ -510,27 +510,36 @@ def mqtt_broker():
         c.disconnect()
 
 
-@pytest.mark.parametrize("mode", ["single", "process"])
-def test_an_mqtt_topic_relayed_through_a_run_killed_at_random_moments_loses_nothing(tmp_path, mqtt_broker, mode):
-    """800 QoS 1 messages kept for the spout's persistent session -> validate -> published with
-    QoS 1 to another topic, which the test receives; the run is SIGKILLed at random moments and
-    restarted, then runs until every valid order was published. Every valid order arrived,
-    duplicates counted and reported; the poison one is the one dead letter."""
+def mqtt_relay_setup(mqtt_broker, orders):
+    """For MQTT_RELAY: a collector of the output topic, the spout's persistent session made
+    before the input (MQTT keeps nothing for a session that does not exist yet), and `orders`
+    published with QoS 1. (tag, input topic, output topic, client id, the list collected into)."""
     tag = uuid.uuid4().hex[:8]
     t_in, t_out, client_id = f"consecution/{tag}/in", f"consecution/{tag}/out", f"relay-{tag}"
     got = []
     collector = mqtt_broker(f"collector-{tag}")
     collector.on_message = lambda c, u, m: got.append(json.loads(m.payload))
     collector.subscribe(t_out, qos=1)
-    session = mqtt_broker(client_id, clean=False)  # the spout's session exists before the input
+    session = mqtt_broker(client_id, clean=False)
     session.subscribe(t_in, qos=1)
     time.sleep(0.3)
     session.loop_stop()
     session.disconnect()
-    n, poison = 800, 333
     publisher = mqtt_broker(f"publisher-{tag}")
-    for i in range(1, n + 1):
-        publisher.publish(t_in, json.dumps({"id": i, "cents": -1 if i == poison else i}), qos=1).wait_for_publish(5)
+    for order in orders:
+        publisher.publish(t_in, json.dumps(order), qos=1).wait_for_publish(5)
+    return tag, t_in, t_out, client_id, got
+
+
+@pytest.mark.parametrize("mode", ["single", "process"])
+def test_an_mqtt_topic_relayed_through_a_run_killed_at_random_moments_loses_nothing(tmp_path, mqtt_broker, mode):
+    """800 QoS 1 messages kept for the spout's persistent session -> validate -> published with
+    QoS 1 to another topic, which the test receives; the run is SIGKILLed at random moments and
+    restarted, then runs until every valid order was published. Every valid order arrived,
+    duplicates counted and reported; the poison one is the one dead letter."""
+    n, poison = 800, 333
+    tag, t_in, t_out, client_id, got = mqtt_relay_setup(
+        mqtt_broker, [{"id": i, "cents": -1 if i == poison else i} for i in range(1, n + 1)])
     (tmp_path / "relay.py").write_text(MQTT_RELAY)
     env = {"PORT": "1883", "IN": t_in, "OUT": t_out, "CLIENT": client_id, "NAME": f"mqtt_{tag}"}
     args = ["run", "relay.py", "--mode", mode, "--workers", "2", "--log-format", "json"]
@@ -545,20 +554,7 @@ def test_an_mqtt_topic_relayed_through_a_run_killed_at_random_moments_loses_noth
 
 
 def test_mqtt_cut_mid_run_is_retried_and_an_unreachable_broker_is_named(tmp_path, mqtt_broker):
-    tag = uuid.uuid4().hex[:8]
-    t_in, t_out, client_id = f"consecution/{tag}/in", f"consecution/{tag}/out", f"relay-{tag}"
-    got = []
-    collector = mqtt_broker(f"collector-{tag}")
-    collector.on_message = lambda c, u, m: got.append(json.loads(m.payload))
-    collector.subscribe(t_out, qos=1)
-    session = mqtt_broker(client_id, clean=False)
-    session.subscribe(t_in, qos=1)
-    time.sleep(0.3)
-    session.loop_stop()
-    session.disconnect()
-    publisher = mqtt_broker(f"publisher-{tag}")
-    for i in range(1, 601):
-        publisher.publish(t_in, json.dumps({"id": i, "cents": i}), qos=1).wait_for_publish(5)
+    tag, t_in, t_out, client_id, got = mqtt_relay_setup(mqtt_broker, [{"id": i, "cents": i} for i in range(1, 601)])
     proxy = Proxy(1883)
     (tmp_path / "relay.py").write_text(MQTT_RELAY)
     env = {"PORT": str(proxy.port), "IN": t_in, "OUT": t_out, "CLIENT": client_id, "NAME": f"mqtt_{tag}"}

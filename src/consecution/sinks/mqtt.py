@@ -19,18 +19,10 @@ class MqttPublish(BatchSink):
         self.timeout = timeout
 
     def connect(self):
-        from consecution.spouts.mqtt import _paho
-        mqtt = _paho()
-        client_id = self.client_id or f"consecution-{self.context.topology}-{self.context.component}-" \
-                                      f"{self.context.task_index}"
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
-        try:
-            client.connect(self.host, self.port, keepalive=10)
-        except OSError as exc:
-            raise ConnectionError(f"MqttPublish: cannot connect to the broker at {self.host}:{self.port}: "
-                                  f"{exc.strerror or exc}") from None
-        client.loop_start()
-        return client
+        from consecution.spouts.mqtt import connected
+        c = self.context
+        return connected("MqttPublish", self.host, self.port,
+                         self.client_id or f"consecution-{c.topology}-{c.component}-{c.task_index}")
 
     def write(self, tuples):
         infos = []

@@ -5,11 +5,8 @@ __all__ = ["PostgresExecute", "PostgresUpsert"]
 
 
 def _psycopg():
-    try:
-        import psycopg
-    except ImportError:
-        raise ImportError("the PostgreSQL sinks need psycopg: pip install 'consecution[postgres]'") from None
-    return psycopg
+    from consecution.spouts.brokers import client_library
+    return client_library("psycopg", "postgres")
 
 
 class _Postgres(BatchSink):

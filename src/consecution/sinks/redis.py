@@ -5,11 +5,8 @@ __all__ = ["RedisCommand"]
 
 
 def redis_module():
-    try:
-        import redis
-    except ImportError:
-        raise ImportError("the Redis spout and sink need redis-py: pip install 'consecution[redis]'") from None
-    return redis
+    from consecution.spouts.brokers import client_library
+    return client_library("redis", "redis")
 
 
 class RedisCommand(BatchSink):

@@ -5,19 +5,16 @@ import threading
 import time
 
 from consecution.runtime.logs import logger
-from consecution.topology import ComponentError, Spout
+from consecution.topology import ComponentError
 
+from .brokers import BrokerSpout, client_library
 from .files import SourceError
 
 __all__ = ["JetStream"]
 
 
 def _nats():
-    try:
-        import nats
-    except ImportError:
-        raise ImportError("the JetStream spout and sink need nats-py: pip install 'consecution[nats]'") from None
-    return nats
+    return client_library("nats", "nats")
 
 
 class NatsLoop:
@@ -59,7 +56,7 @@ class NatsLoop:
         self.thread.join(5)
 
 
-class JetStream(Spout):
+class JetStream(BrokerSpout):
     """One tuple per message of the JetStream `stream` (filtered by `subject` when given), read
     by the durable pull consumer `durable` (created when missing); field `body`: the message's
     bytes, or `decode(body)`.
@@ -90,8 +87,7 @@ class JetStream(Spout):
     def open(self, context):
         nats = _nats()
         from nats.js.api import ConsumerConfig
-        self.durable = context.reliability == "none" or (context.reliability == "replay"
-                                                         and context.state_dir is not None)
+        self.acknowledge_when(context)
         self.held = {}  # ack subject -> the message, until it is acknowledged
         try:
             self.nats = NatsLoop(self.url, f"consecution-{self.stream}", self._lost)
@@ -130,37 +126,25 @@ class JetStream(Spout):
             self.emit((self.decode(message.data) if self.decode is not None else message.data,),
                       msg_id=message.reply)
 
-    def _settle(self, msg_id, ack=True):
-        message = self.held.pop(msg_id, None)
-        if message is None:
-            return  # an earlier run's: JetStream delivers it again after ack_wait
-        try:
-            self.nats.call(message.ack() if ack else message.term(), 10)
-        except Exception as exc:  # noqa: BLE001 - not acknowledged: JetStream delivers it again
-            logger().warning("spout.ack_lost", spout="JetStream", stream=self.stream,
-                             error=f"{type(exc).__name__}: {exc}")
+    def confirm(self, msg_ids):
+        self._settle(msg_ids, "ack")
 
-    def logged(self, msg_ids):
-        if not self.durable:
-            return
+    def reject(self, msg_id):  # given up: terminated, so JetStream does not deliver it again
+        self._settle([msg_id], "term")
+
+    def _settle(self, msg_ids, how):
         messages = [m for m in map(self.held.pop, msg_ids, [None] * len(msg_ids)) if m is not None]
+        if not messages:
+            return  # an earlier run's: JetStream delivers them again after ack_wait
 
-        async def ack_all():
-            await asyncio.gather(*(m.ack() for m in messages))
-            await self.nats.nc.flush()  # the acks left the client's buffer: a kill now cannot take them
+        async def settle_all():
+            await asyncio.gather(*(getattr(m, how)() for m in messages))
+            await self.nats.nc.flush()  # out of the client's buffer: a kill now cannot take them
         try:
-            self.nats.call(ack_all(), 30)
+            self.nats.call(settle_all(), 30)
         except Exception as exc:  # noqa: BLE001 - not acknowledged: JetStream delivers them again
             logger().warning("spout.ack_lost", spout="JetStream", stream=self.stream, messages=len(messages),
                              error=f"{type(exc).__name__}: {exc}")
-
-    def ack(self, msg_id):
-        if not self.durable:
-            self._settle(msg_id)
-
-    def fail(self, msg_id, error):
-        if not self.durable:
-            self._settle(msg_id, ack=False)
 
     def close(self):
         if getattr(self, "nats", None) is not None:

@@ -5,22 +5,31 @@ import threading
 import time
 
 from consecution.runtime.logs import logger
-from consecution.topology import ComponentError, Spout
+from consecution.topology import ComponentError
 
+from .brokers import BrokerSpout, client_library
 from .files import SourceError
 
 __all__ = ["Mqtt"]
 
 
-def _paho():
+def connected(who, host, port, client_id, clean_session=True, setup=None):
+    """A paho client of `client_id`, `setup(client)` called before it connects to host:port,
+    its network thread started; a broker it cannot reach is a ConnectionError naming it."""
+    mqtt = client_library("paho.mqtt.client", "mqtt")
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean_session)
+    if setup is not None:
+        setup(client)
     try:
-        import paho.mqtt.client as mqtt
-    except ImportError:
-        raise ImportError("the MQTT spout and sink need paho-mqtt: pip install 'consecution[mqtt]'") from None
-    return mqtt
+        client.connect(host, port, keepalive=10)
+    except OSError as exc:
+        raise ConnectionError(f"{who}: cannot connect to the broker at {host}:{port}: {exc.strerror or exc}") \
+            from None
+    client.loop_start()
+    return client
 
 
-class Mqtt(Spout):
+class Mqtt(BrokerSpout):
     """One tuple per message on `topic` (wildcards allowed), subscribed with QoS 1 in a
     persistent session of `client_id` (the broker keeps what arrives while the run is down);
     field `body`: the payload's bytes, or `decode(body)`.
@@ -47,25 +56,22 @@ class Mqtt(Spout):
         self.host, self.port, self.topic, self.client_id, self.decode = host, port, topic, client_id, decode
 
     def open(self, context):
-        mqtt = _paho()
-        self.durable = context.reliability == "none" or (context.reliability == "replay"
-                                                         and context.state_dir is not None)
+        self.acknowledge_when(context)
         self.received = collections.deque()
         self.generation = 0  # which connection a packet id belongs to
         self.lock = threading.Lock()
-        client = self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id,
-                                           clean_session=False)
+        try:
+            self.client = connected(f"Mqtt({self.topic!r})", self.host, self.port, self.client_id,
+                                    clean_session=False, setup=self._setup)
+        except ConnectionError as exc:
+            raise SourceError(str(exc)) from None
+
+    def _setup(self, client):
         client.manual_ack_set(True)
         client.reconnect_delay_set(1, 30)
         client.on_connect = self._connected
         client.on_disconnect = self._disconnected
         client.on_message = self._message
-        try:
-            client.connect(self.host, self.port, keepalive=10)
-        except OSError as exc:
-            raise SourceError(f"Mqtt({self.topic!r}): cannot connect to the broker at {self.host}:{self.port}: "
-                              f"{exc.strerror or exc}") from None
-        client.loop_start()
 
     def _connected(self, client, userdata, flags, reason, properties):
         with self.lock:
@@ -88,22 +94,10 @@ class Mqtt(Spout):
             generation, mid, body = self.received.popleft()
             self.emit((self.decode(body) if self.decode is not None else bytes(body),), msg_id=[generation, mid])
 
-    def _settle(self, msg_id):
-        if isinstance(msg_id, list) and msg_id[0] == self.generation:  # else: redelivered since
-            self.client.ack(msg_id[1], 1)
-
-    def logged(self, msg_ids):
-        if self.durable:
-            for msg_id in msg_ids:
-                self._settle(msg_id)
-
-    def ack(self, msg_id):
-        if not self.durable:
-            self._settle(msg_id)
-
-    def fail(self, msg_id, error):
-        if not self.durable:  # given up: a dead letter here (MQTT has no rejection)
-            self._settle(msg_id)
+    def confirm(self, msg_ids):  # a given-up message too: a dead letter here (MQTT has no rejection)
+        for msg_id in msg_ids:
+            if isinstance(msg_id, list) and msg_id[0] == self.generation:  # else: redelivered since
+                self.client.ack(msg_id[1], 1)
 
     def close(self):
         client = getattr(self, "client", None)

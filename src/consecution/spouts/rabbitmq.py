@@ -3,22 +3,19 @@ import collections
 import time
 
 from consecution.runtime.logs import logger
-from consecution.topology import ComponentError, Spout
+from consecution.topology import ComponentError
 
+from .brokers import BrokerSpout, client_library
 from .files import SourceError
 
 __all__ = ["RabbitMQ"]
 
 
 def _pika():
-    try:
-        import pika
-    except ImportError:
-        raise ImportError("the RabbitMQ spout and sink need pika: pip install 'consecution[rabbitmq]'") from None
-    return pika
+    return client_library("pika", "rabbitmq")
 
 
-class RabbitMQ(Spout):
+class RabbitMQ(BrokerSpout):
     """One tuple per message of `queue` (which must exist); field `body`: the message's bytes,
     or `decode(body)`.
 
@@ -45,8 +42,7 @@ class RabbitMQ(Spout):
 
     def open(self, context):
         self.pika = _pika()
-        self.durable = context.reliability == "none" or (context.reliability == "replay"
-                                                         and context.state_dir is not None)
+        self.acknowledge_when(context)
         self.limit = self.prefetch or context.max_pending or 1000
         self.generation = 0   # which connection a delivery tag belongs to (tags restart with it)
         self.received = collections.deque()
@@ -112,18 +108,12 @@ class RabbitMQ(Spout):
         except self.pika.exceptions.AMQPError as exc:
             self._lost(exc)
 
-    def logged(self, msg_ids):
-        if self.durable:
-            for msg_id in msg_ids:
-                self._settle(msg_id, True)
-
-    def ack(self, msg_id):
-        if not self.durable:
+    def confirm(self, msg_ids):
+        for msg_id in msg_ids:
             self._settle(msg_id, True)
 
-    def fail(self, msg_id, error):
-        if not self.durable:  # given up: to the dead-letter exchange, if the queue has one
-            self._settle(msg_id, False)
+    def reject(self, msg_id):  # given up: to the dead-letter exchange, if the queue has one
+        self._settle(msg_id, False)
 
     def close(self):
         try:

@@ -3,22 +3,15 @@
 import time
 
 from consecution.runtime.logs import logger
-from consecution.topology import ComponentError, Spout
+from consecution.topology import ComponentError
 
+from .brokers import BrokerSpout, client_library
 from .files import SourceError
 
 __all__ = ["RedisStream"]
 
 
-def _redis():
-    try:
-        import redis
-    except ImportError:
-        raise ImportError("the Redis spout and sink need redis-py: pip install 'consecution[redis]'") from None
-    return redis
-
-
-class RedisStream(Spout):
+class RedisStream(BrokerSpout):
     """One tuple per entry of `stream`, read as consumer `consumer` of the consumer group `group`
     (created at the stream's start if missing, with the stream); field `body`: the entry's
     fields, a dict of str (`decode(body)` maps it first, when given).
@@ -49,7 +42,7 @@ class RedisStream(Spout):
         self.block = block
 
     def open(self, context):
-        redis = _redis()
+        redis = client_library("redis", "redis")
         self.redis = redis
         from redis.backoff import NoBackoff
         from redis.retry import Retry
@@ -63,10 +56,7 @@ class RedisStream(Spout):
             raise SourceError(f"RedisStream({self.stream!r}): cannot connect to Redis at {self.url}: {exc}") from None
         if self.consumer is None:
             self.consumer = f"{context.topology}.{context.component}.{context.task_index}"
-        # acknowledged once logged: with "replay" and a state directory the log holds it now;
-        # with "none" nothing ever will (ack and fail are not called), so at once
-        self.durable = context.reliability == "none" or (context.reliability == "replay"
-                                                         and context.state_dir is not None)
+        self.acknowledge_when(context)
         self.backlog = "0"     # this consumer's pending entries are read first, from the start
         self.unacked = []      # ids whose XACK could not be sent yet
         self.retry_at = 0.0
@@ -121,23 +111,11 @@ class RedisStream(Spout):
     def _xack(self, ids):
         self.client.xack(self.stream, self.group, *ids)
 
-    def _confirm(self, ids):
+    def confirm(self, ids):
         try:
             self._xack(ids)
         except self.redis.ConnectionError:
             self.unacked.extend(ids)  # sent with the next read that reaches Redis
-
-    def logged(self, msg_ids):
-        if self.durable:
-            self._confirm(msg_ids)
-
-    def ack(self, msg_id):
-        if not self.durable:
-            self._confirm([msg_id])
-
-    def fail(self, msg_id, error):
-        if not self.durable:  # given up: a dead letter here, not pending there
-            self._confirm([msg_id])
 
     def close(self):
         client = getattr(self, "client", None)
