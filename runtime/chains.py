@@ -52,6 +52,8 @@ class _Source:
         self.names = {}
         self.count = 0
         self.prologue = None  # in a run function: lines run once per call, before the loops
+        self.batch = False    # a batch function: an input's error goes on with the next input
+        self.reused = {}      # (task id, edge) -> (tup, box) names: one reused Tuple per edge of a task
 
     def start(self, signature):
         """Begin the function; a run function (whose `roots` is a parameter) gets a prologue."""
@@ -129,6 +131,33 @@ class Chains:
         if fn is None:
             fn = self._runs[key] = self._build_run_each(self.tasks[task_id], source, source_task, stream, width)
         return fn
+
+    def run_batch(self, task_id, source, source_task, stream):
+        """The generated function for a batch of untracked inputs (reliability "none": a
+        spout's `next_batch`): `run(rows, (), 0)` runs each values tuple of `rows` as a fused
+        input; one that raises is failed alone, the others run."""
+        key = (task_id, source, source_task, stream, "batch")
+        fn = self._runs.get(key)
+        if fn is None:
+            fn = self._runs[key] = self._build_run_batch(self.tasks[task_id], source, source_task, stream)
+        return fn
+
+    def _build_run_batch(self, task, source, source_task, stream):
+        fields = self.streams[source][stream]
+        src = _Source()
+        src.batch = True
+        self._common(src, task)
+        edge = (src.name("STREAM", stream), src.name("SOURCE", source), src.name("SOURCE_TASK", source_task),
+                src.name("FIELDS", fields))
+        src.start("def run(rows, roots, tid):")
+        src.add(1, "xor = 0")
+        src.add(1, "for values in rows:")
+        if _is_function(task):
+            self._function_step(src, 2, task, "values", edge, 0)
+        else:
+            self._bolt_step(src, 2, task, "values", edge)
+        src.add(1, "return xor")
+        return self._compile(src, f"{task.component}[{task.task_id}] <- {source}/{stream}, batches")
 
     def _build_run_each(self, task, source, source_task, stream, width):
         fields = self.streams[source][stream]
@@ -257,11 +286,16 @@ class Chains:
         run, where the input has an id (`tid`) and a failure or an ack by hand returns at once.
         In a run function the Tuple is fetched, and given the call's roots, once per call."""
         stream, source, source_task, fields = edge
-        t, tup = src.name("task", task), src.var("tup")
-        box, process = src.name("box", [None]), src.name("process", task.obj.process)
+        t, process = src.name("task", task), src.name("process", task.obj.process)
         fused_id = "0" if self.tracking else "None"
+        key = (task.task_id, edge)
+        known = src.prologue is not None and key in src.reused  # fetched already, for another branch
+        tup, box = src.reused[key] if known else (src.var("tup"), src.name("box", [None]))
         fresh = f"{tup} = {box}[0] = Tuple((), {stream}, {source}, {source_task}, {fused_id}, roots, {fields})"
-        if src.prologue is not None:
+        if known:
+            pass
+        elif src.prologue is not None:
+            src.reused[key] = (tup, box)
             src.add_first(f"{tup} = {box}[0]")
             src.add_first(f"if {tup} is None:")
             src.add_first(f"    {fresh}")
@@ -282,7 +316,6 @@ class Chains:
         self._count_failed(src, d + 1, task)
         src.add(d + 1, f"{t}.current = None")
         src.add(d + 1, f"{t}.ackval = 0")
-        src.add(d + 1, f"{t}.acked = False")
         src.add(d + 1, fresh)  # the traceback may hold the old one
         src.add(d + 1, f"fail(roots, describe(exc), format_exc(), {src.name('COMPONENT', task.component)}, "
                        f"{src.name('TASK', task.task_id)}, Tuple({values}, {stream}, {source}, {source_task}, None, "
@@ -293,15 +326,16 @@ class Chains:
         src.add(d + 1, f"{t}.current = None")
         src.add(d + 1, f"if getrefcount({tup}) > 3:")  # the bolt kept it: the next input gets a new one
         src.add(d + 2, fresh)
-        src.add(d + 1, f"if {t}.acked:")  # between inputs, ackval is 0 and acked False (see BoltTask)
-        src.add(d + 2, f"{t}.acked = False")
-        if queued:
-            src.add(d + 2, "return 0")
+        src.add(d + 1, f"if {t}.ackval:")  # between inputs, ackval is 0 (see BoltTask)
         if task.auto_ack:
-            src.add(d + 1, f"elif {t}.ackval:")
-            src.add(d + 2, f"xor ^= {t}.ackval")
-            src.add(d + 2, f"{t}.ackval = 0")
-        elif queued:  # it acks or fails its inputs itself
+            src.add(d + 2, f"if {t}.ackval > 0:")
+            src.add(d + 3, f"xor ^= {t}.ackval")
+            if queued:
+                src.add(d + 2, "else:")  # acked or failed by hand
+                src.add(d + 3, f"{t}.ackval = 0")
+                src.add(d + 3, "return 0")
+        src.add(d + 2, f"{t}.ackval = 0")
+        if not task.auto_ack and queued:  # it acks or fails its inputs itself
             src.add(d + 1, "return 0")
 
     def _function_step(self, src, d, task, args, edge, depth, single=None):
@@ -317,20 +351,24 @@ class Chains:
         else:
             self._call(src, d + 1, task, f"{result} = {fn}({single[1]}) if {single[0]} else {fn}(*{args})")
             args = f"(({single[1]},) if {single[0]} else {args})"  # for the error's Tuple
-        src.add(d + 1, f"if {result} is not None:")
-        src.add(d + 2, f"if {result}.__class__ is GeneratorType:")
+        if task.streams["default"] is None or len(task.streams["default"]) == 1:
+            src.add(d + 1, f"if {result}.__class__ is str:")  # the usual result of a map: tested first
+            self._deliver_str(src, d + 2, task, result, depth)
+            src.add(d + 1, f"elif {result}.__class__ is GeneratorType:")
+        else:
+            src.add(d + 1, f"if {result}.__class__ is GeneratorType:")
         item = src.var("x")
-        src.add(d + 3, f"for {item} in {result}:")
-        self._deliver_item(src, d + 4, task, item, depth)
-        src.add(d + 2, "else:")
-        self._deliver_item(src, d + 3, task, result, depth)
+        src.add(d + 2, f"for {item} in {result}:")
+        self._deliver_item(src, d + 3, task, item, depth)
+        src.add(d + 1, f"elif {result} is not None:")
+        self._deliver_item(src, d + 2, task, result, depth)
         src.add(d, "except Exception as exc:")
         self._count_failed(src, d + 1, task)
         src.add(d + 1, f"fail(roots, describe(exc), format_exc(), {src.name('COMPONENT', task.component)}, "
                        f"{src.name('TASK', task.task_id)}, Tuple({args}, {stream}, {source}, {source_task}, None, "
                        f"roots, {fields}))")
         if depth == 0:
-            src.add(d + 1, "return 0")
+            src.add(d + 1, "continue" if src.batch else "return 0")
 
     def _deliver_item(self, src, d, task, item, depth):
         """A function's result item (a tuple, or one value) as values on its default stream."""
@@ -358,6 +396,14 @@ class Chains:
         src.add(d + 1, f"{values} = {check}({item} if {item}.__class__ is tuple else ({item},))")
         if single is not None:
             src.add(d + 1, f"{single[0]} = False")
+        self._send(src, d, task, "default", values, depth, single)
+
+    def _deliver_str(self, src, d, task, item, depth):
+        """A function's result that is a str, on a default stream of one value (or undeclared)."""
+        values = src.var("v")
+        single = ("True", item) if self._feeds_function(task, "default", depth) else None
+        if single is None or not self._only_functions(task, "default", depth):
+            src.add(d, f"{values} = ({item},)")
         self._send(src, d, task, "default", values, depth, single)
 
     def _feeds_function(self, task, stream, depth):
@@ -498,7 +544,7 @@ class Chains:
         src.names.update(task=task, general=task.general_emit)
         src.start("def emit(values, stream='default', anchors=None, direct=None):")
         src.add(1, "current = task.current")
-        src.add(1, "if anchors is None and direct is None and current is not None and not task.acked:")
+        src.add(1, "if anchors is None and direct is None and current is not None and task.ackval >= 0:")
         src.add(2, "roots = current.roots")
         for stream, fields in task.streams.items():
             width = None if fields is None else len(fields)

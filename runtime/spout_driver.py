@@ -2,13 +2,16 @@
 
     driver.pull() -> spout.next_tuple() -> spout.emit -> driver.emit -> a Record appended to
         the log (not yet committed) with, after the spout's calls, its position()
+    (or spout.next_batch(limit) -> driver.emit_batch: a list of tuples, checked and appended
+        in one loop)
     the core commits the log, then starts the records' trees (runtime/trees.py)
 
 With reliability "none" nothing is logged: a spout tuple goes straight to its subscribers.
 A spout task is asked only while it has fewer than `max_pending` records in flight.
 """
 from consecution.storage import Record
-from consecution.storage.codec import all_scalars
+from consecution.storage.codec import INT_MAX, INT_MIN, SCALARS, all_scalars
+from consecution.topology.components import DEFAULT
 
 from .errors import SpoutInterrupted, UserCodeError
 from .tasks import checked
@@ -32,6 +35,7 @@ class SpoutDriver:
         core = self.core
         self.result, self.wall, self.unlogged = core.result, core.wall, core.unlogged
         self.new_seq, self.append = core.log.new_root, core.log.append
+        self.new_seqs, self.append_all = core.log.new_seqs, core.log.append_all
         self.finish, self.named_outputs = core.finish, core.named_outputs
         self.meter = core.meter
 
@@ -60,6 +64,46 @@ class SpoutDriver:
             self.core.held_back[task.task_id] += 1
         if self.finish.marks or self.named_outputs.closed:  # new input: every finish has to run again,
             self.finish.clear()                        # the outputs are open for what it brings
+            self.named_outputs.reopen()
+
+    def emit_batch(self, task, rows):
+        """What a spout task's `next_batch` returned (a list of values tuples on its default
+        stream): `emit` of each, in one loop."""
+        fields = task.streams.get(DEFAULT, ())
+        width = None if fields is None else len(fields)
+        for i, values in enumerate(rows):
+            if values.__class__ is tuple and (width is None or len(values) == width):
+                if width == 1:
+                    value = values[0]
+                    if value.__class__ in SCALARS or value.__class__ is int and INT_MIN <= value <= INT_MAX:
+                        continue
+                elif all_scalars(values):
+                    continue
+            rows[i] = checked(values, task.component, DEFAULT, task.streams)
+        n = len(rows)
+        self.result.roots += n
+        if self.meter is not None:
+            self.meter.emitted[task.task_id] += n
+        if not self.tracking:  # nothing logged: delivered at once
+            plan = self.core.start_plan(task, DEFAULT)
+            runs = plan[2]
+            if runs is not None and len(runs) == 1 and runs[0][1] is not None:
+                self.core.chains.run_batch(runs[0][0], task.component, task.task_id, DEFAULT)(rows, (), 0)
+            else:
+                for values in rows:
+                    self._deliver(task, DEFAULT, values)
+            if task.has_logged:
+                task.obj.logged([None] * n)
+            return
+        seq, now, component, index = self.new_seqs(n), self.wall(), task.component, task.index
+        records = [Record(s, component, index, DEFAULT, values, None, 1, now)
+                   for s, values in zip(range(seq, seq + n), rows)]
+        self.append_all(records)
+        self.unlogged.extend(records)
+        if self.bounded:
+            self.core.held_back[task.task_id] += n
+        if self.finish.marks or self.named_outputs.closed:
+            self.finish.clear()
             self.named_outputs.reopen()
 
     def _deliver(self, task, stream, values):
@@ -106,15 +150,22 @@ class SpoutDriver:
         store its position. True if it was exhausted."""
         core = self.core
         result, unlogged = core.result, core.unlogged
-        next_tuple = task.obj.next_tuple
+        next_tuple, next_batch = task.obj.next_tuple, task.next_batch
         exhausted = False
         self.asking = task
         try:
-            for _ in range(calls):
-                before = result.roots
-                next_tuple()
-                if result.roots == before or core.stopping or len(unlogged) >= COMMIT_BATCH:
-                    break
+            if next_batch is not None:
+                limit = min(calls, COMMIT_BATCH - len(unlogged)) if self.tracking else calls
+                if limit > 0:
+                    rows = next_batch(limit)
+                    if rows:
+                        self.emit_batch(task, rows if rows.__class__ is list else list(rows))
+            else:
+                for _ in range(calls):
+                    before = result.roots
+                    next_tuple()
+                    if result.roots == before or core.stopping or len(unlogged) >= COMMIT_BATCH:
+                        break
         except SpoutInterrupted:  # a stop signal: no position stored for what it was doing
             core.logger.info("spout.interrupted", topology=core.topology.name, component=task.component,
                              task=task.task_id)
@@ -125,7 +176,7 @@ class SpoutDriver:
             core.logger.info("spout.exhausted", topology=core.topology.name, component=task.component,
                              task=task.task_id)
         except Exception as exc:
-            raise UserCodeError(task.component, "next_tuple", exc) from exc
+            raise UserCodeError(task.component, "next_tuple" if next_batch is None else "next_batch", exc) from exc
         finally:
             self.asking = None
         if task.has_position and self.tracking:

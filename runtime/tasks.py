@@ -23,6 +23,8 @@ from consecution.topology import FieldError, Spout, Tuple
 
 from .routing import Routing, RoutingError
 
+HANDLED = -1  # a BoltTask's ackval once the bolt acked or failed its input by hand (XORs of ids are >= 0)
+
 
 def assign_tasks(topology):
     """{component: [task ids]}: consecutive ids in topological order. The supervisor and every
@@ -103,6 +105,7 @@ class SpoutTask:
         self.has_position = type(obj).position is not Spout.position
         self.has_ack = type(obj).ack is not Spout.ack  # the default ack does nothing: skip the call
         self.has_logged = type(obj).logged is not Spout.logged  # likewise; see Spout.logged
+        self.next_batch = getattr(obj, "next_batch", None)  # see Spout.next_batch; None: next_tuple
         obj._emit = functools.partial(sink.emit, self)  # the spout driver's, for this task
 
 
@@ -124,12 +127,12 @@ class BoltTask:
         self.collect = collect
         self.auto_ack = auto_acks(obj)
         # While an input is processed: `current` is it, `ackval` the XOR of the ids of the
-        # children anchored to it, `acked` True once the bolt acked or failed it by hand. Between
-        # inputs current is None, ackval 0 and acked False: whoever reads them after `process`
-        # resets them (the generated code in runtime/chains.py).
+        # children anchored to it, or HANDLED once the bolt acked or failed it by hand (one
+        # attribute, so that the generated code tests one value per input). Between inputs
+        # current is None and ackval 0: whoever reads them after `process` resets them (the
+        # generated code in runtime/chains.py).
         self.current = None
         self.ackval = 0
-        self.acked = False
         self.chains = None    # set by bind()
         if obj is not None:   # None: the core's stand-in for a task that runs in a worker process
             obj._emit = self.general_emit
@@ -170,7 +173,7 @@ class BoltTask:
                 roots = ()
             else:
                 roots = current.roots
-            fast = self.auto_ack and not self.acked
+            fast = self.auto_ack and self.ackval != HANDLED
         else:
             roots = _roots_of((anchors,) if isinstance(anchors, Tuple) else anchors)
             fast = False
@@ -187,18 +190,17 @@ class BoltTask:
         if not tup.roots:
             return
         if tup is self.current:
-            if self.acked:
+            if self.ackval == HANDLED:
                 return
-            self.acked = True
             self.sink.ack(tup.roots, tup.id ^ self.ackval)
-            self.ackval = 0
+            self.ackval = HANDLED
             return
         self.sink.ack(tup.roots, tup.id)
 
     def fail(self, tup, error=None):
         """Fail `tup`: its trees are replayed or given up."""
         if tup is self.current:
-            self.acked = True  # no auto-ack after an explicit fail
+            self.ackval = HANDLED  # no auto-ack after an explicit fail; its children are dropped with it
         if not tup.roots:
             return
         message = _describe(error) if isinstance(error, BaseException) else (error or "failed by the bolt")

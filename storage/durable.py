@@ -49,7 +49,8 @@ class DurableLog:
         # the per-record calls go straight to their store (no layer on the hot path); the
         # methods below say what they do
         self.new_root, self.append, self.release = self._meta.new_seq, self._pending.append, self._pending.release
-        self.release_all = self._pending.release_all
+        self.release_all, self.new_seqs, self.append_all = (self._pending.release_all, self._meta.new_seqs,
+                                                            self._pending.append_all)
 
     @property
     def next_root(self):
@@ -89,6 +90,14 @@ class DurableLog:
     def append(self, record):
         """Add (or update the attempts of) a pending record, at the next commit."""
         self._pending.append(record)
+
+    def new_seqs(self, n):
+        """The first of `n` fresh sequence numbers in a row."""
+        return self._meta.new_seqs(n)
+
+    def append_all(self, records):
+        """`append` of each of `records` (new ones: a spout's batch), in one call."""
+        self._pending.append_all(records)
 
     def release(self, root):
         """The record's tree is complete: remove the record of sequence number `root` at the

@@ -40,6 +40,9 @@ class ReplayLog(Protocol):
         """A fresh sequence number, greater than every one handed out before by this log
         (a DurableLog: also by earlier runs, once committed)."""
 
+    def new_seqs(self, n) -> int:
+        """The first of `n` fresh sequence numbers in a row (`new_root` n times, in one call)."""
+
     def check_topology(self, name, fingerprint, shape):
         """Refuse (TopologyMismatch, naming the log) another topology, or a changed shape
         while records are pending or state is kept; record the topology if none is. The
@@ -53,6 +56,9 @@ class ReplayLog(Protocol):
 
     def append(self, record) -> None:
         """Keep `record` pending under `record.seq`, replacing the one there (attempts)."""
+
+    def append_all(self, records) -> None:
+        """`append` of each of `records`: new ones, fresh from `new_seqs` (a spout's batch)."""
 
     def release(self, root) -> None:
         """The tree of the record of seq `root` is complete: it is no longer pending."""

@@ -53,6 +53,11 @@ class MemoryLog:
         self.next_root = seq + 1
         return seq
 
+    def new_seqs(self, n):
+        seq = self.next_root
+        self.next_root = seq + n
+        return seq
+
     # -- topology and metadata ---------------------------------------------------------------
 
     def check_topology(self, name, fingerprint, shape):
@@ -72,6 +77,9 @@ class MemoryLog:
 
     def append(self, record):
         self._pending[record.seq] = record
+
+    def append_all(self, records):
+        self._pending.update((record.seq, record) for record in records)
 
     def release(self, root):
         return self._pending.pop(root, None)

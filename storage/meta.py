@@ -33,6 +33,12 @@ class MetaStore:
         self.next_seq = seq + 1
         return seq
 
+    def new_seqs(self, n):
+        """The first of the next `n` sequence numbers."""
+        seq = self.next_seq
+        self.next_seq = seq + n
+        return seq
+
     # -- buffered writes ---------------------------------------------------------------------
 
     def put(self, name, value):

@@ -99,6 +99,11 @@ class PendingStore:
         self._puts[record.seq] = record
         self._releases.discard(record.seq)
 
+    def append_all(self, records):
+        """`append` of new records (fresh sequence numbers, no msg_id: a spout's batch)."""
+        if self.keep_pending:
+            self._puts.update((record.seq, record) for record in records)
+
     def release(self, seq):
         if not self.keep_pending:
             return

@@ -180,15 +180,18 @@ def test_a_stop_ends_the_run_when_its_grace_is_over_even_with_work_queued(mode, 
 
 
 HANGS = """
+import sys
 import time
 from consecution import Spout, Topology
 
 class Waits(Spout):
     def next_tuple(self):
+        print("hanging now", file=sys.stderr, flush=True)
         time.sleep(10**6)  # a spout blocked on input that never comes
 
 def step(n):
     if n == 5:
+        print("hanging now", file=sys.stderr, flush=True)
         time.sleep(10**6)  # a bolt that never returns
     return n
 
@@ -202,11 +205,17 @@ def _stop_after_start(path, mode, cwd):
     proc = subprocess.Popen([sys.executable, "-m", "consecution", "run", str(path), "--mode", mode, "--grace", "0.5",
                              "--log-format", "json"], cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True)
-    time.sleep(1.5)
+    lines, deadline = [], time.monotonic() + 60
+    while time.monotonic() < deadline:  # the signal comes once the spout or bolt hangs (a busy host may take long)
+        line = proc.stderr.readline()
+        lines.append(line)
+        if not line or "hanging now" in line:
+            break
+    time.sleep(0.3)
     proc.send_signal(signal.SIGTERM)
     started = time.monotonic()
     _, err = proc.communicate(timeout=60)
-    return proc.returncode, time.monotonic() - started, err
+    return proc.returncode, time.monotonic() - started, "".join(lines) + err
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -169,6 +169,30 @@ def test_tree_not_complete_within_message_timeout_is_failed_and_replayed(mode):
     assert "timed out" in result.failures[0].error and spout.failed[0][0] == "m0"
 
 
+def test_a_bolt_that_emits_then_fails_its_input_leaves_nothing_to_the_next_input(mode):
+    """The children it emitted before failing its input go with it: the next input's tree
+    gets none of their ids, completes, and nothing times out."""
+    class Picky(Bolt):
+        def process(self, tup):
+            self.emit((tup[0],))
+            if tup[0] % 3 == 0:
+                self.fail(tup, "every third")
+
+    class Holder(Bolt):
+        auto_ack = False  # never fused: what Picky emits to it is queued, with an id
+
+        def process(self, tup):
+            self.ack(tup)
+
+    t = Topology("picky", message_timeout=3, max_retries=0)
+    t.spout("numbers", Numbers(30))
+    t.bolt("picky", Picky()).shuffle_grouping("numbers")
+    t.bolt("holder", Holder()).shuffle_grouping("picky")
+    result = run_in(mode)(t)
+    assert result.completed == 20 and result.given_up == 10
+    assert all(f.error == "every third" for f in result.failures)
+
+
 def test_max_pending_bounds_the_trees_in_flight_per_spout_task(mode):
     spout = Numbers(40)
     t = Topology("pending", max_pending=5)

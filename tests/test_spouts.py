@@ -86,6 +86,71 @@ def test_with_reliability_none_logged_is_called_at_emit(mode):
     assert spout.events == [("logged", i) for i in range(5)] and result.roots == 5
 
 
+# -- next_batch ----------------------------------------------------------------------------------
+
+class Batches(Spout):
+    """Emits 0..n-1 through next_batch, recording the limits it was given; `bad` puts an
+    unstorable value in the row of that number."""
+
+    fields = ("n",)
+
+    def __init__(self, n, bad=None):
+        self.n, self.bad = n, bad
+
+    def open(self, context):
+        self.i, self.limits = 0, []
+
+    def next_batch(self, limit):
+        self.limits.append(limit)
+        if self.i >= self.n:
+            raise StopIteration
+        rows = [(i,) if i != self.bad else ({1, 2},) for i in range(self.i, min(self.n, self.i + limit))]
+        self.i += len(rows)
+        return rows
+
+    def position(self):
+        return self.i
+
+    def seek(self, position):
+        self.i = position
+
+
+def test_next_batch_emits_every_row_and_is_asked_within_max_pending(mode, tmp_path):
+    spout = Batches(1000)
+    result = run_local(through(spout, max_pending=64), mode=mode, workers=2, state_dir=str(tmp_path / "state"))
+    assert sorted(result.emitted("sink")) == [(i,) for i in range(1000)] and result.completed == 1000
+    assert max(spout.limits) <= 64 and len(spout.limits) >= 1000 // 64
+
+
+def test_next_batch_resumes_after_the_last_committed_row(tmp_path):
+    state = str(tmp_path / "state")
+    run_local(through(Batches(300)), state_dir=state)
+    spout = Batches(500)
+    result = run_local(through(spout), state_dir=state)
+    assert result.emitted("sink") == [(i,) for i in range(300, 500)]
+
+
+def test_a_bad_value_in_a_batch_stops_the_run_naming_the_spout_and_the_next_run_goes_on_from_it(tmp_path):
+    state = str(tmp_path / "state")
+    with pytest.raises(UserCodeError, match=r"source\.next_batch\(\) raised .*source.*\{1, 2\}"):
+        run_local(through(Batches(100, bad=40)), state_dir=state)
+    got = [n for (n,) in run_local(through(Batches(100)), state_dir=state).emitted("sink")]
+    assert got[0] <= 40 and got == list(range(got[0], 100))  # the batch with the bad row was not logged
+
+
+@pytest.mark.parametrize("reliability", ["none", "replay"])
+def test_a_failing_tuple_of_a_batch_fails_alone(mode, reliability):
+    def picky(line):
+        if line == "bad":
+            raise ValueError("bad line")
+        return line.upper()
+
+    lines = ["a", "b", "bad", "c", "d"] * 40
+    result = run_local(through(lines, picky, reliability=reliability, max_retries=0), mode=mode, workers=2)
+    assert sorted(result.emitted("sink")) == sorted([(line.upper(),) for line in lines if line != "bad"])
+    assert (result.errors if reliability == "none" else result.failed) == 40  # "none" tracks no trees
+
+
 # -- Stdin ---------------------------------------------------------------------------------------
 
 PRODUCER = """

@@ -39,6 +39,12 @@ class Spout:
     directory; with "confirm" or "track" the commit is in memory, and with "none" (no log)
     it is called at emit time, with the msg_ids as given, and nothing is durable.
 
+    Optional `next_batch(limit)`, for a source that has many tuples at hand (a list, a file,
+    a broker's batch): return a list of up to `limit` values tuples for the default stream,
+    without msg_ids (an empty list: nothing now), or raise `StopIteration` when exhausted.
+    The runtime then calls it instead of `next_tuple` and takes the list in one step (one
+    check loop, one append to the log), which costs far less per tuple than an `emit` each.
+
     Output fields: `fields = ("a", "b")` for the default stream, or
     `streams = {"default": ("a",), "other": ("b", "c")}`.
 
@@ -196,6 +202,13 @@ class IterableSpout(Spout):
         item = next(self._it)  # StopIteration ends the source
         self.taken += 1
         self._emit(item if item.__class__ is tuple else (item,), DEFAULT, None)
+
+    def next_batch(self, limit):
+        items = list(itertools.islice(self._it, limit))
+        if not items:
+            raise StopIteration
+        self.taken += len(items)
+        return [item if item.__class__ is tuple else (item,) for item in items]
 
     def position(self):
         return self.taken
