@@ -72,6 +72,19 @@ def test_sequence_numbers_grow_and_pending_records_come_back_oldest_first(log):
     assert log.oldest_pending().values == ("a",)
 
 
+def test_a_batch_takes_consecutive_sequence_numbers_and_is_pending_in_order(log):
+    (before,) = appended(log, ["a"])
+    first = log.new_seqs(3)
+    assert first > before.seq and log.next_root == first + 3 and log.new_root() == first + 3
+    batch = [Record(first + i, "numbers", 0, "default", (v,), None, 1, 0.0) for i, v in enumerate("xyz")]
+    log.append_all(batch)
+    log.commit()
+    assert [(r.seq, r.values) for r in log.pending()] == [(before.seq, ("a",))] + [(r.seq, r.values) for r in batch]
+    log.release_all([batch[1].seq])
+    log.commit()
+    assert [r.values for r in log.pending()] == [("a",), ("x",), ("z",)]
+
+
 def test_appending_a_pending_record_again_updates_its_attempts(log):
     (r,) = appended(log, ["a"])
     r.attempts = 2
