@@ -9,6 +9,7 @@ import collections
 from .codec import decode
 from .meta import check_topology
 from .outputs import PREFIX, new_output_info
+from .pending import SEQ_OF, drop
 from .state_store import encoded_value
 
 _CONTAINERS = (list, dict, tuple)
@@ -79,15 +80,13 @@ class MemoryLog:
         self._pending[record.seq] = record
 
     def append_all(self, records):
-        self._pending.update((record.seq, record) for record in records)
+        self._pending.update(zip(map(SEQ_OF, records), records))
 
     def release(self, root):
         return self._pending.pop(root, None)
 
     def release_all(self, seqs):
-        pop = self._pending.pop
-        for seq in seqs:
-            pop(seq, None)
+        drop(self._pending, seqs)
 
     def dead_letter(self, letter):
         self._pending.pop(letter.record.seq, None)

@@ -10,8 +10,8 @@ import json
 from .codec import CodecError, decode, encode
 from .errors import TopologyMismatch
 
-FORMAT = 2      # 2: pending records in batches (pending.py); format 1 logs are read and upgraded
-READS = (1, 2)
+FORMAT = 3      # 3: batches with runs, 2: pending records in batches (pending.py); 1 and 2 are read and upgraded
+READS = (1, 2, 3)
 NEXT_SEQ = b"next_root"  # the key of the first version, kept so that its state directories open
 
 

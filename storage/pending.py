@@ -1,14 +1,19 @@
 """Pending records and dead letters, keyed by the log's sequence number.
 
-    batches      batch number (8 bytes, big-endian) -> [[seq, ...], [[spout, task, stream,
-                 values, msg_id, attempts, first_seen], ...]]: the records one commit appended
-                 (their sequence numbers first, so that opening reads only those)
+    batches      batch number (8 bytes, big-endian) -> [[seq, ...], [[seq, ...], spout, task,
+                 stream, msg_id, attempts, first_seen], ...], [[spout, task, stream, values,
+                 msg_id, attempts, first_seen], ...], [[values, ...], ...]]: the records one
+                 commit appended: those appended one by one (their seqs, then their rows) and
+                 runs of records that share all but their values (a spout's batch: per run its
+                 seqs and what they share, then their values). Sequence numbers come first,
+                 so that opening reads only those. Log format 2 wrote [[seq, ...], [row, ...]]
+                 (no runs), which is read as before.
     pending      seq (8 bytes, big-endian) -> [spout, task, stream, values, msg_id, attempts,
                  first_seen]: one record per entry (written by `requeue`, and by log format 1)
     dead         seq -> the same record + [component, task, error, traceback, time]
 
 A commit writes the records appended since the one before as one batch: one pack and one put,
-not one per record (the records of a spout's commit mostly complete together, and their batch
+not one per record, and for a run of records (`append_all`) their values only (the records of a spout's commit mostly complete together, and their batch
 is then deleted with one `delete`). The store keeps which batch holds each pending record and
 which of a batch's records are still pending; a batch some of whose records were released is
 written again with the others, in the same commit as the releases. A record appended again
@@ -16,6 +21,9 @@ written again with the others, in the same commit as the releases. A record appe
 in the first batch.
 """
 import struct
+from collections import deque
+from itertools import repeat
+from operator import attrgetter
 
 import msgpack
 
@@ -23,6 +31,14 @@ from .codec import SCALARS, CodecError, decode, encode
 from .record import DeadLetter, Record
 
 SEQ = struct.Struct(">Q")
+SEQ_OF = attrgetter("seq")
+ROW_OF = attrgetter("spout", "task", "stream", "values", "msg_id", "attempts", "first_seen")  # a record's row
+VALUES_OF = attrgetter("values")
+
+
+def drop(mapping, keys):
+    """Remove `keys` from a dict where present, in one C-level pass (the itertools recipe `consume`)."""
+    deque(map(mapping.pop, keys, repeat(None)), maxlen=0)
 
 
 def seq_key(seq):
@@ -30,7 +46,7 @@ def seq_key(seq):
 
 
 def record_row(r):
-    return (r.spout, r.task, r.stream, r.values, r.msg_id, r.attempts, r.first_seen)
+    return ROW_OF(r)
 
 
 def record_from(seq, row):
@@ -39,11 +55,27 @@ def record_from(seq, row):
 
 
 def _seqs(value):
-    """The sequence numbers of a batch, without decoding its records."""
+    """The sequence numbers of a batch, without decoding its records' values."""
     unpacker = msgpack.Unpacker(raw=False)
     unpacker.feed(value)
-    unpacker.read_array_header()
-    return unpacker.unpack()
+    parts = unpacker.read_array_header()
+    seqs = unpacker.unpack()
+    if parts == 4:  # with runs
+        for head in unpacker.unpack():
+            seqs += head[0]
+    return seqs
+
+
+def batch_rows(value):
+    """(seqs, rows) of a stored batch, its runs spread into rows of their own."""
+    batch = decode(value)
+    if len(batch) == 2:  # log format 2, or a batch written again with some of its records
+        return batch
+    seqs, heads, rows, runs = batch
+    for (run_seqs, spout, task, stream, msg_id, attempts, first_seen), values in zip(heads, runs):
+        seqs += run_seqs
+        rows += [[spout, task, stream, v, msg_id, attempts, first_seen] for v in values]
+    return seqs, rows
 
 
 class PendingStore:
@@ -62,6 +94,7 @@ class PendingStore:
         self.dead_db = env.database(b"dead")
         self._pack = msgpack.Packer(use_bin_type=True).pack
         self._puts = {}        # seq -> Record (appends and attempt updates since the last commit)
+        self._runs = []        # lists of new records appended together since the last commit
         self._releases = set()
         self._letters = {}     # seq -> encoded dead letter
         self._batch_of = {}    # seq -> the batch that holds it (every pending record in a batch)
@@ -100,9 +133,11 @@ class PendingStore:
         self._releases.discard(record.seq)
 
     def append_all(self, records):
-        """`append` of new records (fresh sequence numbers, no msg_id: a spout's batch)."""
-        if self.keep_pending:
-            self._puts.update((record.seq, record) for record in records)
+        """`append` of new records that share all but their values (a spout's batch, fresh
+        seqs): written as one run. Nothing releases or appends them again before the commit
+        that writes them (their trees start after it)."""
+        if self.keep_pending and records:
+            self._runs.append(records)
 
     def release(self, seq):
         if not self.keep_pending:
@@ -114,9 +149,7 @@ class PendingStore:
         if not self.keep_pending:
             return
         if self._puts:  # else none of them was appended since the last commit
-            pop = self._puts.pop
-            for seq in seqs:
-                pop(seq, None)
+            drop(self._puts, seqs)
         self._releases.update(seqs)
 
     def dead_letter(self, letter):
@@ -128,7 +161,7 @@ class PendingStore:
 
     @property
     def buffered(self):
-        return len(self._puts) + len(self._releases) + len(self._letters)
+        return len(self._puts) + len(self._runs) + len(self._releases) + len(self._letters)
 
     def write(self, txn):
         """Write the buffered changes in the log's commit transaction: batches that lost
@@ -140,7 +173,7 @@ class PendingStore:
         moved = puts.keys() & batch_of.keys()  # appended again: they leave their batch
         if moved:
             gone = gone | moved
-        touched = {batch_of.get(seq) for seq in gone} if gone else set()
+        touched = set(map(batch_of.get, gone)) if gone else set()
         kept = {}
         for batch in touched:
             if batch is None:  # never in a batch: a single entry, or released before its commit
@@ -149,7 +182,7 @@ class PendingStore:
             key = seq_key(batch)
             if live:
                 kept[batch] = live
-                seqs, rows = decode(txn.get(key, db=self.batches_db))
+                seqs, rows = batch_rows(txn.get(key, db=self.batches_db))
                 kept_rows = [(seq, row) for seq, row in zip(seqs, rows) if seq in live]
                 txn.put(key, self._pack([[seq for seq, _ in kept_rows], [row for _, row in kept_rows]]),
                         db=self.batches_db)
@@ -161,11 +194,13 @@ class PendingStore:
                 if seq not in batch_of:
                     txn.delete(seq_key(seq), db=db)
         batch = None
-        if puts:
+        if puts or self._runs:
             batch = self._next_batch
-            txn.put(seq_key(batch), self._pack([list(puts), [(r.spout, r.task, r.stream, r.values, r.msg_id,
-                                                               r.attempts, r.first_seen) for r in puts.values()]]),
-                    db=self.batches_db, append=True)
+            rows = [list(puts), list(map(ROW_OF, puts.values()))]
+            if self._runs:
+                heads = [[list(map(SEQ_OF, run)), *ROW_OF(run[0])[:3], *ROW_OF(run[0])[4:]] for run in self._runs]
+                rows = [rows[0], heads, rows[1], [list(map(VALUES_OF, run)) for run in self._runs]]
+            txn.put(seq_key(batch), self._pack(rows), db=self.batches_db, append=True)
         for seq, value in self._letters.items():
             txn.put(seq_key(seq), value, db=self.dead_db)
         if self._letters and self.keep_dead is not None:
@@ -184,15 +219,15 @@ class PendingStore:
                     else:
                         del live[old]
             if gone and batch_of:
-                pop = batch_of.pop
-                for seq in gone:
-                    pop(seq, None)
+                drop(batch_of, gone)
             if batch is not None:
-                live[batch] = set(self._puts)
-                batch_of.update(dict.fromkeys(self._puts, batch))
+                live[batch] = seqs = set(self._puts)
+                for run in self._runs:
+                    seqs.update(map(SEQ_OF, run))
+                batch_of.update(dict.fromkeys(seqs, batch))
                 self._next_batch = batch + 1
             self._plan = None
-        self._puts, self._releases, self._letters = {}, set(), {}
+        self._puts, self._runs, self._releases, self._letters = {}, [], set(), {}
 
     def _keep_newest_letters(self, txn):
         extra = txn.stat(self.dead_db)["entries"] - self.keep_dead
@@ -230,7 +265,7 @@ class PendingStore:
             if not batches:
                 return
             for _, value in batches:
-                seqs, rows = decode(value)
+                seqs, rows = batch_rows(value)
                 for seq, row in zip(seqs, rows):
                     yield record_from(seq, row)
             after = SEQ.unpack(batches[-1][0])[0]
@@ -254,7 +289,7 @@ class PendingStore:
                 by_batch.setdefault(batch, set()).add(seq)
         with self.env.reading() as txn:
             for batch, wanted in by_batch.items():
-                for seq, row in zip(*decode(txn.get(seq_key(batch), db=self.batches_db))):
+                for seq, row in zip(*batch_rows(txn.get(seq_key(batch), db=self.batches_db))):
                     if seq in wanted:
                         found[seq] = record_from(seq, row)
             for seq in singles:
@@ -294,7 +329,7 @@ class PendingStore:
             if self.batches_db is not None:
                 cursor = txn.cursor(db=self.batches_db)
                 if cursor.first():
-                    seqs, rows = decode(cursor.value())
+                    seqs, rows = batch_rows(cursor.value())
                     seq, row = min(zip(seqs, rows), key=lambda pair: pair[0])
                     found.append(record_from(seq, row))
         return min(found, key=lambda record: record.seq) if found else None

@@ -85,6 +85,25 @@ def test_a_batch_takes_consecutive_sequence_numbers_and_is_pending_in_order(log)
     assert [r.values for r in log.pending()] == [("a",), ("x",), ("z",)]
 
 
+def test_a_run_of_records_is_pending_after_a_reopen_and_releases_one_by_one(tmp_path):
+    log = DurableLog(str(tmp_path))
+    first = log.new_seqs(4)
+    log.append_all([Record(first + i, "numbers", 0, "default", (i,), None, 1, 1.0) for i in range(4)])
+    log.append(Record(log.new_root(), "numbers", 0, "default", ("single",), "m", 1, 2.0))
+    log.commit()
+    log.close()
+    log = DurableLog(str(tmp_path))
+    assert [(r.seq, r.values, r.msg_id) for r in log.pending()] == [
+        (first + 4, ("single",), "m")] + [(first + i, (i,), None) for i in range(4)]
+    assert [r.values for r in log.records([first + 3, first + 1])] == [(3,), (1,)]
+    log.release_all([first, first + 2])
+    log.commit()
+    log.close()
+    log = DurableLog(str(tmp_path))
+    assert sorted(r.seq for r in log.pending()) == [first + 1, first + 3, first + 4] and len(log) == 3
+    log.close()
+
+
 def test_appending_a_pending_record_again_updates_its_attempts(log):
     (r,) = appended(log, ["a"])
     r.attempts = 2
@@ -266,12 +285,17 @@ def test_a_commit_that_fails_writes_nothing_of_any_store(tmp_path):
 
 
 def test_the_files_keep_the_layout_earlier_versions_wrote(tmp_path):
-    """Database names, keys and values as the log writes them (format 2: pending records in
-    batches; the other databases as the first version wrote them)."""
+    """Database names, keys and values as the log writes them (format 3: pending records in
+    batches, a spout's batch as a run of values; a batch of records appended one by one as
+    format 2 wrote it; the other databases as the first version wrote them)."""
     log = DurableLog(str(tmp_path))
     log.check_topology("wc", "f1", SHAPE)
     r = record(log, "a")
     log.append(r)
+    log.commit()
+    first = log.new_seqs(2)
+    log.append_all([Record(first + i, "numbers", 0, "default", (v,), None, 1, 2.5) for i, v in enumerate("bc")])
+    log.append(record(log, "d"))
     log.position("numbers", 0, 7)
     log.put_state("totals", 0, [[("k", 1), True, 3]])
     log.declare_outputs({"out": ["v"]})
@@ -283,12 +307,15 @@ def test_the_files_keep_the_layout_earlier_versions_wrote(tmp_path):
     with env.begin() as txn:
         batch = [[r.seq], [["numbers", 0, "default", ["a"], None, 1, 0.0]]]
         assert decode(txn.get(struct.pack(">Q", 1), db=dbs[b"batches"])) == batch
+        batch = [[first + 2], [[[first, first + 1], "numbers", 0, "default", None, 1, 2.5]],
+                 [["numbers", 0, "default", ["d"], None, 1, 0.0]], [[["b"], ["c"]]]]
+        assert decode(txn.get(struct.pack(">Q", 2), db=dbs[b"batches"])) == batch
         assert decode(txn.get(b"numbers/0", db=dbs[b"positions"])) == 7
         key = msgpack.packb("totals") + msgpack.packb(0) + msgpack.packb(("k", 1))
         assert decode(txn.get(key, db=dbs[b"state"])) == 3
         assert decode(txn.get(msgpack.packb("out") + struct.pack(">Q", 1), db=dbs[b"outbox"])) == [1]
-        assert decode(txn.get(b"next_root", db=dbs[b"meta"])) == r.seq + 1
-        assert decode(txn.get(b"format", db=dbs[b"meta"])) == 2
+        assert decode(txn.get(b"next_root", db=dbs[b"meta"])) == first + 3
+        assert decode(txn.get(b"format", db=dbs[b"meta"])) == 3
         assert decode(txn.get(b"output:out", db=dbs[b"meta"]))["next"] == 2
     env.close()
 
@@ -296,7 +323,7 @@ def test_the_files_keep_the_layout_earlier_versions_wrote(tmp_path):
 def test_a_log_of_format_1_is_read_and_upgraded_so_that_older_versions_refuse_it(tmp_path):
     """Format 1 kept one record per entry of `pending`: such a log opens, its records are
     pending (and replayed, released, dead-lettered as any), and checking the topology marks it
-    format 2, which a version that reads only format 1 refuses instead of missing batches."""
+    format 3, which a version that reads only format 1 or 2 refuses instead of missing batches."""
     log = DurableLog(str(tmp_path))
     log.check_topology("wc", "f1", SHAPE)
     log.close()
@@ -312,7 +339,7 @@ def test_a_log_of_format_1_is_read_and_upgraded_so_that_older_versions_refuse_it
     assert log.get_meta("format") == 1 and len(log) == 2
     assert [(r.seq, r.values) for r in log.pending()] == [(3, ("old",)), (5, ("older",))]
     log.check_topology("wc", "f1", SHAPE)
-    assert log.get_meta("format") == 2
+    assert log.get_meta("format") == 3
     again = log.pending()[0]
     again.attempts += 1
     log.append(again)  # a replay: the record moves to a batch
