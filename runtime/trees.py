@@ -90,8 +90,22 @@ class TreeLifecycle:
                 task, fields, runs = plan
                 acks = task.__class__ is SpoutTask and task.has_ack
                 last = key
+                # the usual case: one subscriber, run here, and the record released when done
+                fast = release and not acks and runs is not None and len(runs) == 1 and runs[0][1] is not None
+                if fast:
+                    run = runs[0][1]
             else:
                 runs = plan[2]
+            if fast:  # what the general path below does, for this case only
+                starts += 1
+                tree = record.seq << SEQ_SHIFT | starts & START_MASK
+                roots = (tree,)
+                trees[tree] = record
+                xor = run(record.values, roots, 0)
+                if tree in trees and (not xor or acker.init(tree, xor, task.task_id, now)):
+                    del trees[tree]
+                    released.append(record.seq)
+                continue
             values = record.values
             if runs is None:  # a grouping that looks at the values
                 try:
