@@ -31,6 +31,7 @@ import copy
 import gc
 import threading
 import time
+from itertools import repeat
 from random import getrandbits
 
 from consecution.acker import Acker
@@ -244,11 +245,11 @@ class Scheduler(TreeLifecycle):
 
     def ack_each(self, acks):
         """Acks from a worker: [root, xor, root, xor, ...], one per root."""
-        trees = self.trees
-        for root in self.acker.ack_all(acks, self.now):
-            record = trees.pop(root, None)
-            if record is not None:
-                self._complete(record)
+        pop = self.trees.pop
+        records = [record for record in map(pop, self.acker.ack_all(acks, self.now), repeat(None))
+                   if record is not None]
+        if records:
+            self.completion.completed_all(records)
 
     def fail(self, roots, error, traceback, component, task_id, tup):
         if not roots:

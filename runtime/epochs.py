@@ -32,6 +32,7 @@ import collections
 import time
 
 from consecution.storage import CodecError
+from consecution.storage.pending import SEQ_OF
 
 EPOCH_MIN = 0.05  # seconds an epoch lasts at least, unless the input ends
 
@@ -49,6 +50,12 @@ class Release:
         core = self.core
         core.log.release(record.seq)
         core._acked(record)
+
+    def completed_all(self, records):
+        """`completed` of each of `records` (the trees one frame of acks completed)."""
+        core = self.core
+        core.log.release_all(list(map(SEQ_OF, records)))
+        core._acked_all(records)
 
     def failed(self, record, error, traceback, component, task_id):
         self.core.retries.failed(record, error, traceback, component, task_id)
@@ -92,6 +99,9 @@ class Epochs:
 
     def completed(self, record):
         self.done.append(record)  # released with the checkpoint that holds its effects
+
+    def completed_all(self, records):
+        self.done.extend(records)
 
     def failed(self, record, error, traceback, component, task_id):
         self.failures.append((record, error, traceback, component, task_id))

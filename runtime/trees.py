@@ -167,6 +167,18 @@ class TreeLifecycle:
             if record.seq in seqs:
                 self.meter.spout(record.spout, ACKED)
 
+    def _acked_all(self, records):
+        """`_acked` of each of `records`: counted at once, the spout's ack called where it has one."""
+        self.result.completed += len(records)
+        if self.meter is not None:
+            for record in records:
+                self.meter.spout(record.spout, ACKED)
+        if any(task.has_ack for task in self.spout_tasks):
+            for record in records:
+                task = self._origin(record)
+                if isinstance(task, SpoutTask) and task.has_ack:
+                    self.call_user(task, "ack", record.msg_id if record.msg_id is not None else record.seq)
+
     def _acked(self, record):
         self.result.completed += 1
         if self.meter is not None:
