@@ -115,6 +115,22 @@ class Batches(Spout):
         self.i = position
 
 
+def test_a_slow_generator_as_a_spout_hands_over_each_item_without_waiting_for_the_next(tmp_path):
+    produced, seen = {}, {}
+
+    def slowly():
+        for i in range(8):
+            time.sleep(0.05)
+            produced[i] = time.monotonic()
+            yield i
+
+    def note(n):
+        seen[n] = time.monotonic()
+
+    run_local(through(slowly(), note), state_dir=str(tmp_path / "state"))
+    assert sorted(seen) == list(range(8)) and seen[0] < produced[7] - 0.2
+
+
 def test_next_batch_emits_every_row_and_is_asked_within_max_pending(mode, tmp_path):
     spout = Batches(1000)
     result = run_local(through(spout, max_pending=64), mode=mode, workers=2, state_dir=str(tmp_path / "state"))

@@ -9,11 +9,13 @@ calling them outside a run raises `ComponentError`.
 """
 import inspect
 import itertools
+import time
 import types
 
 from .errors import ComponentError
 
 DEFAULT = "default"
+BATCH_WAIT = 0.005  # seconds an iterator's batch may take (the runtime's COMMIT_INTERVAL)
 
 
 def _unbound(self, *args, **kwargs):
@@ -204,7 +206,14 @@ class IterableSpout(Spout):
         self._emit(item if item.__class__ is tuple else (item,), DEFAULT, None)
 
     def next_batch(self, limit):
-        items = list(itertools.islice(self._it, limit))
+        if isinstance(self.iterable, (list, tuple, range)):  # every item is at hand
+            items = list(itertools.islice(self._it, limit))
+        else:  # an iterator may wait between items: what it gave within BATCH_WAIT, so that none waits long
+            items, deadline = [], time.monotonic() + BATCH_WAIT
+            for item in self._it:
+                items.append(item)
+                if len(items) >= limit or time.monotonic() >= deadline:
+                    break
         if not items:
             raise StopIteration
         self.taken += len(items)
