@@ -185,6 +185,11 @@ class IterableSpout(Spout):
     Its position is the number of items taken; `seek(n)` starts the iterable again and skips
     `n` items. That is exact for deterministic sources (a list, a range, a generator function
     that yields the same items on every run) and not for one-shot sources (an open socket).
+
+    It hands over its items in batches (`next_batch`): a list, tuple or range up to the
+    runtime's limit at once, any other iterator what it yields within BATCH_WAIT (5 ms). A stop
+    signal while an iterator waits for its next item ends the call: the items that call took
+    are not emitted, so a one-shot iterator loses them (as it loses its place on a restart).
     """
 
     def __init__(self, iterable, fields=None):
