@@ -45,10 +45,6 @@ def seq_key(seq):
     return SEQ.pack(seq)
 
 
-def record_row(r):
-    return ROW_OF(r)
-
-
 def record_from(seq, row):
     spout, task, stream, values, msg_id, attempts, first_seen = row[:7]
     return Record(seq, spout, task, stream, tuple(values), msg_id, attempts, first_seen)
@@ -156,7 +152,7 @@ class PendingStore:
         """Move the letter's record from pending to the dead letters."""
         seq = letter.record.seq
         self.release(seq)
-        self._letters[seq] = encode(list(record_row(letter.record)) + [
+        self._letters[seq] = encode(list(ROW_OF(letter.record)) + [
             letter.component, letter.task, letter.error, letter.traceback, letter.time])
 
     @property
