@@ -37,6 +37,7 @@ from .meter import LATENCY_EVERY
 from .routing import stable_hash
 
 INLINE_DEPTH = 3  # function steps inlined into one generated function; deeper ones are called
+CURRENT_MARK = "  # current of "  # marks a line `_Source.finish_run` may move to the prologue
 
 
 def describe(exc):
@@ -50,10 +51,12 @@ class _Source:
     def __init__(self):
         self.lines = []
         self.names = {}
+        self.named = {}  # id(obj) -> its name (the object is kept alive in `names`)
         self.count = 0
         self.prologue = None  # in a run function: lines run once per call, before the loops
         self.batch = False    # a batch function: an input's error goes on with the next input
         self.reused = {}      # (task id, edge) -> (tup, box) names: one reused Tuple per edge of a task
+        self.inputs = {}      # in a run function: task name -> the names of its reused Tuples here
 
     def start(self, signature):
         """Begin the function; a run function (whose `roots` is a parameter) gets a prologue."""
@@ -66,12 +69,42 @@ class _Source:
         self.lines.insert(self.prologue, "    " + text)
         self.prologue += 1
 
+    def set_current(self, d, task, tup):
+        """`task.current = tup` before its process, in a run function: kept as it is when the
+        task has several edges here, else moved to the prologue by `finish_run`."""
+        self.add(d, f"{task}.current = {tup}{CURRENT_MARK}{task}")
+
+    def finish_run(self):
+        """In a run function, a bolt task's `current` is its input for the whole call when the
+        task has one reused Tuple here (the same object for every input of the call), set once
+        in the prologue instead of once per input; every task's `current` is what it was before
+        the call when the call returns (None between inputs; a nested call leaves its caller's)."""
+        if not self.inputs:
+            return
+        hoisted = {t: next(iter(tups)) for t, tups in self.inputs.items() if len(tups) == 1}
+        body = []
+        for line in self.lines[self.prologue:]:
+            text, mark, task = line.partition(CURRENT_MARK)
+            if not mark:
+                body.append(line)
+            elif task not in hoisted:
+                body.append(text)
+        saved = {t: f"before_{t}" for t in self.inputs}
+        self.lines[self.prologue:] = (
+            [f"    {saved[t]} = {t}.current" for t in self.inputs]
+            + [f"    {t}.current = {tup}" for t, tup in hoisted.items()]
+            + ["    try:"] + ["    " + line for line in body] + ["    finally:"]
+            + [f"        {t}.current = {saved[t]}" for t in self.inputs])
+
     def name(self, prefix, obj):
+        """The name `obj` has in the function (one per object)."""
         if obj.__class__ in (str, int, bool, type(None)):
             return repr(obj)  # a literal reads better, and loads faster
-        self.count += 1
-        name = f"{prefix}_{self.count}"
-        self.names[name] = obj
+        name = self.named.get(id(obj))
+        if name is None:
+            self.count += 1
+            name = self.named[id(obj)] = f"{prefix}_{self.count}"
+            self.names[name] = obj
         return name
 
     def var(self, prefix):
@@ -242,6 +275,7 @@ class Chains:
             src.add(d, f"FAILED[{task.task_id}] += 1")
 
     def _compile(self, src, name):
+        src.finish_run()
         text = "\n".join(src.lines)
         if self.debug:
             print(f"# consecution chain {name}\n{text}\n", file=sys.stderr)
@@ -309,7 +343,12 @@ class Chains:
         src.add(d, f"{tup}.values = {values}")
         if queued:
             src.add(d, f"{tup}.id = tid")
-        src.add(d, f"{t}.current = {tup}")
+        run = src.prologue is not None  # in a run function, `current` stays set between its inputs
+        if run:
+            src.inputs.setdefault(t, set()).add(tup)
+            src.set_current(d, t, tup)
+        else:
+            src.add(d, f"{t}.current = {tup}")
         src.add(d, "try:")
         self._call(src, d + 1, task, f"{process}({tup})")
         src.add(d, "except Exception as exc:")
@@ -320,12 +359,19 @@ class Chains:
         src.add(d + 1, f"fail(roots, describe(exc), format_exc(), {src.name('COMPONENT', task.component)}, "
                        f"{src.name('TASK', task.task_id)}, Tuple({values}, {stream}, {source}, {source_task}, None, "
                        f"roots, {fields}))")
+        if run:
+            src.add(d + 1, f"{t}.current = {tup}")
         if queued:
             src.add(d + 1, "return 0")
         src.add(d, "else:")
-        src.add(d + 1, f"{t}.current = None")
-        src.add(d + 1, f"if getrefcount({tup}) > 3:")  # the bolt kept it: the next input gets a new one
-        src.add(d + 2, fresh)
+        if run:  # held by this frame, its box, `current` and getrefcount's argument
+            src.add(d + 1, f"if getrefcount({tup}) > 4:")  # the bolt kept it: the next input gets a new one
+            src.add(d + 2, fresh)
+            src.add(d + 2, f"{t}.current = {tup}")
+        else:
+            src.add(d + 1, f"{t}.current = None")
+            src.add(d + 1, f"if getrefcount({tup}) > 3:")
+            src.add(d + 2, fresh)
         src.add(d + 1, f"if {t}.ackval:")  # between inputs, ackval is 0 (see BoltTask)
         if task.auto_ack:
             src.add(d + 2, f"if {t}.ackval > 0:")

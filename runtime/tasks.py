@@ -105,7 +105,7 @@ class SpoutTask:
         self.has_position = type(obj).position is not Spout.position
         self.has_ack = type(obj).ack is not Spout.ack  # the default ack does nothing: skip the call
         self.has_logged = type(obj).logged is not Spout.logged  # likewise; see Spout.logged
-        self.next_batch = getattr(obj, "next_batch", None)  # see Spout.next_batch; None: next_tuple
+        self.next_batch = obj.next_batch if batches(type(obj)) else None  # None: next_tuple is called
         obj._emit = functools.partial(sink.emit, self)  # the spout driver's, for this task
 
 
@@ -217,6 +217,16 @@ def _roots_of(anchors):
             if r not in roots:
                 roots.append(r)
     return tuple(roots)
+
+
+def batches(cls):
+    """Whether the runtime asks a spout of class `cls` for batches: it has `next_batch`, defined
+    where `next_tuple` is or below (a subclass that overrides only `next_tuple` of a spout that
+    batches, such as `File`, has its `next_tuple` called)."""
+    mro = cls.__mro__
+    where = {name: next((i for i, c in enumerate(mro) if name in c.__dict__), len(mro))
+             for name in ("next_batch", "next_tuple")}
+    return where["next_batch"] < len(mro) and where["next_batch"] <= where["next_tuple"]
 
 
 def auto_acks(obj):

@@ -49,6 +49,9 @@ class Pass(Bolt):
 
 
 def build(reliability="replay", sink_class=Sink, middle=False):
+    """numbers -> explode -> flaky -> sink, with `middle` a Pass bolt before the sink, or
+    ("diamond") a Pass bolt fed by flaky and by a second function after explode, so that one
+    generated function holds two edges into it."""
     tries = {}
 
     def explode(n):  # a generator function: several tuples per input
@@ -70,7 +73,14 @@ def build(reliability="replay", sink_class=Sink, middle=False):
     t.spout("numbers", spout)
     t.bolt("explode", explode).shuffle_grouping("numbers")
     t.bolt("flaky", flaky).shuffle_grouping("explode")
-    if middle:
+    if middle == "diamond":
+        def other(n, k):
+            return (-n, [k])
+        other.fields = ("m", "pair")
+        t.bolt("other", other).shuffle_grouping("explode")
+        t.bolt("pass", Pass()).shuffle_grouping("flaky").shuffle_grouping("other")
+        t.bolt("sink", sink).shuffle_grouping("pass")
+    elif middle:
         t.bolt("pass", Pass()).shuffle_grouping("flaky")
         t.bolt("sink", sink).shuffle_grouping("pass")
     else:
@@ -78,7 +88,7 @@ def build(reliability="replay", sink_class=Sink, middle=False):
     return t, spout, sink
 
 
-@pytest.mark.parametrize("middle", [False, True])
+@pytest.mark.parametrize("middle", [False, True, "diamond"])
 @pytest.mark.parametrize("sink_class", [Sink, AckingSink])
 @pytest.mark.parametrize("reliability", ["replay", "confirm", "none"])
 def test_direct_calls_give_the_results_of_queued_deliveries(reliability, sink_class, middle):

@@ -138,6 +138,20 @@ def test_next_batch_emits_every_row_and_is_asked_within_max_pending(mode, tmp_pa
     assert max(spout.limits) <= 64 and len(spout.limits) >= 1000 // 64
 
 
+def test_a_subclass_that_overrides_only_next_tuple_has_it_called(tmp_path):
+    path = tmp_path / "lines.txt"
+    path.write_text("one\ntwo\n")
+
+    class Shouting(File):
+        def next_tuple(self):
+            rows = self.next_batch(1)
+            if rows:
+                self.emit((rows[0][0].upper(),))
+
+    assert sorted(run_local(through(Shouting(path))).emitted("sink")) == [("ONE",), ("TWO",)]
+    assert sorted(run_local(through(File(path))).emitted("sink")) == [("one",), ("two",)]
+
+
 def test_next_batch_resumes_after_the_last_committed_row(tmp_path):
     state = str(tmp_path / "state")
     run_local(through(Batches(300)), state_dir=state)
@@ -238,6 +252,13 @@ def test_file_resumes_after_the_last_committed_line_on_the_next_run(mode, tmp_pa
         f.write("d\ne")
     assert run_local(through(File(path), upper), mode=mode, workers=2, state_dir=state).emitted("sink") == [
         ("D",), ("E",)]
+
+
+def test_a_file_line_that_is_not_utf8_stops_the_run_naming_the_file_and_its_byte(tmp_path):
+    path = tmp_path / "bad.txt"
+    path.write_bytes(b"ok\n\xff bad\nlast\n")
+    with pytest.raises(UserCodeError, match=r"bad\.txt: line at byte 3: not valid utf-8"):
+        run_local(through(File(path)), state_dir=str(tmp_path / "state"))
 
 
 def test_file_replaced_between_runs_is_read_from_its_start(tmp_path):

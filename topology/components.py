@@ -44,8 +44,9 @@ class Spout:
     Optional `next_batch(limit)`, for a source that has many tuples at hand (a list, a file,
     a broker's batch): return a list of up to `limit` values tuples for the default stream,
     without msg_ids (an empty list: nothing now), or raise `StopIteration` when exhausted.
-    The runtime then calls it instead of `next_tuple` and takes the list in one step (one
-    check loop, one append to the log), which costs far less per tuple than an `emit` each.
+    The runtime then calls it instead of `next_tuple` (unless a subclass overrides only
+    `next_tuple`) and takes the list in one step (one check loop, one append to the log),
+    which costs far less per tuple than an `emit` each.
 
     Output fields: `fields = ("a", "b")` for the default stream, or
     `streams = {"default": ("a",), "other": ("b", "c")}`.

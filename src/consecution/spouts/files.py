@@ -16,12 +16,16 @@ class SourceError(ConsecutionError):
     """A source cannot be read: the message names it (the file, the line)."""
 
 
-def _decode(raw, encoding, errors, where):
+def _decode(raw, encoding, errors, where, offset=None):
+    """A line without its line break, decoded; an error names `where` (with `offset`: the
+    file, and the line's byte offset in it)."""
     if raw.endswith(b"\n"):
         raw = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
     try:
         return raw.decode(encoding, errors)
     except UnicodeDecodeError as exc:
+        if offset is not None:
+            where = f"{where}: line at byte {offset}"
         raise SourceError(f"{where}: not valid {encoding} ({exc.reason} at byte {exc.start}); "
                           "pass errors='replace' to read it anyway") from None
 
@@ -138,22 +142,34 @@ class File(Spout):
         return position
 
     def next_tuple(self):
-        if self.follow and not self.rotated and time.monotonic() < self.idle_until:
-            return
-        line = self.f.readline()
-        if line.endswith(b"\n") or (line and (not self.follow or self.rotated)):
-            self.offset += len(line)
-            where = f"{self.path}: line at byte {self.offset - len(line)}"
-            self.emit((_decode(line, self.encoding, self.errors, where),))
-            return
-        if not self.follow:
-            raise StopIteration
-        if self.rotated:  # the old file is read to its end: go on with the new one
-            self._reopen()
-            return
-        self.f.seek(self.offset)  # a partial line: read it again once it is complete
-        self.idle_until = time.monotonic() + self.poll
-        self._check_rotation()
+        rows = self.next_batch(1)
+        if rows:
+            self.emit(rows[0])
+
+    def next_batch(self, limit):
+        """Up to `limit` lines, as many as the file has now (see Spout.next_batch)."""
+        rows, readline, encoding, errors = [], self.f.readline, self.encoding, self.errors
+        while len(rows) < limit:
+            if self.follow and not self.rotated and time.monotonic() < self.idle_until:
+                break
+            line = readline()
+            if line.endswith(b"\n") or (line and (not self.follow or self.rotated)):
+                rows.append((_decode(line, encoding, errors, self.path, self.offset),))
+                self.offset += len(line)
+                continue
+            if not self.follow:
+                if rows:
+                    break
+                raise StopIteration
+            if self.rotated:  # the old file is read to its end: go on with the new one
+                self._reopen()
+                readline = self.f.readline
+                continue
+            self.f.seek(self.offset)  # a partial line: read it again once it is complete
+            self.idle_until = time.monotonic() + self.poll
+            self._check_rotation()
+            break
+        return rows
 
     def _check_rotation(self):
         try:
