@@ -30,89 +30,19 @@ import zlib
 from types import GeneratorType
 
 from consecution.acker import new_id
-from consecution.storage.codec import INT_MAX, INT_MIN, SCALARS, all_scalars
+from consecution.storage.codec import SCALARS, all_scalars
 from consecution.topology import FAILURE_FIELDS, FAILURES, FunctionBolt, Tuple
 
+from .codegen import Source, fits, safe
 from .meter import LATENCY_EVERY
 from .routing import stable_hash
 
 INLINE_DEPTH = 3  # function steps inlined into one generated function; deeper ones are called
-CURRENT_MARK = "  # current of "  # marks a line `_Source.finish_run` may move to the prologue
 
 
 def describe(exc):
     """How an error is named in logs and dead letters."""
     return f"{type(exc).__name__}: {exc}"
-
-
-class _Source:
-    """The text of one generated function and the names it refers to."""
-
-    def __init__(self):
-        self.lines = []
-        self.names = {}
-        self.named = {}  # id(obj) -> its name (the object is kept alive in `names`)
-        self.count = 0
-        self.prologue = None  # in a run function: lines run once per call, before the loops
-        self.batch = False    # a batch function: an input's error goes on with the next input
-        self.reused = {}      # (task id, edge) -> (tup, box) names: one reused Tuple per edge of a task
-        self.inputs = {}      # in a run function: task name -> the names of its reused Tuples here
-
-    def start(self, signature):
-        """Begin the function; a run function (whose `roots` is a parameter) gets a prologue."""
-        self.add(0, signature)
-        if signature.startswith("def run("):
-            self.prologue = len(self.lines)
-
-    def add_first(self, text):
-        """Add a line to the prologue (it runs once per call)."""
-        self.lines.insert(self.prologue, "    " + text)
-        self.prologue += 1
-
-    def set_current(self, d, task, tup):
-        """`task.current = tup` before its process, in a run function: kept as it is when the
-        task has several edges here, else moved to the prologue by `finish_run`."""
-        self.add(d, f"{task}.current = {tup}{CURRENT_MARK}{task}")
-
-    def finish_run(self):
-        """In a run function, a bolt task's `current` is its input for the whole call when the
-        task has one reused Tuple here (the same object for every input of the call), set once
-        in the prologue instead of once per input; every task's `current` is what it was before
-        the call when the call returns (None between inputs; a nested call leaves its caller's)."""
-        if not self.inputs:
-            return
-        hoisted = {t: next(iter(tups)) for t, tups in self.inputs.items() if len(tups) == 1}
-        body = []
-        for line in self.lines[self.prologue:]:
-            text, mark, task = line.partition(CURRENT_MARK)
-            if not mark:
-                body.append(line)
-            elif task not in hoisted:
-                body.append(text)
-        saved = {t: f"before_{t}" for t in self.inputs}
-        self.lines[self.prologue:] = (
-            [f"    {saved[t]} = {t}.current" for t in self.inputs]
-            + [f"    {t}.current = {tup}" for t, tup in hoisted.items()]
-            + ["    try:"] + ["    " + line for line in body] + ["    finally:"]
-            + [f"        {t}.current = {saved[t]}" for t in self.inputs])
-
-    def name(self, prefix, obj):
-        """The name `obj` has in the function (one per object)."""
-        if obj.__class__ in (str, int, bool, type(None)):
-            return repr(obj)  # a literal reads better, and loads faster
-        name = self.named.get(id(obj))
-        if name is None:
-            self.count += 1
-            name = self.named[id(obj)] = f"{prefix}_{self.count}"
-            self.names[name] = obj
-        return name
-
-    def var(self, prefix):
-        self.count += 1
-        return f"{prefix}{self.count}"
-
-    def add(self, depth, text):
-        self.lines.append("    " * depth + text)
 
 
 class Chains:
@@ -177,7 +107,7 @@ class Chains:
 
     def _build_run_batch(self, task, source, source_task, stream):
         fields = self.streams[source][stream]
-        src = _Source()
+        src = Source()
         src.batch = True
         self._common(src, task)
         edge = (src.name("STREAM", stream), src.name("SOURCE", source), src.name("SOURCE_TASK", source_task),
@@ -194,7 +124,7 @@ class Chains:
 
     def _build_run_each(self, task, source, source_task, stream, width):
         fields = self.streams[source][stream]
-        src = _Source()
+        src = Source()
         self._common(src, task)
         edge = (src.name("STREAM", stream), src.name("SOURCE", source), src.name("SOURCE_TASK", source_task),
                 src.name("FIELDS", fields))
@@ -275,19 +205,11 @@ class Chains:
             src.add(d, f"FAILED[{task.task_id}] += 1")
 
     def _compile(self, src, name):
-        src.finish_run()
-        text = "\n".join(src.lines)
-        if self.debug:
-            print(f"# consecution chain {name}\n{text}\n", file=sys.stderr)
-        namespace = {}
-        exec(compile(text, f"<consecution chain {name}>", "exec"), src.names, namespace)
-        fn = namespace["run"] if "run" in namespace else namespace["emit"]
-        fn.__source__ = text
-        return fn
+        return src.compile(name, self.debug)
 
     def _build_run(self, task, source, source_task, stream):
         fields = self.streams[source][stream]
-        src = _Source()
+        src = Source()
         self._common(src, task)
         edge = (src.name("STREAM", stream), src.name("SOURCE", source), src.name("SOURCE_TASK", source_task),
                 src.name("FIELDS", fields))
@@ -425,7 +347,7 @@ class Chains:
         single = None  # (flag, value) names: the next function may be called with the value itself
         if (width is None or width == 1) and self._feeds_function(task, "default", depth):
             single = (src.var("one"), item)
-        src.add(d, f"if {item}.__class__ is str or {item}.__class__ in SCALARS or {_fits(item)}:")
+        src.add(d, f"if {item}.__class__ is str or {item}.__class__ in SCALARS or {fits(item)}:")
         if single is not None:
             if not self._only_functions(task, "default", depth):  # else no one needs the tuple
                 src.add(d + 1, f"{values} = ({item},)")
@@ -434,7 +356,7 @@ class Chains:
             src.add(d + 1, f"{values} = ({item},)")
         else:
             src.add(d + 1, f"{values} = {check}(({item},))")  # raises the FieldError
-        src.add(d, f"elif {item}.__class__ is tuple and {_safe(item, width)}:")
+        src.add(d, f"elif {item}.__class__ is tuple and {safe(item, width)}:")
         src.add(d + 1, f"{values} = {item}")
         if single is not None:
             src.add(d + 1, f"{single[0]} = False")
@@ -585,7 +507,7 @@ class Chains:
         input being processed, in an auto-ack bolt), `task.general_emit` for the rest."""
         if not task.auto_ack:
             return task.general_emit
-        src = _Source()
+        src = Source()
         self._common(src, task)
         src.names.update(task=task, general=task.general_emit)
         src.start("def emit(values, stream='default', anchors=None, direct=None):")
@@ -597,7 +519,7 @@ class Chains:
             check = src.name("checked", _checker(task, stream))
             src.add(2, f"if stream == {src.name('STREAM', stream)}:")
             src.add(3, "xor = 0")
-            src.add(3, f"if values.__class__ is tuple and {_safe('values', width)}:")
+            src.add(3, f"if values.__class__ is tuple and {safe('values', width)}:")
             src.add(4, "v = values")
             src.add(3, "else:")
             src.add(4, f"v = {check}(values)")
@@ -624,21 +546,6 @@ class _Router:
 
 def _is_function(task):
     return isinstance(task.obj, FunctionBolt) and type(task.obj).process is FunctionBolt.process
-
-
-def _safe(name, width):
-    """A Python expression: the tuple `name` has `width` values (if known), all msgpack scalars."""
-    if width is None:
-        return f"all_scalars({name})"
-    if width == 0:
-        return f"len({name}) == 0"
-    checks = " and ".join(f"({name}[{i}].__class__ in SCALARS or {_fits(f'{name}[{i}]')})" for i in range(width))
-    return f"len({name}) == {width} and {checks}"
-
-
-def _fits(name):
-    """A Python expression: `name` is an int msgpack can hold."""
-    return f"{name}.__class__ is int and {INT_MIN} <= {name} <= {INT_MAX}"
 
 
 def _checker(task, stream):
