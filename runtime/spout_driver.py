@@ -73,7 +73,7 @@ class SpoutDriver:
         width = None if fields is None else len(fields)
         for i, values in enumerate(rows):
             if values.__class__ is tuple and (width is None or len(values) == width):
-                if width == 1:
+                if len(values) == 1:  # the usual row: its value checked here, without a call
                     value = values[0]
                     if value.__class__ in SCALARS or value.__class__ is int and INT_MIN <= value <= INT_MAX:
                         continue
