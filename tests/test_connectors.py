@@ -847,3 +847,58 @@ def test_with_confirm_redis_entries_are_acknowledged_as_their_trees_end(redis_cl
         runner.join(30)
     assert sorted(seen) == list(range(30))
     assert out["result"].given_up == 1 and out["result"].completed == 29
+
+
+def test_redis_entries_a_cut_off_read_delivered_are_read_again_and_none_twice(redis_client):
+    """A read (XREADGROUP) that reached Redis but whose reply a cut connection lost leaves its
+    entries pending for this consumer: after the next connection failure the spout reads its
+    pending entries again, emitting those it had not emitted, and none it had. Here another
+    client makes that read, as the spout's consumer, between the spout's reads."""
+    import threading
+    from consecution import Bolt, Topology
+    from consecution.runtime import Scheduler
+    from consecution.spouts import RedisStream
+    client, made = redis_client
+    stream = f"cutoff:{uuid.uuid4().hex[:8]}"
+    made.append(stream)
+    proxy = Proxy(6379)
+    seen = []
+
+    class Keep(Bolt):
+        def process(self, tup):
+            seen.append(int(tup[0]["n"]))
+
+    for i in range(10):
+        client.xadd(stream, {"n": str(i)})
+    t = Topology("cutoff", reliability="confirm")
+    t.spout("entries", RedisStream(f"redis://127.0.0.1:{proxy.port}/0", stream, "g", consumer="c1"))
+    t.bolt("keep", Keep()).shuffle_grouping("entries")
+    scheduler = Scheduler(t)
+    runner = threading.Thread(target=scheduler.run)
+    runner.start()
+    try:
+        deadline = time.monotonic() + 30
+        while len(seen) < 10:
+            assert time.monotonic() < deadline, seen
+            time.sleep(0.05)
+        # the read whose reply was lost: entries 10..14 added and read for c1 in one transaction
+        # (the spout, blocked in its own read, is served after it: it finds nothing new)
+        steal = client.pipeline(transaction=True)
+        for i in range(10, 15):
+            steal.xadd(stream, {"n": str(i)})
+        steal.xreadgroup("g", "c1", {stream: ">"}, count=5)
+        assert len(steal.execute()[-1][0][1]) == 5
+        for i in range(15, 20):
+            client.xadd(stream, {"n": str(i)})
+        while len(seen) < 15:
+            assert time.monotonic() < deadline, seen
+            time.sleep(0.05)
+        proxy.cut(0.3)
+        while len(seen) < 20:
+            assert time.monotonic() < deadline, sorted(seen)
+            time.sleep(0.05)
+        time.sleep(0.5)  # anything emitted twice would arrive by now
+    finally:
+        scheduler.stop()
+        runner.join(30)
+    assert sorted(seen) == list(range(20))

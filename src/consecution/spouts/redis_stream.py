@@ -26,7 +26,9 @@ class RedisStream(BrokerSpout):
     index>`.
 
     A connection that fails is tried again (0.1 s, doubling to 5 s; `spout.retrying` logs it);
-    acknowledgements that could not be sent are sent when it is back. A Redis not reachable at
+    acknowledgements that could not be sent are sent when it is back, and this consumer's
+    pending entries are read again from the start then (a read whose reply the failure cut off
+    left its entries pending here), skipping those this run emitted already. A Redis not reachable at
     `open` is an error naming it. The spout reads `count` entries at a time and waits at most
     `block` seconds for new ones; it never ends by itself (stop the run with SIGTERM).
     """
@@ -59,6 +61,7 @@ class RedisStream(BrokerSpout):
         self.acknowledge_when(context)
         self.backlog = "0"     # this consumer's pending entries are read first, from the start
         self.unacked = []      # ids whose XACK could not be sent yet
+        self.in_flight = set() # ids this run emitted and Redis has not had an XACK for
         self.retry_at = 0.0
         self.pause = 0.1
 
@@ -86,6 +89,7 @@ class RedisStream(BrokerSpout):
                              error=f"{type(exc).__name__}: {exc}", retry_in=self.pause)
             self.retry_at = time.monotonic() + self.pause
             self.pause = min(5.0, self.pause * 2)
+            self.backlog = "0"  # entries a cut-off read delivered to this consumer: read them again
             return
         self.pause = 0.1
 
@@ -96,7 +100,8 @@ class RedisStream(BrokerSpout):
             self.backlog = None
             return
         for entry_id, body in entries:
-            self._emit_entry(entry_id, body)
+            if entry_id not in self.in_flight:
+                self._emit_entry(entry_id, body)
         self.backlog = entries[-1][0]
 
     def _read_new(self):
@@ -106,10 +111,12 @@ class RedisStream(BrokerSpout):
             self._emit_entry(entry_id, body)
 
     def _emit_entry(self, entry_id, body):
+        self.in_flight.add(entry_id)
         self.emit((self.decode(body) if self.decode is not None else body,), msg_id=entry_id)
 
     def _xack(self, ids):
         self.client.xack(self.stream, self.group, *ids)
+        self.in_flight.difference_update(ids)
 
     def confirm(self, ids):
         try:
