@@ -194,7 +194,8 @@ class PendingStore:
             batch = self._next_batch
             rows = [list(puts), list(map(ROW_OF, puts.values()))]
             if self._runs:
-                heads = [[list(map(SEQ_OF, run)), *ROW_OF(run[0])[:3], *ROW_OF(run[0])[4:]] for run in self._runs]
+                shared = [ROW_OF(run[0]) for run in self._runs]  # a run's records share all but their values
+                heads = [[list(map(SEQ_OF, run)), *row[:3], *row[4:]] for run, row in zip(self._runs, shared)]
                 rows = [rows[0], heads, rows[1], [list(map(VALUES_OF, run)) for run in self._runs]]
             txn.put(seq_key(batch), self._pack(rows), db=self.batches_db, append=True)
         for seq, value in self._letters.items():
