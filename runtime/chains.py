@@ -26,7 +26,6 @@ import os
 import sys
 import time
 import traceback as tb_module
-import zlib
 from types import GeneratorType
 
 from consecution.acker import new_id
@@ -177,7 +176,7 @@ class Chains:
         src.names.update(Tuple=Tuple, GeneratorType=GeneratorType, SCALARS=SCALARS, new_id=new_id,
                          describe=describe, format_exc=tb_module.format_exc, all_scalars=all_scalars,
                          getrefcount=sys.getrefcount, send=sink.send, ack=sink.ack, fail=sink.fail,
-                         crc32=zlib.crc32, stable_hash=stable_hash)
+                         stable_hash=stable_hash)
         if self.collect:
             src.names["collect"] = sink.collect
         if self.meter is not None:
@@ -472,9 +471,11 @@ class Chains:
                 tasks_n = src.name("TASKS", outlet.tasks)
                 if len(outlet.positions) == 1:
                     key = src.var("k")
+                    memo, pick = src.name("memo", outlet.pick.memo), src.name("pick", outlet.pick)
                     src.add(d, f"{key} = {values}[{outlet.positions[0]}]")
-                    src.add(d, f"{target} = {tasks_n}[(crc32({key}.encode()) if {key}.__class__ is str else "
-                               f"stable_hash(({key},))) % {len(outlet.tasks)}]")
+                    src.add(d, f"{target} = {memo}.get({key}) if {key}.__class__ is str else None")
+                    src.add(d, f"if {target} is None:")
+                    src.add(d + 1, f"{target} = {pick}({key})")
                 else:
                     keys = ", ".join(f"{values}[{p}]" for p in outlet.positions)
                     src.add(d, f"{target} = {tasks_n}[stable_hash([{keys}]) % {len(outlet.tasks)}]")

@@ -22,10 +22,31 @@ def stable_hash(values):
     return zlib.crc32(encode(list(values)))
 
 
+class FieldsPick:
+    """The task of a one-field fields grouping for a str key, remembered: a generated chain
+    looks a key up (`memo.get(key)`) and calls this only for a key it has not seen, which
+    costs a dict lookup where `stable_hash` costs an encode and a crc32. Only str keys are
+    remembered (1, 1.0 and True are one dict key but three msgpack encodings); the memo is
+    emptied when it holds `size` keys, so a stream of ever new keys costs a bounded memory."""
+
+    __slots__ = ("tasks", "memo", "size")
+
+    def __init__(self, tasks, size=65536):
+        self.tasks, self.memo, self.size = tasks, {}, size
+
+    def __call__(self, key):
+        task = self.tasks[stable_hash((key,)) % len(self.tasks)]
+        if key.__class__ is str:
+            if len(self.memo) >= self.size:
+                self.memo.clear()
+            self.memo[key] = task
+        return task
+
+
 class Outlet:
     """One subscription of one bolt to one stream, compiled."""
 
-    __slots__ = ("kind", "bolt", "tasks", "positions", "fn", "_next", "shared")
+    __slots__ = ("kind", "bolt", "tasks", "positions", "fn", "_next", "shared", "pick")
 
     SHUFFLES = ("shuffle", "local_or_shuffle", "none", "failure")  # any task will do
 
@@ -37,6 +58,7 @@ class Outlet:
         self.positions = ()
         if self.kind == "fields":
             self.positions = tuple(fields.index[f] for f in grouping.fields) if fields is not None else (0,)
+        self.pick = FieldsPick(tasks) if len(self.positions) == 1 else None  # one field: its picks remembered
         self._next = 0
         self.shared = None  # a shuffle whose task is picked later, by the executor (see localize)
 
@@ -53,6 +75,10 @@ class Outlet:
             self._next = (i + 1) % len(tasks)
             return (tasks[i],)
         if kind == "fields":
+            if self.pick is not None:
+                key = values[self.positions[0]]
+                task = self.pick.memo.get(key) if key.__class__ is str else None
+                return (task if task is not None else self.pick(key),)
             key = [values[p] for p in self.positions]
             return (tasks[stable_hash(key) % len(tasks)],)
         if kind == "all":

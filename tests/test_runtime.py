@@ -10,7 +10,8 @@ import collections
 import pytest
 
 from consecution import Bolt, CodecError, FieldError, Spout, Topology, TopologyError, UserCodeError, chunk
-from consecution.runtime import Scheduler
+from consecution.runtime import Scheduler, stable_hash
+from consecution.runtime.routing import FieldsPick
 from consecution.testing import run_local as _run_local
 
 MODES = ["single", "thread", "process", "ray"]
@@ -373,6 +374,37 @@ def test_fields_grouping_sends_equal_keys_to_one_task_and_all_grouping_to_every_
     assert all(len(tasks) == 1 for tasks in tasks_of.values())
     assert len(result.emitted("to_all")) == 3 * len(words)
     assert {task for _, task in result.emitted("to_one")} == {0}
+
+
+def test_a_fields_grouping_picks_the_task_stable_hash_names_for_every_key_kind(mode):
+    """Remembered picks (str keys) and computed ones (1, True and 1.0: one dict key, three
+    encodings) both name the task of stable_hash, the same in every mode and process."""
+    class Where(Bolt):
+        fields = ("key", "task")
+
+        def prepare(self, context):
+            self.task = context.task_index
+
+        def process(self, tup):
+            self.emit((tup[0], self.task))
+
+    keys = [f"w{i}" for i in range(40)] + [1, True, 1.0, 2, None, b"x"]
+    t = Topology("picks")
+    t.spout("keys", keys * 3, fields=("key",))
+    t.bolt("by_key", Where(), parallelism=3).fields_grouping("keys", "key")
+    result = run_in(mode)(t)
+    got = {(repr(key), task) for key, task in result.emitted("by_key")}
+    assert got == {(repr(key), stable_hash((key,)) % 3) for key in keys}
+
+
+def test_the_memo_of_fields_picks_stays_bounded_and_right():
+    pick = FieldsPick((7, 8, 9), size=4)
+    words = [f"w{i}" for i in range(10)]
+    for word in words * 2:
+        task = pick.memo.get(word) or pick(word)
+        assert task == (7, 8, 9)[stable_hash((word,)) % 3]
+        assert len(pick.memo) <= 4
+    assert pick(1) == (7, 8, 9)[stable_hash((1,)) % 3] and 1 not in pick.memo
 
 
 def test_direct_and_custom_groupings_pick_the_tasks(mode):
