@@ -20,6 +20,9 @@ A plain function gets the values (no `Tuple` is made for it); a `Bolt` gets a `T
 reused for the next input of the same edge unless the bolt kept a reference to it (seen with
 `sys.getrefcount`), so a bolt may keep tuples (to ack later, or to batch them) at no risk.
 
+This module writes the steps (a task's call on its input); runtime/delivery.py, a base of
+`Chains`, writes where what a step emits goes (checks, groupings, fused steps, queues).
+
 `Chains(..., debug=True)` or `CONSECUTION_DEBUG_CHAINS=1` prints every generated function.
 """
 import os
@@ -30,21 +33,19 @@ from types import GeneratorType
 
 from consecution.acker import new_id
 from consecution.storage.codec import SCALARS, all_scalars
-from consecution.topology import FAILURE_FIELDS, FAILURES, FunctionBolt, Tuple
+from consecution.topology import FAILURE_FIELDS, FAILURES, Tuple
 
-from .codegen import Source, fits, safe
+from .codegen import Source
+from .delivery import Deliveries, is_function
 from .meter import LATENCY_EVERY
 from .routing import stable_hash
-
-INLINE_DEPTH = 3  # function steps inlined into one generated function; deeper ones are called
-
 
 def describe(exc):
     """How an error is named in logs and dead letters."""
     return f"{type(exc).__name__}: {exc}"
 
 
-class Chains:
+class Chains(Deliveries):
     """Builds and caches the generated `run` functions and emit paths of the bolt tasks of one
     process. `tasks`: task id -> BoltTask (those in this process); `fused`: per task id the
     task to call directly, or None (queued through the emitting task's sink); `streams`:
@@ -114,7 +115,7 @@ class Chains:
         src.start("def run(rows, roots, tid):")
         src.add(1, "xor = 0")
         src.add(1, "for values in rows:")
-        if _is_function(task):
+        if is_function(task):
             self._function_step(src, 2, task, "values", edge, 0)
         else:
             self._bolt_step(src, 2, task, "values", edge)
@@ -138,36 +139,12 @@ class Chains:
         else:
             src.add(1, f"for i in range(0, len(items), {width}):")
             src.add(2, f"values = tuple(items[i:i + {width}])")
-        if _is_function(task):
+        if is_function(task):
             self._function_step(src, 2, task, "values", edge, 0)  # an error returns: the run's trees failed
         else:
             self._bolt_step(src, 2, task, "values", edge)  # an error fails the roots; the rest still run
         src.add(1, "return xor")
         return self._compile(src, f"{task.component}[{task.task_id}] <- {source}/{stream}, runs")
-
-    def is_fused(self, task_id):
-        return self.fused is not None and self.fused[task_id] is not None
-
-    def deliver(self, task, stream, fields, values, roots, targets, counted=False):
-        """What `task` emitted on `stream` to each of `targets` (task ids), not compiled: fused
-        ones run here, the others are queued through the task's sink with a fresh id (none
-        when `roots` is empty). Returns the XOR of the ids queued and of what the fused ones
-        queued, for the emitter's ack. `counted`: the emit is counted already (by the
-        generated code that routes it here)."""
-        xor = 0
-        component, task_id, sink = task.component, task.task_id, task.sink
-        if self.meter is not None and not counted:
-            self.meter.emitted[task_id] += 1
-        for target in targets:
-            if self.is_fused(target):
-                xor ^= self.run(target, component, task_id, stream)(values, roots, 0)
-            elif roots:
-                i = new_id()
-                xor ^= i
-                sink.send(target, values, stream, component, task_id, i, roots, fields)
-            else:
-                sink.send(target, values, stream, component, task_id, None, (), fields)
-        return xor
 
     # -- generation --------------------------------------------------------------------------
 
@@ -212,7 +189,7 @@ class Chains:
         self._common(src, task)
         edge = (src.name("STREAM", stream), src.name("SOURCE", source), src.name("SOURCE_TASK", source_task),
                 src.name("FIELDS", fields))
-        if isinstance(task.obj, FunctionBolt) and type(task.obj).process is FunctionBolt.process:
+        if is_function(task):
             src.start("def run(values, roots, tid):")
             src.add(1, "xor = 0")
             self._function_step(src, 1, task, "values", edge, 0)
@@ -336,223 +313,3 @@ class Chains:
                        f"roots, {fields}))")
         if depth == 0:
             src.add(d + 1, "continue" if src.batch else "return 0")
-
-    def _deliver_item(self, src, d, task, item, depth):
-        """A function's result item (a tuple, or one value) as values on its default stream."""
-        fields = task.streams["default"]
-        width = None if fields is None else len(fields)
-        values = src.var("v")
-        check = src.name("checked", _checker(task, "default"))
-        single = None  # (flag, value) names: the next function may be called with the value itself
-        if (width is None or width == 1) and self._feeds_function(task, "default", depth):
-            single = (src.var("one"), item)
-        src.add(d, f"if {item}.__class__ is str or {item}.__class__ in SCALARS or {fits(item)}:")
-        if single is not None:
-            if not self._only_functions(task, "default", depth):  # else no one needs the tuple
-                src.add(d + 1, f"{values} = ({item},)")
-            src.add(d + 1, f"{single[0]} = True")
-        elif width is None or width == 1:
-            src.add(d + 1, f"{values} = ({item},)")
-        else:
-            src.add(d + 1, f"{values} = {check}(({item},))")  # raises the FieldError
-        src.add(d, f"elif {item}.__class__ is tuple and {safe(item, width)}:")
-        src.add(d + 1, f"{values} = {item}")
-        if single is not None:
-            src.add(d + 1, f"{single[0]} = False")
-        src.add(d, "else:")
-        src.add(d + 1, f"{values} = {check}({item} if {item}.__class__ is tuple else ({item},))")
-        if single is not None:
-            src.add(d + 1, f"{single[0]} = False")
-        self._send(src, d, task, "default", values, depth, single)
-
-    def _deliver_str(self, src, d, task, item, depth):
-        """A function's result that is a str, on a default stream of one value (or undeclared)."""
-        values = src.var("v")
-        single = ("True", item) if self._feeds_function(task, "default", depth) else None
-        if single is None or not self._only_functions(task, "default", depth):
-            src.add(d, f"{values} = ({item},)")
-        self._send(src, d, task, "default", values, depth, single)
-
-    def _feeds_function(self, task, stream, depth):
-        """Whether some of what `task` emits on `stream` goes to a plain function inlined here."""
-        targets = task.routing.fixed.get(stream)
-        if not targets or self.fused is None or depth + 1 >= INLINE_DEPTH:
-            return False
-        return any(self.fused[t] is not None and _is_function(self.fused[t]) for t in targets)
-
-    def _only_functions(self, task, stream, depth):
-        """Whether what `task` emits on `stream` goes only to plain functions inlined here."""
-        targets = task.routing.fixed.get(stream)
-        if self.collect or not targets or self.fused is None or depth + 1 >= INLINE_DEPTH:
-            return False
-        return all(self.fused[t] is not None and _is_function(self.fused[t]) for t in targets)
-
-    def _send(self, src, d, task, stream, values, depth, single=None):
-        """Hand `values` (checked) emitted by `task` on `stream` to every subscriber."""
-        fields = task.streams[stream]
-        names = {"STREAM": stream, "COMPONENT": task.component, "TASK": task.task_id, "FIELDS": fields}
-        stream_n, comp_n, task_n, fields_n = (src.name(k, v) for k, v in names.items())
-        if self.collect:
-            src.add(d, f"collect({comp_n}, {stream_n}, {values})")
-        if self.meter is not None:
-            src.add(d, f"EMITTED[{task.task_id}] += 1")
-        targets = task.routing.fixed.get(stream)
-        edge = (stream_n, comp_n, task_n, fields_n)
-        if targets is None:
-            self._route(src, d, task, stream, values, edge, depth)
-            return
-        for target in targets:
-            into = self.fused[target] if self.fused is not None else None
-            if into is None:
-                self._queue(src, d, task, stream, repr(target), values, edge, [target])
-            elif depth + 1 < INLINE_DEPTH and _is_function(into):
-                self._function_step(src, d, into, values, edge, depth + 1, single)
-            elif depth + 1 < INLINE_DEPTH:
-                self._bolt_step(src, d, into, values, edge)
-            else:
-                run = src.name("run", self.run(target, task.component, task.task_id, stream))
-                src.add(d, f"xor ^= {run}({values}, roots, 0)")
-
-    def _queue(self, src, d, emitter, emitted_on, target, values, edge, candidates):
-        """Queue `values` that `emitter` emitted on stream `emitted_on` for task `target` (a
-        name; one of the task ids `candidates`) through the sink: into an outlet's columns for
-        an auto-ack task of another worker, else with a fresh id if tracked."""
-        stream, component, task, fields = edge
-        declared = emitter.streams[emitted_on]
-        width = None if declared is None else len(declared)
-        outlets = {t: emitter.sink.outlet(t, emitter.component, emitter.task_id, emitted_on, width)
-                   for t in candidates if t in self.remote}
-        if outlets:  # values flat when their width is known (see EventSink.outlet)
-            flat = width is not None and width != 1
-            appends = {t: (values_.extend if flat else values_.append, roots_.append)
-                       for t, (values_, roots_) in outlets.items()}
-            if len(appends) == len(candidates) == 1:  # one target: its appends by name
-                (append_values, append_roots), = appends.values()
-                add_values, add_roots = src.name("add_values", append_values), src.name("add_roots", append_roots)
-                into = d
-            else:
-                table, add_values, add_roots = src.name("OUTLETS", appends), src.var("av"), src.var("ar")
-                lookup = f"{add_values}, {add_roots} = {table}[{target}]"
-                if len(appends) == len(candidates):  # every candidate is another worker's
-                    src.add(d, lookup)
-                    into = d
-                else:
-                    src.add(d, f"if {target} in {table}:")
-                    src.add(d + 1, lookup)
-                    into = d + 1
-            item = f"{values}[0]" if width == 1 else values
-            src.add(into, f"{add_values}({item})")
-            src.add(into, f"{add_roots}(roots)")
-            if into == d:
-                return
-            src.add(d, "elif roots:")
-        else:
-            src.add(d, "if roots:")
-        src.add(d + 1, "i = new_id()")
-        src.add(d + 1, "xor ^= i")
-        src.add(d + 1, f"send({target}, {values}, {stream}, {component}, {task}, i, roots, {fields})")
-        src.add(d, "else:")
-        src.add(d + 1, f"send({target}, {values}, {stream}, {component}, {task}, None, (), {fields})")
-
-    def _route(self, src, d, task, stream, values, edge, depth):
-        """Groupings that look at the values: a fields grouping (or a subscriber with one task)
-        is compiled to a hash and a table of the runs of fused targets; anything else goes
-        through `_Router`, one call per tuple."""
-        outlets = task.routing.outlets[stream]
-        if not all(o.kind == "fields" or len(o.tasks) == 1 and o.kind not in ("route", "custom") for o in outlets):
-            route = src.name("route", _Router(self, task, stream))
-            src.add(d, f"xor ^= {route}({values}, roots)")
-            return
-        for outlet in outlets:
-            runs = {t: self.run(t, task.component, task.task_id, stream) for t in outlet.tasks if self.is_fused(t)}
-            runs_n = src.name("RUNS", runs)
-            target = src.var("t")
-            if outlet.kind == "fields":
-                tasks_n = src.name("TASKS", outlet.tasks)
-                if len(outlet.positions) == 1:
-                    key = src.var("k")
-                    memo, pick = src.name("memo", outlet.pick.memo), src.name("pick", outlet.pick)
-                    src.add(d, f"{key} = {values}[{outlet.positions[0]}]")
-                    src.add(d, f"{target} = {memo}.get({key}) if {key}.__class__ is str else None")
-                    src.add(d, f"if {target} is None:")
-                    src.add(d + 1, f"{target} = {pick}({key})")
-                else:
-                    keys = ", ".join(f"{values}[{p}]" for p in outlet.positions)
-                    src.add(d, f"{target} = {tasks_n}[stable_hash([{keys}]) % {len(outlet.tasks)}]")
-            else:
-                src.add(d, f"{target} = {outlet.tasks[0]!r}")
-            others = [t for t in outlet.tasks if t not in runs]  # queued: not in this process, or not auto-ack
-            if len(runs) <= 2 and depth + 1 < INLINE_DEPTH:  # the fused targets inline, the rest queued
-                for i, fused in enumerate(runs):
-                    src.add(d, f"{'if' if i == 0 else 'elif'} {target} == {fused!r}:")
-                    into = self.fused[fused]
-                    if _is_function(into):
-                        self._function_step(src, d + 1, into, values, edge, depth + 1)
-                    else:
-                        self._bolt_step(src, d + 1, into, values, edge)
-                if runs:
-                    src.add(d, "else:")
-                    self._queue(src, d + 1, task, stream, target, values, edge, others)
-                else:
-                    self._queue(src, d, task, stream, target, values, edge, others)
-                continue
-            run = src.var("run")
-            src.add(d, f"{run} = {runs_n}.get({target})")
-            src.add(d, f"if {run} is not None:")
-            src.add(d + 1, f"xor ^= {run}({values}, roots, 0)")
-            src.add(d, "else:")
-            self._queue(src, d + 1, task, stream, target, values, edge, others)
-
-    def emit(self, task):
-        """The `emit` a Bolt calls: a generated short path for the usual call (anchored to the
-        input being processed, in an auto-ack bolt), `task.general_emit` for the rest."""
-        if not task.auto_ack:
-            return task.general_emit
-        src = Source()
-        self._common(src, task)
-        src.names.update(task=task, general=task.general_emit)
-        src.start("def emit(values, stream='default', anchors=None, direct=None):")
-        src.add(1, "current = task.current")
-        src.add(1, "if anchors is None and direct is None and current is not None and task.ackval >= 0:")
-        src.add(2, "roots = current.roots")
-        for stream, fields in task.streams.items():
-            width = None if fields is None else len(fields)
-            check = src.name("checked", _checker(task, stream))
-            src.add(2, f"if stream == {src.name('STREAM', stream)}:")
-            src.add(3, "xor = 0")
-            src.add(3, f"if values.__class__ is tuple and {safe('values', width)}:")
-            src.add(4, "v = values")
-            src.add(3, "else:")
-            src.add(4, f"v = {check}(values)")
-            self._send(src, 3, task, stream, "v", 0)
-            src.add(3, "task.ackval ^= xor")
-            targets = task.routing.fixed.get(stream)
-            src.add(3, f"return {src.name('TARGETS', targets)}" if targets is not None else "return None")
-        src.add(1, "return general(values, stream, anchors, direct)")
-        return self._compile(src, f"{task.component}[{task.task_id}].emit")
-
-
-class _Router:
-    """Delivery over a grouping that looks at the values (not compiled: one call per tuple)."""
-
-    def __init__(self, chains, task, stream):
-        self.chains, self.task, self.stream = chains, task, stream
-        self.fields = task.streams[stream]
-
-    def __call__(self, values, roots):
-        task, stream = self.task, self.stream
-        targets = task.routing.targets(stream, values, task.task_id)
-        return self.chains.deliver(task, stream, self.fields, values, roots, targets, counted=True)
-
-
-def _is_function(task):
-    return isinstance(task.obj, FunctionBolt) and type(task.obj).process is FunctionBolt.process
-
-
-def _checker(task, stream):
-    from .tasks import checked
-    component, streams = task.component, task.streams
-
-    def check(values):
-        return checked(values, component, stream, streams)
-    return check
