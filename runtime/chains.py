@@ -34,6 +34,7 @@ from types import GeneratorType
 from consecution.acker import new_id
 from consecution.storage.codec import SCALARS, all_scalars
 from consecution.topology import FAILURE_FIELDS, FAILURES, Tuple
+from consecution.topology.tuples import SEQ_SHIFT
 
 from .codegen import Source
 from .delivery import Deliveries, is_function
@@ -105,6 +106,56 @@ class Chains(Deliveries):
             fn = self._runs[key] = self._build_run_batch(self.tasks[task_id], source, source_task, stream)
         return fn
 
+    def run_records(self, task_id, source, source_task, stream):
+        """The generated function for the records of one log commit, all from `source_task` on
+        `stream` (trees.py, `_start_batch`): `run(records, (), starts, now, released, trees,
+        init) -> starts` starts each record's tree (its root from its seq and the run's count
+        of tree starts, `starts`), runs it as a fused input, and appends the seq of each record
+        whose tree is done to `released`; a tree with deliveries queued goes to the acker
+        (`init`). A record that raises is failed alone, the others run."""
+        key = (task_id, source, source_task, stream, "records")
+        fn = self._runs.get(key)
+        if fn is None:
+            fn = self._runs[key] = self._build_run_records(self.tasks[task_id], source, source_task, stream)
+        return fn
+
+    def _build_run_records(self, task, source, source_task, stream):
+        fields = self.streams[source][stream]
+        src = Source()
+        src.batch = True
+        self._common(src, task)
+        edge = (src.name("STREAM", stream), src.name("SOURCE", source), src.name("SOURCE_TASK", source_task),
+                src.name("FIELDS", fields))
+        src.start("def run(records, roots, starts, now, released, trees, init):")
+        src.add(1, "for record in records:")
+        self._count_input(src, 2)
+        src.add(2, "starts += 1")
+        src.add(2, f"tree = record.seq << {SEQ_SHIFT} | starts & {(1 << SEQ_SHIFT) - 1}")  # as trees.py makes it
+        src.add(2, "roots = (tree,)")
+        after_roots = len(src.lines)
+        src.add(2, "trees[tree] = record")  # before the steps, which may fail the tree
+        src.add(2, "values = record.values")
+        src.add(2, "xor = 0")
+        if is_function(task):
+            self._function_step(src, 2, task, "values", edge, 0)
+        else:
+            self._bolt_step(src, 2, task, "values", edge)
+        src.add(2, f"if tree in trees and (not xor or init(tree, xor, {source_task!r}, now)):")
+        src.add(3, "del trees[tree]")
+        src.add(3, "released.append(record.seq)")
+        src.add(1, "return starts")
+        after_roots += src.prologue - 1  # the prologue grew since (lines added in front)
+        for tup, _ in src.reused.values():  # each record has roots of its own
+            src.lines.insert(after_roots, f"        {tup}.roots = roots")
+        return self._compile(src, f"{task.component}[{task.task_id}] <- {source}/{stream}, records")
+
+    @staticmethod
+    def _count_input(src, d):
+        """In a loop over several inputs: count them, where the task_timeout watchdog and the
+        systemd pinger read which input the loop is at (runtime/watchdog.py, `input_of`)."""
+        src.names["INPUT"] = [0]
+        src.add(d, "INPUT[0] += 1")
+
     def _build_run_batch(self, task, source, source_task, stream):
         fields = self.streams[source][stream]
         src = Source()
@@ -115,6 +166,7 @@ class Chains(Deliveries):
         src.start("def run(rows, roots, tid):")
         src.add(1, "xor = 0")
         src.add(1, "for values in rows:")
+        self._count_input(src, 2)
         if is_function(task):
             self._function_step(src, 2, task, "values", edge, 0)
         else:
@@ -139,6 +191,7 @@ class Chains(Deliveries):
         else:
             src.add(1, f"for i in range(0, len(items), {width}):")
             src.add(2, f"values = tuple(items[i:i + {width}])")
+        self._count_input(src, 2)
         if is_function(task):
             self._function_step(src, 2, task, "values", edge, 0)  # an error returns: the run's trees failed
         else:

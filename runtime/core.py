@@ -56,7 +56,7 @@ from .spout_driver import COMMIT_INTERVAL, SpoutDriver
 from .state_dir import close_state, load_state, open_state, resumed_from
 from .tasks import BoltTask, assign_tasks, build_task
 from .timers import Timers
-from .trees import TreeLifecycle
+from .trees import MIXED, TreeLifecycle
 from .watchdog import Watchdog, abandon
 
 REMOTE = ("process", "ray")  # modes whose bolt tasks run in other processes (workers, actors)
@@ -125,6 +125,7 @@ class Scheduler(TreeLifecycle):
         self.lock = None
         self.acker = Acker()
         self.unlogged = []             # records appended, waiting for the commit that starts them
+        self.unlogged_origin = None    # (component, task index, stream) all of them came from, or MIXED
         self.held_back = collections.Counter()  # spout task id -> records in `unlogged`
         self.recovery = Recovery(self)  # the records an earlier run or a dead worker left in flight
         self.last_commit = clock()
@@ -236,6 +237,7 @@ class Scheduler(TreeLifecycle):
         record = Record(self.log.new_root(), component, index, stream, values, None, 1, self.wall())
         self.log.append(record)
         self.unlogged.append(record)
+        self.unlogged_origin = MIXED
 
     def ack(self, roots, xor):
         trees, acker, now = self.trees, self.acker, self.now

@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 
-from .watchdog import current_call
+from .watchdog import current_call, input_of
 
 PROGRESS_EVERY = 10.0  # seconds between `run.progress` events (--progress-interval)
 
@@ -126,8 +126,9 @@ class SystemdNotify(Observer):
     STOPPING=1 when a stop begins. `SystemdNotify.from_environ()` is None outside systemd.
 
     WATCHDOG=1 every half of WATCHDOG_USEC while the scheduler shows it is alive: its loop ticked,
-    or the scheduler thread is in another call of user code than at the last ping (the stack
-    read as the task_timeout watchdog reads it, runtime/watchdog.py). The pings come from a
+    or the scheduler thread is in another call of user code than at the last ping (the stack,
+    and a generated loop's input count, read as the task_timeout watchdog reads them,
+    runtime/watchdog.py). The pings come from a
     thread of their own, because in single mode the loop hands a whole commit of records (up to
     512) to the bolts, depth first, and a slow bolt keeps it there for seconds while the run is
     well; a run wedged in one call of user code (or in a C extension that holds the GIL) does
@@ -189,13 +190,14 @@ class SystemdNotify(Observer):
 
     def _alive(self):
         frame = sys._current_frames().get(self.core.core_thread)
-        return self.ticks, current_call(frame) if frame is not None else None
+        call = current_call(frame) if frame is not None else None
+        return self.ticks, call, input_of(call) if call is not None else None
 
     def _ping(self):
         seen = self._alive()
         while not self.done.wait(self.watchdog_every):
             now = self._alive()
-            if now[0] != seen[0] or now[1] is not seen[1]:
+            if now[0] != seen[0] or now[1] is not seen[1] or now[2] != seen[2]:
                 self.send("WATCHDOG=1")
             seen = now
 

@@ -15,6 +15,7 @@ from consecution.topology.components import DEFAULT
 
 from .errors import SpoutInterrupted, UserCodeError
 from .tasks import checked
+from .trees import MIXED
 
 COMMIT_BATCH = 512       # spout records per log commit, at most
 COMMIT_INTERVAL = 0.005  # seconds a spout record may wait for its commit, at most
@@ -59,6 +60,7 @@ class SpoutDriver:
             return
         record = Record(self.new_seq(), task.component, task.index, stream, values, msg_id, 1, self.wall())
         self.append(record)
+        self._came_from((task.component, task.index, stream))
         self.unlogged.append(record)
         if self.bounded:  # read by core.pending(), for max_pending only
             self.core.held_back[task.task_id] += 1
@@ -99,12 +101,22 @@ class SpoutDriver:
         records = [Record(s, component, index, DEFAULT, values, None, 1, now)
                    for s, values in zip(range(seq, seq + n), rows)]
         self.append_all(records)
+        self._came_from((component, index, DEFAULT))
         self.unlogged.extend(records)
         if self.bounded:
             self.core.held_back[task.task_id] += n
         if self.finish.marks or self.named_outputs.closed:
             self.finish.clear()
             self.named_outputs.reopen()
+
+    def _came_from(self, origin):
+        """Records of `origin` (component, task index, stream) join `unlogged`: the commit
+        starts them as one batch when all of its records share their origin (trees.py)."""
+        core = self.core
+        if not self.unlogged:
+            core.unlogged_origin = origin
+        elif core.unlogged_origin != origin:
+            core.unlogged_origin = MIXED
 
     def _deliver(self, task, stream, values):
         """Reliability "none": the tuple goes to its subscribers at once."""

@@ -1,7 +1,8 @@
 """What happens to a record: its tree started, completed, failed or replayed.
 
 A record is one entry of the replay log (a spout tuple, or a tuple a bolt emitted with no input
-to anchor to). `_start_all` routes the records of a commit from the tasks they came from:
+to anchor to). `_start_all` routes the records of a commit from the tasks they came from
+(`_start_batch` the usual commit, all from one origin, in one generated loop):
 fused subscribers run them right there (runtime/chains.py), the others get them queued with a
 fresh id, and each record's tree starts in the acker. A tree whose XOR returns to 0, or that
 was done when its start returned, is complete; a failed or timed-out one is failed. The
@@ -22,6 +23,7 @@ from .tasks import SpoutTask
 
 getrandbits = random.getrandbits  # the source of new_id (acker/tracker.py)
 START_MASK = (1 << SEQ_SHIFT) - 1  # the low bits of a tree's root: tree starts counted in this run
+MIXED = False  # `unlogged_origin` when the records waiting for a commit came from more than one origin
 
 
 
@@ -51,11 +53,13 @@ class TreeLifecycle:
         self.log.commit()
         self.last_commit = self.clock()
         unlogged = self.unlogged[:]  # the list itself stays: the spout driver holds it
+        origin, self.unlogged_origin = self.unlogged_origin, None
         self.unlogged.clear()
         self.held_back.clear()
         if any(task.has_logged for task in self.spout_tasks):
             self._tell_logged(unlogged)
-        self._start_all(unlogged)
+        if not (origin and self._start_batch(unlogged, origin)):
+            self._start_all(unlogged)
 
     def _tell_logged(self, records):
         """Call `logged(msg_ids)` on each spout task that defines it, with its records of this commit."""
@@ -66,6 +70,21 @@ class TreeLifecycle:
                 msg_ids.setdefault(task, []).append(record.msg_id if record.msg_id is not None else record.seq)
         for task, ids in msg_ids.items():
             self.call_user(task, "logged", ids)
+
+    def _start_batch(self, records, origin):
+        """The usual commit, as one call: its records all came from `origin` (component, task
+        index, stream), whose one subscriber runs here, each record released when its tree is
+        done. The generated loop (Chains.run_records) does for each record what `_start_all`'s
+        fast path does. False, having done nothing, for any other case."""
+        task, _, runs = self.start_plan(self._origin(records[0]), origin[2])
+        if (self.completion.__class__ is not Release or task.__class__ is SpoutTask and task.has_ack
+                or runs is None or len(runs) != 1 or runs[0][1] is None):
+            return False
+        released = []
+        run = self.chains.run_records(runs[0][0], task.component, task.task_id, origin[2])
+        self.starts = run(records, (), self.starts, self.now, released, self.trees, self.acker.init)
+        self._released(records, released)
+        return True
 
     def _start(self, record):
         self._start_all((record,))
@@ -137,6 +156,11 @@ class TreeLifecycle:
                 continue
             released.append(record.seq)  # Release.completed, for the whole commit at once
         self.starts = starts
+        self._released(records, released)
+
+    def _released(self, records, released):
+        """Release the seqs `released` of `records`, whose trees are done (Release.completed,
+        for a commit's records at once)."""
         if released:
             self.log.release_all(released)
             self.result.completed += len(released)

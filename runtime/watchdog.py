@@ -10,7 +10,9 @@ while it runs alone is charged like a record that crashes it:
   A `Watchdog` thread looks at the stacks of the threads that run user code every tenth of the
   limit (at most every second): the call a thread is in is the outermost frame of a generated
   chain (runtime/chains.py) or a `next_tuple` called by the spout driver, and the same frame
-  object on two looks `limit` apart is the same call. In a worker process (process mode) the
+  object on two looks `limit` apart is the same call, unless it is a generated loop over
+  several inputs (a commit's records, a batch, a run from another worker), which counts them
+  in a cell of its globals, `INPUT`: then the same frame at the same count (`input_of`). In a worker process (process mode) the
   worker's own watchdog ends the worker (exit status EXIT_TASK_TIMEOUT) and the run goes on, as
   with any worker that dies. In single and thread mode the whole process ends (`abandon`, exit
   status 4, log event `task.stuck` with the stack of the call); under systemd the restart runs
@@ -61,6 +63,13 @@ def current_call(frame):
     return call
 
 
+def input_of(call):
+    """Which input a generated loop over several inputs is at (the count it keeps in its
+    globals, INPUT), None for any other call: with the frame, it names one call of user code."""
+    cell = call.f_globals.get("INPUT")
+    return cell[0] if cell.__class__ is list else None
+
+
 def describe(call):
     name = call.f_code.co_filename
     if name.startswith(CHAIN_FILE):
@@ -77,7 +86,7 @@ class Watchdog:
         self.threads = threads
         self.on_stuck = on_stuck
         self.clock = clock
-        self.seen = {}  # thread ident -> (the call's frame, when it was first seen)
+        self.seen = {}  # thread ident -> (the call's frame, when it was first seen, its input_of)
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._watch, name="consecution-watchdog", daemon=True)
 
@@ -105,9 +114,10 @@ class Watchdog:
             call = current_call(frame) if frame is not None else None
             if call is None:
                 continue
+            at = input_of(call)
             before = self.seen.get(ident)
-            since = before[1] if before is not None and before[0] is call else now
-            seen[ident] = (call, since)
+            since = before[1] if before is not None and before[0] is call and before[2] == at else now
+            seen[ident] = (call, since, at)
             if now - since > self.limit:
                 stack = "".join(traceback.format_stack(frame))
                 return f"{describe(call)} on {thread_name}, for {now - since:.1f} s", stack

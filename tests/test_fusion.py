@@ -48,10 +48,12 @@ class Pass(Bolt):
         self.emit(tup.values)
 
 
-def build(reliability="replay", sink_class=Sink, middle=False):
+def build(reliability="replay", sink_class=Sink, middle=False, batches=False):
     """numbers -> explode -> flaky -> sink, with `middle` a Pass bolt before the sink, or
     ("diamond") a Pass bolt fed by flaky and by a second function after explode, so that one
-    generated function holds two edges into it."""
+    generated function holds two edges into it. `batches`: the numbers come from a range (its
+    next_batch, no acks: each commit's records start in one generated loop, Chains.run_records)
+    instead of a spout with msg ids and acks (one record at a time)."""
     tries = {}
 
     def explode(n):  # a generator function: several tuples per input
@@ -68,9 +70,9 @@ def build(reliability="replay", sink_class=Sink, middle=False):
 
     explode.fields = ("n", "k")
     flaky.fields = ("m", "pair")
-    spout, sink = Numbers(20), sink_class()
+    spout, sink = (None if batches else Numbers(20)), sink_class()
     t = Topology("fusion", reliability=reliability, max_retries=2, retry_backoff=0)
-    t.spout("numbers", spout)
+    t.spout("numbers", range(20) if batches else spout)
     t.bolt("explode", explode).shuffle_grouping("numbers")
     t.bolt("flaky", flaky).shuffle_grouping("explode")
     if middle == "diamond":
@@ -88,15 +90,18 @@ def build(reliability="replay", sink_class=Sink, middle=False):
     return t, spout, sink
 
 
+@pytest.mark.parametrize("batches", [False, True])
 @pytest.mark.parametrize("middle", [False, True, "diamond"])
 @pytest.mark.parametrize("sink_class", [Sink, AckingSink])
 @pytest.mark.parametrize("reliability", ["replay", "confirm", "none"])
-def test_direct_calls_give_the_results_of_queued_deliveries(reliability, sink_class, middle):
+def test_direct_calls_give_the_results_of_queued_deliveries(reliability, sink_class, middle, batches):
     outcomes = []
     for fuse in (True, False):
-        t, spout, sink = build(reliability, sink_class, middle)
+        t, spout, sink = build(reliability, sink_class, middle, batches)
         result = Scheduler(t, fuse=fuse, message_timeout=5).run()
-        outcomes.append((sorted(map(repr, sink.got)), sorted(spout.acked), sorted(spout.failed),
+        given_up = sorted(letter.record.values[0] for letter in result.failures)
+        outcomes.append((sorted(map(repr, sink.got)), sorted(spout.acked) if spout else None,
+                         sorted(spout.failed) if spout else given_up,
                          result.completed, result.failed, result.replayed, result.given_up, result.errors))
     fused, queued = outcomes
     assert fused == queued
