@@ -81,6 +81,15 @@ class Acker:
         self._inited += 1
         return False
 
+    def init_own(self, roots, spout_task: int, now: float) -> None:
+        """`init` of new trees whose first tuple's id is the root itself (a batch of records
+        queued at once: no id to draw per record). None of `roots` may be known yet."""
+        trees = self._trees
+        for root in roots:
+            trees[root] = [root, spout_task, now]
+        self._per_task[spout_task] = self._per_task.get(spout_task, 0) + len(roots)
+        self._inited += len(roots)
+
     def ack(self, root: int, xor: int, now: float) -> bool:
         """XOR `xor` into tree `root`. True when this completes an inited tree (it is removed).
 

@@ -149,6 +149,48 @@ class Chains(Deliveries):
             src.lines.insert(after_roots, f"        {tup}.roots = roots")
         return self._compile(src, f"{task.component}[{task.task_id}] <- {source}/{stream}, records")
 
+    def run_roots(self, task_id, source, source_task, stream):
+        """The function for a group of records another process queued at once (a worker's
+        record group, runtime/worker.py): `run(rows, roots, 0)` runs the values of `rows[i]`
+        (lists, from msgpack) as a queued input with roots `(roots[i],)`, whose id is that root,
+        and acks it. A plain function's group is one generated loop (a record that raises is
+        failed alone); a Bolt's inputs each go through its `run`, which knows its acks by hand."""
+        key = (task_id, source, source_task, stream, "roots")
+        fn = self._runs.get(key)
+        if fn is None:
+            task = self.tasks[task_id]
+            if is_function(task):
+                fn = self._build_run_roots(task, source, source_task, stream)
+            else:
+                run = self.run(task_id, source, source_task, stream)
+
+                def fn(rows, roots, tid):
+                    for values, root in zip(rows, roots):
+                        run(tuple(values), (root,), root)
+            self._runs[key] = fn
+        return fn
+
+    def _build_run_roots(self, task, source, source_task, stream):
+        fields = self.streams[source][stream]
+        src = Source()
+        src.batch = True
+        self._common(src, task)
+        edge = (src.name("STREAM", stream), src.name("SOURCE", source), src.name("SOURCE_TASK", source_task),
+                src.name("FIELDS", fields))
+        src.start("def run(rows, roots_of, tid, roots=()):")
+        src.add(1, "for values, root in zip(rows, roots_of):")
+        self._count_input(src, 2)
+        src.add(2, "roots = (root,)")
+        after_roots = len(src.lines)
+        src.add(2, "values = tuple(values)")
+        src.add(2, "xor = 0")
+        self._function_step(src, 2, task, "values", edge, 0)  # an error fails the record: `continue`
+        src.add(2, "ack(roots, root ^ xor)")
+        after_roots += src.prologue - 1
+        for tup, _ in src.reused.values():  # each record has roots of its own
+            src.lines.insert(after_roots, f"        {tup}.roots = roots")
+        return self._compile(src, f"{task.component}[{task.task_id}] <- {source}/{stream}, records")
+
     @staticmethod
     def _count_input(src, d):
         """In a loop over several inputs: count them, where the task_timeout watchdog and the

@@ -4,7 +4,7 @@ runtime/worker.py is the worker's.
 
     supervisor (spouts, log, acker)                     worker k: task i of each bolt, i % N == k
     send(task, values, ...) -> pending[k]
-        --("t", [deliveries], [blobs])--frame-->        each runs its task's generated chain
+        --("t", [deliveries], [blobs], [groups])--frame--> each runs its task's generated chain
         <--("r", n, events, acks, forwards)--           one reply per frame
     events (failures, roots, collected) applied in order, then the acks XORed per root;
     forwards: deliveries for tasks of worker j, one msgpack blob each, queued for j undecoded
@@ -89,6 +89,8 @@ class ProcessExecutor(Concurrent):
         self.sent = [[] for _ in range(self.n)]       # per worker: deliveries in each frame in flight
         self.budget = [FIRST_FRAME] * self.n          # per worker: deliveries its next frame may hold
         self.turn = 0
+        self.grouped = [collections.deque() for _ in range(self.n)]  # per worker: record groups to send
+        self.shared_groups = []  # per shuffle from here: record groups any of its tasks may take
         self.shared_queues = []  # per shuffle from here: deliveries any of its tasks may take
         self.shared_tasks = []   # per shuffle from here: per worker, its tasks there
         self.outstanding = 0
@@ -174,10 +176,12 @@ class ProcessExecutor(Concurrent):
         proc = self.procs[k]
         proc.join(timeout=1)
         code = proc.exitcode
-        lost = sum(self.sent[k]) + len(self.pending[k]) + sum(count for count, _ in self.forwarded[k])
+        lost = (sum(self.sent[k]) + len(self.pending[k]) + sum(count for count, _ in self.forwarded[k])
+                + sum(len(group[5]) for group in self.grouped[k]))
         self.outstanding -= lost
         self.budget[k] = FIRST_FRAME
         self.sent[k], self.pending[k], self.forwarded[k] = [], [], []
+        self.grouped[k].clear()
         try:
             self.conns[k].close()
         except OSError:
@@ -200,6 +204,18 @@ class ProcessExecutor(Concurrent):
         self.pending[k].append((task_id, values, stream, source, source_task, tid, roots))
         self.outstanding += 1
 
+    def send_records(self, task_id, values, stream, source, source_task, roots):
+        """The records of one commit for `task_id` (or any task of a shuffle, < 0), as two
+        columns: their values and their trees' roots, each root also the id of its record's
+        tuple (trees.py, `_queue_batch`). A frame carries them as groups [task, source, source
+        task, stream, values, roots], split to fit the worker's budget."""
+        group = [task_id, source, source_task, stream, values, roots]
+        if task_id < 0:
+            self.shared_groups[-1 - task_id].append(group)
+        else:
+            self.grouped[self.placement[task_id]].append(group)
+        self.outstanding += len(roots)
+
     def submit(self, task_id, tup):
         self.send(task_id, tup.values, tup.stream, tup.source, tup.task, tup.id, tup.roots, None)
 
@@ -210,6 +226,7 @@ class ProcessExecutor(Concurrent):
         pull: a worker on a busier core asks less often, so it gets less)."""
         per_worker = [[t for t in tasks if self.placement[t] == k] for k in range(self.n)]
         self.shared_queues.append(collections.deque())
+        self.shared_groups.append(collections.deque())
         self.shared_tasks.append([itertools.cycle(mine) if mine else None for mine in per_worker])
         return -len(self.shared_queues)
 
@@ -219,20 +236,22 @@ class ProcessExecutor(Concurrent):
             k = (self.turn + i) % self.n
             while len(self.sent[k]) < IN_FLIGHT:
                 batch = self._take(k)
+                groups, grouped = self._take_groups(k, self.budget[k] - len(batch))
                 forwarded, blobs, count = self.forwarded[k], [], 0
                 while forwarded and count < FORWARD:
                     blob = forwarded.pop(0)
                     blobs.append(blob)
                     count += blob[0]
-                if not batch and not blobs:
+                if not batch and not blobs and not groups:
                     break
                 try:
-                    self.conns[k].send_bytes(encode(["t", batch, blobs]))
+                    self.conns[k].send_bytes(encode(["t", batch, blobs, groups]))
                 except (BrokenPipeError, OSError):
                     self.pending[k] = batch + self.pending[k]
+                    self.grouped[k].extendleft(reversed(groups))
                     self.forwarded[k] = blobs + forwarded
                     break
-                self.sent[k].append(len(batch) + count)
+                self.sent[k].append(len(batch) + count + grouped)
 
     def _take(self, k):
         """The deliveries of worker k's next frame: those addressed to its tasks, then those of
@@ -244,6 +263,29 @@ class ProcessExecutor(Concurrent):
             while queue and mine is not None and len(batch) < budget:
                 batch.append((next(mine), *queue.popleft()))
         return batch
+
+    def _take_groups(self, k, budget):
+        """Record groups for worker k's next frame, up to `budget` records: its own, then those
+        of shuffles any of its tasks may take (a group split where the budget ends). (groups,
+        how many records they hold)."""
+        taken, n = [], 0
+        sources = [(self.grouped[k], None)] + [(queue, tasks[k]) for queue, tasks in
+                                               zip(self.shared_groups, self.shared_tasks) if tasks[k] is not None]
+        for queue, mine in sources:
+            while queue and n < budget:
+                group = queue[0]
+                room = budget - n
+                if len(group[5]) > room:  # the rest stays for the next frame
+                    part = group[:4] + [group[4][:room], group[5][:room]]
+                    group[4], group[5] = group[4][room:], group[5][room:]
+                    group = part
+                else:
+                    queue.popleft()
+                if mine is not None:
+                    group = [next(mine)] + group[1:]
+                taken.append(group)
+                n += len(group[5])
+        return taken, n
 
     def run_some(self):
         self._send()

@@ -13,6 +13,7 @@ it owns the state these methods use (trees, acker, log, executor, result).
 """
 import random
 import traceback as tb_module
+from operator import attrgetter
 
 from consecution.acker import new_id
 from consecution.topology.tuples import SEQ_SHIFT
@@ -23,6 +24,7 @@ from .tasks import SpoutTask
 
 getrandbits = random.getrandbits  # the source of new_id (acker/tracker.py)
 START_MASK = (1 << SEQ_SHIFT) - 1  # the low bits of a tree's root: tree starts counted in this run
+VALUES_OF = attrgetter("values")
 MIXED = False  # `unlogged_origin` when the records waiting for a commit came from more than one origin
 
 
@@ -77,13 +79,35 @@ class TreeLifecycle:
         done. The generated loop (Chains.run_records) does for each record what `_start_all`'s
         fast path does. False, having done nothing, for any other case."""
         task, _, runs = self.start_plan(self._origin(records[0]), origin[2])
-        if (self.completion.__class__ is not Release or task.__class__ is SpoutTask and task.has_ack
-                or runs is None or len(runs) != 1 or runs[0][1] is None):
+        if runs is None or len(runs) != 1:
+            return False
+        if runs[0][1] is None:
+            return self._queue_batch(records, task, runs[0][0], origin[2])
+        if self.completion.__class__ is not Release or task.__class__ is SpoutTask and task.has_ack:
             return False
         released = []
         run = self.chains.run_records(runs[0][0], task.component, task.task_id, origin[2])
         self.starts = run(records, (), self.starts, self.now, released, self.trees, self.acker.init)
         self._released(records, released)
+        return True
+
+    def _queue_batch(self, records, task, target, stream):
+        """A commit's records, all for one task in a worker (process and ray mode): their trees
+        start with the root as the first tuple's id, and they go to the executor as two
+        columns (values, roots), not one delivery each. False where the executor takes
+        deliveries one by one."""
+        send_records = getattr(self.executor, "send_records", None)
+        if send_records is None:
+            return False
+        trees, starts, roots = self.trees, self.starts, []
+        for record in records:
+            starts += 1
+            tree = record.seq << SEQ_SHIFT | starts & START_MASK
+            trees[tree] = record
+            roots.append(tree)
+        self.starts = starts
+        self.acker.init_own(roots, task.task_id, self.now)
+        send_records(target, list(map(VALUES_OF, records)), stream, task.component, task.task_id, roots)
         return True
 
     def _start(self, record):

@@ -1,6 +1,6 @@
 """A worker process of process mode: its bolt tasks, and the frames it serves.
 
-    supervisor --("t", [deliveries], [forwarded blobs])--> worker k
+    supervisor --("t", [deliveries], [forwarded blobs], [record groups])--> worker k
         each delivery runs its task's generated function (runtime/chains.py); tasks of this
         worker call each other directly; what goes to another worker's task is gathered per
         worker into one msgpack blob, which the supervisor forwards without decoding it
@@ -11,7 +11,9 @@
     ("x", pickled exception, traceback) instead of any reply: user code raised SystemExit or
         KeyboardInterrupt; the supervisor raises it (the run ends, as in single mode)
 
-A delivery is [task, values, stream, source, source task, id, roots]; a blob from another
+A delivery is [task, values, stream, source, source task, id, roots]; a record group is
+[task, source, source task, stream, [values, ...], [root, ...]], the records of a commit, each
+root also its tuple's id (`Chains.run_roots` runs and acks them); a blob from another
 worker holds, per input edge, queued deliveries or an outlet's runs (EventSink.encoded). Workers ignore SIGINT and
 SIGTERM (the supervisor stops them), never hold the state directory's lock (closed after
 fork) and die with the supervisor (PR_SET_PDEATHSIG, and a check of their parent). With a
@@ -197,6 +199,9 @@ def _serve(conn, topology, task_ids, settings):
             started = time.perf_counter()
             _run_all(message[1], run_of)
             n = len(message[1])
+            for task_id, source, source_task, stream, values, roots in message[3]:
+                chains.run_roots(task_id, source, source_task, stream)(values, roots, 0)
+                n += len(roots)
             for count, blob in message[2]:
                 _run_groups(decode(blob if resolve is None else resolve(blob)), chains, sink.ack)
                 n += count
