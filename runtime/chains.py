@@ -128,7 +128,7 @@ class Chains(Deliveries):
                 src.name("FIELDS", fields))
         src.start("def run(records, roots, starts, now, released, trees, init):")
         src.add(1, "for record in records:")
-        self._count_input(src, 2)
+        self._mark_input(src, 2, "record")
         src.add(2, "starts += 1")
         src.add(2, f"tree = record.seq << {SEQ_SHIFT} | starts & {(1 << SEQ_SHIFT) - 1}")  # as trees.py makes it
         src.add(2, "roots = (tree,)")
@@ -179,7 +179,7 @@ class Chains(Deliveries):
                 src.name("FIELDS", fields))
         src.start("def run(rows, roots_of, tid, roots=()):")
         src.add(1, "for values, root in zip(rows, roots_of):")
-        self._count_input(src, 2)
+        self._mark_input(src, 2, "values")  # a list of its own per record, from msgpack
         src.add(2, "roots = (root,)")
         after_roots = len(src.lines)
         src.add(2, "values = tuple(values)")
@@ -192,11 +192,13 @@ class Chains(Deliveries):
         return self._compile(src, f"{task.component}[{task.task_id}] <- {source}/{stream}, records")
 
     @staticmethod
-    def _count_input(src, d):
-        """In a loop over several inputs: count them, where the task_timeout watchdog and the
-        systemd pinger read which input the loop is at (runtime/watchdog.py, `input_of`)."""
+    def _mark_input(src, d, fresh):
+        """In a loop over several inputs: mark each, where the task_timeout watchdog and the
+        systemd pinger read which input the loop is at (runtime/watchdog.py, `input_of`): the
+        name `fresh` of an object made for this input alone (the mark holds it, so the next
+        one is another object), else a count."""
         src.names["INPUT"] = [0]
-        src.add(d, "INPUT[0] += 1")
+        src.add(d, "INPUT[0] += 1" if fresh is None else f"INPUT[0] = {fresh}")
 
     def _build_run_batch(self, task, source, source_task, stream):
         fields = self.streams[source][stream]
@@ -208,7 +210,7 @@ class Chains(Deliveries):
         src.start("def run(rows, roots, tid):")
         src.add(1, "xor = 0")
         src.add(1, "for values in rows:")
-        self._count_input(src, 2)
+        self._mark_input(src, 2, None)  # a spout's rows may repeat one tuple object: counted
         if is_function(task):
             self._function_step(src, 2, task, "values", edge, 0)
         else:
@@ -233,7 +235,7 @@ class Chains(Deliveries):
         else:
             src.add(1, f"for i in range(0, len(items), {width}):")
             src.add(2, f"values = tuple(items[i:i + {width}])")
-        self._count_input(src, 2)
+        self._mark_input(src, 2, "values")  # a tuple made for this input
         if is_function(task):
             self._function_step(src, 2, task, "values", edge, 0)  # an error returns: the run's trees failed
         else:

@@ -197,7 +197,7 @@ class SystemdNotify(Observer):
         seen = self._alive()
         while not self.done.wait(self.watchdog_every):
             now = self._alive()
-            if now[0] != seen[0] or now[1] is not seen[1] or now[2] != seen[2]:
+            if now[0] != seen[0] or now[1] is not seen[1] or now[2] is not seen[2]:
                 self.send("WATCHDOG=1")
             seen = now
 

@@ -11,8 +11,9 @@ while it runs alone is charged like a record that crashes it:
   limit (at most every second): the call a thread is in is the outermost frame of a generated
   chain (runtime/chains.py) or a `next_tuple` called by the spout driver, and the same frame
   object on two looks `limit` apart is the same call, unless it is a generated loop over
-  several inputs (a commit's records, a batch, a run from another worker), which counts them
-  in a cell of its globals, `INPUT`: then the same frame at the same count (`input_of`). In a worker process (process mode) the
+  several inputs (a commit's records, a batch, a run from another worker), which marks each
+  in a cell of its globals, `INPUT` (an object of that input's own, or a count): then the same
+  frame with the same mark (`input_of`). In a worker process (process mode) the
   worker's own watchdog ends the worker (exit status EXIT_TASK_TIMEOUT) and the run goes on, as
   with any worker that dies. In single and thread mode the whole process ends (`abandon`, exit
   status 4, log event `task.stuck` with the stack of the call); under systemd the restart runs
@@ -64,8 +65,9 @@ def current_call(frame):
 
 
 def input_of(call):
-    """Which input a generated loop over several inputs is at (the count it keeps in its
-    globals, INPUT), None for any other call: with the frame, it names one call of user code."""
+    """Which input a generated loop over several inputs is at (the mark it keeps in its
+    globals, INPUT: compared by identity), None for any other call: with the frame, it names
+    one call of user code."""
     cell = call.f_globals.get("INPUT")
     return cell[0] if cell.__class__ is list else None
 
@@ -116,7 +118,7 @@ class Watchdog:
                 continue
             at = input_of(call)
             before = self.seen.get(ident)
-            since = before[1] if before is not None and before[0] is call and before[2] == at else now
+            since = before[1] if before is not None and before[0] is call and before[2] is at else now
             seen[ident] = (call, since, at)
             if now - since > self.limit:
                 stack = "".join(traceback.format_stack(frame))
