@@ -13,9 +13,10 @@ thread. An executor takes deliveries (`submit(task_id, tup)`) and runs them:
 Every executor offers: start(), send(task_id, values, stream, source, source task, id, roots,
 fields) and submit(task_id, tup) for deliveries, busy(), queued(), has_room(), run_some(),
 wait(timeout), call(task, method, *args) for prepare/flush/finish/cleanup, close(); and, called
-only when nothing is in
-flight, checkpoint(stateful) -> [(task id, state changes)] and rollback(stateful) for the
-`State` of stateful bolt tasks.
+only when nothing is in flight, checkpoint(stateful) -> [(task id, state changes)] and
+rollback(stateful) for the `State` of stateful bolt tasks. An executor may offer
+send_records(task_id, values, stream, source, source task, roots) for a commit's records in
+two columns (process and ray mode); without it they are sent one by one.
 """
 import collections
 import queue as queue_module

@@ -19,6 +19,7 @@ from support import ROOT
     ["-c", "import consecution.runtime, consecution.spouts"],
     ["-m", "consecution", "--help"],
     ["-m", "benchmarks", "--help"],
+    ["-m", "benchmarks.bare_process", "--help"],
 ])
 def test_the_root_imports_the_installed_package(args):
     # Python puts the current folder first on sys.path: a folder there named `consecution`
