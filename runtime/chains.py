@@ -78,11 +78,7 @@ class Chains(Deliveries):
     def run(self, task_id, source, source_task, stream):
         """The generated function for inputs of task `task_id` from (`source`, `source_task`,
         `stream`)."""
-        key = (task_id, source, source_task, stream)
-        fn = self._runs.get(key)
-        if fn is None:
-            fn = self._runs[key] = self._build_run(self.tasks[task_id], source, source_task, stream)
-        return fn
+        return self._cached((task_id, source, source_task, stream), self._build_run)
 
     def run_each(self, task_id, source, source_task, stream, width):
         """The generated function for a run of inputs another worker sent through an outlet
@@ -90,21 +86,13 @@ class Chains(Deliveries):
         values tuple when `width` is None, the value itself when it is 1, else `width` values
         in a row) and returns the XOR of what they queued. All items share `roots`: when one
         fails, their trees fail (a plain function's run stops there; a Bolt sees the rest)."""
-        key = (task_id, source, source_task, stream, width)
-        fn = self._runs.get(key)
-        if fn is None:
-            fn = self._runs[key] = self._build_run_each(self.tasks[task_id], source, source_task, stream, width)
-        return fn
+        return self._cached((task_id, source, source_task, stream, width), self._build_run_each)
 
     def run_batch(self, task_id, source, source_task, stream):
         """The generated function for a batch of untracked inputs (reliability "none": a
         spout's `next_batch`): `run(rows, (), 0)` runs each values tuple of `rows` as a fused
         input; one that raises is failed alone, the others run."""
-        key = (task_id, source, source_task, stream, "batch")
-        fn = self._runs.get(key)
-        if fn is None:
-            fn = self._runs[key] = self._build_run_batch(self.tasks[task_id], source, source_task, stream)
-        return fn
+        return self._cached((task_id, source, source_task, stream, "batch"), self._build_run_batch)
 
     def run_records(self, task_id, source, source_task, stream):
         """The generated function for the records of one log commit, all from `source_task` on
@@ -113,41 +101,7 @@ class Chains(Deliveries):
         of tree starts, `starts`), runs it as a fused input, and appends the seq of each record
         whose tree is done to `released`; a tree with deliveries queued goes to the acker
         (`init`). A record that raises is failed alone, the others run."""
-        key = (task_id, source, source_task, stream, "records")
-        fn = self._runs.get(key)
-        if fn is None:
-            fn = self._runs[key] = self._build_run_records(self.tasks[task_id], source, source_task, stream)
-        return fn
-
-    def _build_run_records(self, task, source, source_task, stream):
-        fields = self.streams[source][stream]
-        src = Source()
-        src.batch = True
-        self._common(src, task)
-        edge = (src.name("STREAM", stream), src.name("SOURCE", source), src.name("SOURCE_TASK", source_task),
-                src.name("FIELDS", fields))
-        src.start("def run(records, roots, starts, now, released, trees, init):")
-        src.add(1, "for record in records:")
-        self._mark_input(src, 2, "record")
-        src.add(2, "starts += 1")
-        src.add(2, f"tree = record.seq << {SEQ_SHIFT} | starts & {(1 << SEQ_SHIFT) - 1}")  # as trees.py makes it
-        src.add(2, "roots = (tree,)")
-        after_roots = len(src.lines)
-        src.add(2, "trees[tree] = record")  # before the steps, which may fail the tree
-        src.add(2, "values = record.values")
-        src.add(2, "xor = 0")
-        if is_function(task):
-            self._function_step(src, 2, task, "values", edge, 0)
-        else:
-            self._bolt_step(src, 2, task, "values", edge)
-        src.add(2, f"if tree in trees and (not xor or init(tree, xor, {source_task!r}, now)):")
-        src.add(3, "del trees[tree]")
-        src.add(3, "released.append(record.seq)")
-        src.add(1, "return starts")
-        after_roots += src.prologue - 1  # the prologue grew since (lines added in front)
-        for tup, _ in src.reused.values():  # each record has roots of its own
-            src.lines.insert(after_roots, f"        {tup}.roots = roots")
-        return self._compile(src, f"{task.component}[{task.task_id}] <- {source}/{stream}, records")
+        return self._cached((task_id, source, source_task, stream, "records"), self._build_run_records)
 
     def run_roots(self, task_id, source, source_task, stream):
         """The function for a group of records another process queued at once (a worker's
@@ -155,41 +109,41 @@ class Chains(Deliveries):
         (lists, from msgpack) as a queued input with roots `(roots[i],)`, whose id is that root,
         and acks it. A plain function's group is one generated loop (a record that raises is
         failed alone); a Bolt's inputs each go through its `run`, which knows its acks by hand."""
-        key = (task_id, source, source_task, stream, "roots")
+        return self._cached((task_id, source, source_task, stream, "roots"), self._build_run_roots)
+
+    def _cached(self, key, build):
+        """The function for `key` (task id, source, source task, stream, variant...), built by
+        `build(task, *key[1:])` the first time."""
         fn = self._runs.get(key)
         if fn is None:
-            task = self.tasks[task_id]
-            if is_function(task):
-                fn = self._build_run_roots(task, source, source_task, stream)
-            else:
-                run = self.run(task_id, source, source_task, stream)
-
-                def fn(rows, roots, tid):
-                    for values, root in zip(rows, roots):
-                        run(tuple(values), (root,), root)
-            self._runs[key] = fn
+            fn = self._runs[key] = build(self.tasks[key[0]], *key[1:])
         return fn
 
-    def _build_run_roots(self, task, source, source_task, stream):
-        fields = self.streams[source][stream]
+    def _source(self, task, source, source_task, stream, batch=False):
+        """A new function's text for inputs of `task` on the given edge, and the edge's names
+        (stream, source, source task, fields) in it. `batch`: a loop over several inputs, in
+        which a failed input goes on with the next one."""
         src = Source()
-        src.batch = True
+        src.batch = batch
         self._common(src, task)
-        edge = (src.name("STREAM", stream), src.name("SOURCE", source), src.name("SOURCE_TASK", source_task),
-                src.name("FIELDS", fields))
-        src.start("def run(rows, roots_of, tid, roots=()):")
-        src.add(1, "for values, root in zip(rows, roots_of):")
-        self._mark_input(src, 2, "values")  # a list of its own per record, from msgpack
-        src.add(2, "roots = (root,)")
-        after_roots = len(src.lines)
-        src.add(2, "values = tuple(values)")
-        src.add(2, "xor = 0")
-        self._function_step(src, 2, task, "values", edge, 0)  # an error fails the record: `continue`
-        src.add(2, "ack(roots, root ^ xor)")
-        after_roots += src.prologue - 1
-        for tup, _ in src.reused.values():  # each record has roots of its own
-            src.lines.insert(after_roots, f"        {tup}.roots = roots")
-        return self._compile(src, f"{task.component}[{task.task_id}] <- {source}/{stream}, records")
+        fields = self.streams[source][stream]
+        return src, (src.name("STREAM", stream), src.name("SOURCE", source), src.name("SOURCE_TASK", source_task),
+                     src.name("FIELDS", fields))
+
+    def _step(self, src, d, task, edge):
+        """The task's step on the input `values`, inline (a plain function, or a Bolt's process)."""
+        if is_function(task):
+            self._function_step(src, d, task, "values", edge, 0)
+        else:
+            self._bolt_step(src, d, task, "values", edge)
+
+    @staticmethod
+    def _roots_per_input(src, line):
+        """In a loop whose inputs have roots of their own (`roots`, set in the loop before
+        `line`): give them to every reused Tuple, at `line` (counted before the prologue grew)."""
+        line += src.prologue - 1
+        for tup, _ in src.reused.values():
+            src.lines.insert(line, f"        {tup}.roots = roots")
 
     @staticmethod
     def _mark_input(src, d, fresh):
@@ -200,30 +154,59 @@ class Chains(Deliveries):
         src.names["INPUT"] = [0]
         src.add(d, "INPUT[0] += 1" if fresh is None else f"INPUT[0] = {fresh}")
 
-    def _build_run_batch(self, task, source, source_task, stream):
-        fields = self.streams[source][stream]
-        src = Source()
-        src.batch = True
-        self._common(src, task)
-        edge = (src.name("STREAM", stream), src.name("SOURCE", source), src.name("SOURCE_TASK", source_task),
-                src.name("FIELDS", fields))
+    def _build_run_records(self, task, source, source_task, stream, _):
+        src, edge = self._source(task, source, source_task, stream, batch=True)
+        src.start("def run(records, roots, starts, now, released, trees, init):")
+        src.add(1, "for record in records:")
+        self._mark_input(src, 2, "record")
+        src.add(2, "starts += 1")
+        src.add(2, f"tree = record.seq << {SEQ_SHIFT} | starts & {(1 << SEQ_SHIFT) - 1}")  # as trees.py makes it
+        src.add(2, "roots = (tree,)")
+        after_roots = len(src.lines)
+        src.add(2, "trees[tree] = record")  # before the steps, which may fail the tree
+        src.add(2, "values = record.values")
+        src.add(2, "xor = 0")
+        self._step(src, 2, task, edge)
+        src.add(2, f"if tree in trees and (not xor or init(tree, xor, {source_task!r}, now)):")
+        src.add(3, "del trees[tree]")
+        src.add(3, "released.append(record.seq)")
+        src.add(1, "return starts")
+        self._roots_per_input(src, after_roots)
+        return self._compile(src, f"{task.component}[{task.task_id}] <- {source}/{stream}, records")
+
+    def _build_run_roots(self, task, source, source_task, stream, _):
+        if not is_function(task):
+            run = self.run(task.task_id, source, source_task, stream)
+
+            def run_each_record(rows, roots, tid):
+                for values, root in zip(rows, roots):
+                    run(tuple(values), (root,), root)
+            return run_each_record
+        src, edge = self._source(task, source, source_task, stream, batch=True)
+        src.start("def run(rows, roots_of, tid, roots=()):")
+        src.add(1, "for values, root in zip(rows, roots_of):")
+        self._mark_input(src, 2, "values")  # a list of its own per record, from msgpack
+        src.add(2, "roots = (root,)")
+        after_roots = len(src.lines)
+        src.add(2, "values = tuple(values)")
+        src.add(2, "xor = 0")
+        self._function_step(src, 2, task, "values", edge, 0)  # an error fails the record: `continue`
+        src.add(2, "ack(roots, root ^ xor)")
+        self._roots_per_input(src, after_roots)
+        return self._compile(src, f"{task.component}[{task.task_id}] <- {source}/{stream}, records")
+
+    def _build_run_batch(self, task, source, source_task, stream, _):
+        src, edge = self._source(task, source, source_task, stream, batch=True)
         src.start("def run(rows, roots, tid):")
         src.add(1, "xor = 0")
         src.add(1, "for values in rows:")
         self._mark_input(src, 2, None)  # a spout's rows may repeat one tuple object: counted
-        if is_function(task):
-            self._function_step(src, 2, task, "values", edge, 0)
-        else:
-            self._bolt_step(src, 2, task, "values", edge)
+        self._step(src, 2, task, edge)
         src.add(1, "return xor")
         return self._compile(src, f"{task.component}[{task.task_id}] <- {source}/{stream}, batches")
 
     def _build_run_each(self, task, source, source_task, stream, width):
-        fields = self.streams[source][stream]
-        src = Source()
-        self._common(src, task)
-        edge = (src.name("STREAM", stream), src.name("SOURCE", source), src.name("SOURCE_TASK", source_task),
-                src.name("FIELDS", fields))
+        src, edge = self._source(task, source, source_task, stream)
         src.start("def run(items, roots, tid):")
         src.add(1, "xor = 0")
         if width == 1:
@@ -236,10 +219,8 @@ class Chains(Deliveries):
             src.add(1, f"for i in range(0, len(items), {width}):")
             src.add(2, f"values = tuple(items[i:i + {width}])")
         self._mark_input(src, 2, "values")  # a tuple made for this input
-        if is_function(task):
-            self._function_step(src, 2, task, "values", edge, 0)  # an error returns: the run's trees failed
-        else:
-            self._bolt_step(src, 2, task, "values", edge)  # an error fails the roots; the rest still run
+        # a function's error returns: the run's trees failed; a Bolt's fails the roots and the rest still run
+        self._step(src, 2, task, edge)
         src.add(1, "return xor")
         return self._compile(src, f"{task.component}[{task.task_id}] <- {source}/{stream}, runs")
 
@@ -281,11 +262,7 @@ class Chains(Deliveries):
         return src.compile(name, self.debug)
 
     def _build_run(self, task, source, source_task, stream):
-        fields = self.streams[source][stream]
-        src = Source()
-        self._common(src, task)
-        edge = (src.name("STREAM", stream), src.name("SOURCE", source), src.name("SOURCE_TASK", source_task),
-                src.name("FIELDS", fields))
+        src, edge = self._source(task, source, source_task, stream)
         if is_function(task):
             src.start("def run(values, roots, tid):")
             src.add(1, "xor = 0")
