@@ -9,7 +9,8 @@ The life of a spout tuple (reliability "confirm", "track" and "replay"):
         spout's calls its position() ... up to COMMIT_BATCH records or COMMIT_INTERVAL seconds,
         or until a round of calls emits nothing -> one log commit (group commit)
     start_all (trees.py): a tree per record; fused subscribers run it here, in the generated
-        chains (chains.py); others get a delivery with a fresh 64-bit id, queued
+        chains (chains.py); others get a delivery with a fresh 64-bit id, queued (a commit's
+        records from one origin: one generated loop, or one record group for a worker)
     a task's chain -> process/function -> children emitted (ids XORed into the input's ack)
         -> returned: ack(roots, id ^ children)  | raised: fail(roots, error)
     acker: XOR of a tree back to 0 -> the completion (epochs.py): record released (at once, or
