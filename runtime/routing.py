@@ -62,6 +62,15 @@ class Outlet:
         self._next = 0
         self.shared = None  # a shuffle whose task is picked later, by the executor (see localize)
 
+    def _round_robin(self):
+        """The next of the tasks, in turn (all of them when there is one)."""
+        tasks = self.tasks
+        if len(tasks) == 1:
+            return tasks
+        i = self._next
+        self._next = (i + 1) % len(tasks)
+        return (tasks[i],)
+
     def choose(self, values, tup, choices):
         """The task ids for one tuple. `tup` is a callable that makes the Tuple on demand;
         `choices` caches each router's pick for this tuple."""
@@ -69,11 +78,7 @@ class Outlet:
         if kind == "shuffle" or kind == "local_or_shuffle" or kind == "none" or kind == "failure":
             if self.shared is not None:
                 return (self.shared,)
-            if len(tasks) == 1:
-                return tasks
-            i = self._next
-            self._next = (i + 1) % len(tasks)
-            return (tasks[i],)
+            return self._round_robin()
         if kind == "fields":
             if self.pick is not None:
                 key = values[self.positions[0]]
@@ -92,11 +97,7 @@ class Outlet:
                     pick = choices[router] = router.choose(tup())
                 if pick != branch:
                     return ()
-            if len(tasks) == 1:
-                return tasks
-            i = self._next
-            self._next = (i + 1) % len(tasks)
-            return (tasks[i],)
+            return self._round_robin()
         if kind == "custom":
             picked = self.fn(tup(), len(tasks))
             picked = [picked] if isinstance(picked, int) else list(picked)
