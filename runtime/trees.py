@@ -75,9 +75,10 @@ class TreeLifecycle:
 
     def _start_batch(self, records, origin):
         """The usual commit, as one call: its records all came from `origin` (component, task
-        index, stream), whose one subscriber runs here, each record released when its tree is
-        done. The generated loop (Chains.run_records) does for each record what `_start_all`'s
-        fast path does. False, having done nothing, for any other case."""
+        index, stream), which has one subscriber task. When it runs here and each record is
+        released when its tree is done, the generated loop Chains.run_records does for each
+        record what `_start_all`'s fast path does; when it runs in a worker, the records go as
+        one group (`_queue_batch`). False, having done nothing, for any other case."""
         task, _, runs = self.start_plan(self._origin(records[0]), origin[2])
         if runs is None or len(runs) != 1:
             return False
