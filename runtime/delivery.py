@@ -82,7 +82,7 @@ class Deliveries:
         single = ("True", item) if self._feeds_function(task, "default", depth) else None
         if single is None or not self._only_functions(task, "default", depth):
             src.add(d, f"{values} = ({item},)")
-        self._send(src, d, task, "default", values, depth, single)
+        self._send(src, d, task, "default", values, depth, single, value=item)
 
     def _feeds_function(self, task, stream, depth):
         """Whether some of what `task` emits on `stream` goes to a plain function inlined here."""
@@ -98,8 +98,9 @@ class Deliveries:
             return False
         return all(self.fused[t] is not None and is_function(self.fused[t]) for t in targets)
 
-    def _send(self, src, d, task, stream, values, depth, single=None):
-        """Hand `values` (checked) emitted by `task` on `stream` to every subscriber."""
+    def _send(self, src, d, task, stream, values, depth, single=None, value=None):
+        """Hand `values` (checked) emitted by `task` on `stream` to every subscriber. `value`:
+        the name of the one value of `values`, when it is known to be a str."""
         fields = task.streams[stream]
         names = {"STREAM": stream, "COMPONENT": task.component, "TASK": task.task_id, "FIELDS": fields}
         stream_n, comp_n, task_n, fields_n = (src.name(k, v) for k, v in names.items())
@@ -110,12 +111,12 @@ class Deliveries:
         targets = task.routing.fixed.get(stream)
         edge = (stream_n, comp_n, task_n, fields_n)
         if targets is None:
-            self._route(src, d, task, stream, values, edge, depth)
+            self._route(src, d, task, stream, values, edge, depth, value)
             return
         for target in targets:
             into = self.fused[target] if self.fused is not None else None
             if into is None:
-                self._queue(src, d, task, stream, repr(target), values, edge, [target])
+                self._queue(src, d, task, stream, repr(target), values, edge, [target], value)
             elif depth + 1 < INLINE_DEPTH and is_function(into):
                 self._function_step(src, d, into, values, edge, depth + 1, single)
             elif depth + 1 < INLINE_DEPTH:
@@ -124,7 +125,7 @@ class Deliveries:
                 run = src.name("run", self.run(target, task.component, task.task_id, stream))
                 src.add(d, f"xor ^= {run}({values}, roots, 0)")
 
-    def _queue(self, src, d, emitter, emitted_on, target, values, edge, candidates):
+    def _queue(self, src, d, emitter, emitted_on, target, values, edge, candidates, value=None):
         """Queue `values` that `emitter` emitted on stream `emitted_on` for task `target` (a
         name; one of the task ids `candidates`) through the sink: into an outlet's columns for
         an auto-ack task of another worker, else with a fresh id if tracked."""
@@ -151,7 +152,7 @@ class Deliveries:
                     src.add(d, f"if {target} in {table}:")
                     src.add(d + 1, lookup)
                     into = d + 1
-            item = f"{values}[0]" if width == 1 else values
+            item = (value or f"{values}[0]") if width == 1 else values
             src.add(into, f"{add_values}({item})")
             src.add(into, f"{add_roots}(roots)")
             if into == d:
@@ -165,7 +166,7 @@ class Deliveries:
         src.add(d, "else:")
         src.add(d + 1, f"send({target}, {values}, {stream}, {component}, {task}, None, (), {fields})")
 
-    def _route(self, src, d, task, stream, values, edge, depth):
+    def _route(self, src, d, task, stream, values, edge, depth, value=None):
         """Groupings that look at the values: a fields grouping (or a subscriber with one task)
         is compiled to a hash and a table of the runs of fused targets; anything else goes
         through `_Router`, one call per tuple."""
@@ -181,10 +182,14 @@ class Deliveries:
             if outlet.kind == "fields":
                 tasks_n = src.name("TASKS", outlet.tasks)
                 if len(outlet.positions) == 1:
-                    key = src.var("k")
                     memo, pick = src.name("memo", outlet.pick.memo), src.name("pick", outlet.pick)
-                    src.add(d, f"{key} = {values}[{outlet.positions[0]}]")
-                    src.add(d, f"{target} = {memo}.get({key}) if {key}.__class__ is str else None")
+                    if value is not None and outlet.positions[0] == 0:  # a str: in the memo's keys
+                        key = value
+                        src.add(d, f"{target} = {memo}.get({key})")
+                    else:
+                        key = src.var("k")
+                        src.add(d, f"{key} = {values}[{outlet.positions[0]}]")
+                        src.add(d, f"{target} = {memo}.get({key}) if {key}.__class__ is str else None")
                     src.add(d, f"if {target} is None:")
                     src.add(d + 1, f"{target} = {pick}({key})")
                 else:
@@ -203,16 +208,16 @@ class Deliveries:
                         self._bolt_step(src, d + 1, into, values, edge)
                 if runs:
                     src.add(d, "else:")
-                    self._queue(src, d + 1, task, stream, target, values, edge, others)
+                    self._queue(src, d + 1, task, stream, target, values, edge, others, value)
                 else:
-                    self._queue(src, d, task, stream, target, values, edge, others)
+                    self._queue(src, d, task, stream, target, values, edge, others, value)
                 continue
             run = src.var("run")
             src.add(d, f"{run} = {runs_n}.get({target})")
             src.add(d, f"if {run} is not None:")
             src.add(d + 1, f"xor ^= {run}({values}, roots, 0)")
             src.add(d, "else:")
-            self._queue(src, d + 1, task, stream, target, values, edge, others)
+            self._queue(src, d + 1, task, stream, target, values, edge, others, value)
 
     def emit(self, task):
         """The `emit` a Bolt calls: a generated short path for the usual call (anchored to the
