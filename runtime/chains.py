@@ -212,9 +212,9 @@ class Chains(Deliveries):
         if width == 1:
             src.add(1, "for item in items:")
             src.add(2, "values = (item,)")
-        elif width is None:
+        elif width is None:  # one value as itself, unless a list: then a tuple of values (EventSink.outlet)
             src.add(1, "for item in items:")
-            src.add(2, "values = tuple(item)")
+            src.add(2, "values = tuple(item) if item.__class__ is list else (item,)")
         else:
             src.add(1, f"for i in range(0, len(items), {width}):")
             src.add(2, f"values = tuple(items[i:i + {width}])")

@@ -152,7 +152,13 @@ class Deliveries:
                     src.add(d, f"if {target} in {table}:")
                     src.add(d + 1, lookup)
                     into = d + 1
-            item = (value or f"{values}[0]") if width == 1 else values
+            if width == 1:
+                item = value or f"{values}[0]"
+            elif width is None:  # one value as itself unless it is a list (see EventSink.outlet)
+                item = value or (f"({values}[0] if len({values}) == 1 and {values}[0].__class__ is not list "
+                                 f"else {values})")
+            else:
+                item = values
             src.add(into, f"{add_values}({item})")
             src.add(into, f"{add_roots}(roots)")
             if into == d:

@@ -46,7 +46,9 @@ class EventSink:
         """The two lists (values, roots) to which a generated chain appends its deliveries to
         `task_id`, an auto-ack task of another worker, on the given edge. With a known `width`
         (the stream's declared fields) the values lie flat, `width` per delivery (one value
-        each: no list per delivery in the blob); else one tuple per delivery."""
+        each: no list per delivery in the blob); else one item per delivery: its one value
+        itself unless that value is a list, else its values tuple (an array in the blob, so
+        the receiver tells them apart: a list item is a tuple of values)."""
         key = (task_id, source, source_task, stream, width)
         columns = self.columns.get(key)
         if columns is None:

@@ -244,6 +244,46 @@ def test_a_shuffle_between_bolts_stays_inside_the_emitting_worker():
     assert len(placement) == 2 and len(set(placement.values())) == 2 and len(pairs) == 2, pairs
 
 
+def test_undeclared_values_between_workers_keep_their_shape_and_their_order():
+    """A function with no declared fields sends the other worker's task each one-value tuple
+    as its value itself, unless that value is a list (then, as any other tuple, as an array):
+    every shape arrives as it was emitted, and in emit order."""
+    from consecution.runtime import Scheduler
+
+    def shapes(n):  # one of each shape per input, undeclared fields
+        yield f"s{n}"
+        yield ([n, n],)  # one value, a list
+        yield {"n": n}
+        yield (None,)
+        yield (n, "two")
+        yield b"raw"
+
+    class Arrivals(Bolt):
+        fields = ("values",)
+
+        def process(self, tup):
+            self.emit((list(tup.values),))
+
+    t = Topology("shapes")
+    t.spout("numbers", range(200))
+    t.bolt("shapes", shapes, parallelism=2).shuffle_grouping("numbers")
+    t.bolt("arrivals", Arrivals()).global_grouping("shapes")  # one task: half the inputs cross workers
+    got = [values for (values,) in Scheduler(t, mode="process", workers=2, collect=True).run().emitted("arrivals")]
+    expected = {n: [[f"s{n}"], [[n, n]], [{"n": n}], [None], [n, "two"], [b"raw"]] for n in range(200)}
+    by_input = collections.defaultdict(list)
+    for values in got:
+        first = values[0]
+        n = (first["n"] if isinstance(first, dict) else first[0] if isinstance(first, list)
+             else int(first[1:]) if isinstance(first, str) else first if isinstance(first, int) else None)
+        if n is None:  # (None,) and b"raw" name no input: checked by count below
+            continue
+        by_input[n].append(values)
+    assert len(got) == 6 * 200
+    assert sorted(map(repr, got)) == sorted(repr(v) for n in range(200) for v in expected[n])
+    for n, arrived in by_input.items():  # s, list, dict and the pair arrive in the order emitted
+        assert arrived == [v for v in expected[n] if v not in ([None], [b"raw"])], n
+
+
 @pytest.mark.parametrize("width", [1, 2, None])
 @pytest.mark.parametrize("reliability", ["none", "replay"])
 def test_tuples_between_workers_reach_the_task_of_their_hash_and_a_failure_fails_only_its_record(
