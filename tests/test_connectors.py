@@ -364,7 +364,8 @@ def relay(spout, sink):
 RABBIT_RELAY = relay('RabbitMQ(os.environ["RABBIT"], os.environ["IN"], decode=bytes.decode)',
                      'RabbitPublish(os.environ["RABBIT"], "", os.environ["OUT"], batch=50)')
 MQTT_RELAY = relay('Mqtt("127.0.0.1", int(os.environ["PORT"]), os.environ["IN"], os.environ["CLIENT"])',
-                   'MqttPublish("127.0.0.1", int(os.environ["PORT"]), os.environ["OUT"], batch=50)')
+                   'MqttPublish("127.0.0.1", int(os.environ.get("SINK_PORT", os.environ["PORT"])), '
+                   'os.environ["OUT"], batch=50)')
 # ack_wait 3 s: what a kill caught fetched and not yet committed comes back 3 s later
 NATS_RELAY = relay('JetStream(os.environ["NATS"], os.environ["STREAM"], "relay", subject=os.environ["IN"], ack_wait=3)',
                    'JetStreamPublish(os.environ["NATS"], os.environ["OUT"], batch=50)')
@@ -558,15 +559,41 @@ def test_an_mqtt_topic_relayed_through_a_run_killed_at_random_moments_loses_noth
 
 
 def test_mqtt_cut_mid_run_is_retried_and_an_unreachable_broker_is_named(tmp_path, mqtt_broker):
-    tag, t_in, t_out, client_id, got = mqtt_relay_setup(mqtt_broker, [{"id": i, "cents": i} for i in range(1, 601)])
-    proxy = Proxy(1883)
+    """The spout's connection is cut, then the sink's, each through a proxy of its own. paho
+    reconnects a client by itself and sends again what it had queued, so a sink sees a cut only
+    when it publishes while paho knows the connection is gone: its proxy is cut while it is
+    idle (no orders yet) and stays cut until orders, published once the spout's cut is over,
+    reach it."""
+    import threading
+    tag, t_in, t_out, client_id, got = mqtt_relay_setup(mqtt_broker, [])
+    proxy, sink_proxy = Proxy(1883), Proxy(1883)
     (tmp_path / "relay.py").write_text(MQTT_RELAY)
-    env = {"PORT": str(proxy.port), "IN": t_in, "OUT": t_out, "CLIENT": client_id, "NAME": f"mqtt_{tag}"}
-    log = cut_during_run(tmp_path, "relay.py", env, (proxy,), lambda: len({o["id"] for o in got}) >= 600)
+    env = {"PORT": str(proxy.port), "SINK_PORT": str(sink_proxy.port), "IN": t_in, "OUT": t_out,
+           "CLIENT": client_id, "NAME": f"mqtt_{tag}"}
+    proc = start_cli(["run", "relay.py", "--log-format", "json"], tmp_path, env)
+    try:
+        logged_event(tmp_path / "run.log", "run.started", timeout=60)
+        time.sleep(0.3)
+        sink_cut = threading.Thread(target=sink_proxy.cut, args=(5.0,), daemon=True)
+        sink_cut.start()
+        proxy.cut(1.0)
+        publisher = mqtt_broker(f"publisher-{tag}")
+        for i in range(1, 601):  # kept for the spout's session while it reconnects
+            publisher.publish(t_in, json.dumps({"id": i, "cents": i}), qos=1).wait_for_publish(5)
+        deadline = time.monotonic() + 120
+        while len({o["id"] for o in got}) < 600:
+            assert time.monotonic() < deadline and proc.poll() is None, (tmp_path / "run.log").read_text()[-2000:]
+            time.sleep(0.2)
+        sink_cut.join(timeout=30)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    log = (tmp_path / "run.log").read_text()
+    assert proc.returncode == 0, log[-3000:]
     assert '"spout.retrying"' in log and '"sink.retrying"' in log, log[-2000:]
     assert {o["id"] for o in got} == set(range(1, 601))
     port = closed_port()
-    away = cli("run", "relay.py", "--fresh", cwd=tmp_path, env={**env, "PORT": str(port)})
+    away = cli("run", "relay.py", "--fresh", cwd=tmp_path, env={**env, "PORT": str(port), "SINK_PORT": str(port)})
     assert away.returncode == 1 and f"cannot connect to the broker at 127.0.0.1:{port}" in away.stderr, away.stderr
 
 
