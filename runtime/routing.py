@@ -23,9 +23,9 @@ def stable_hash(values):
 
 
 class FieldsPick:
-    """The task of a one-field fields grouping for a str key, remembered: a generated chain
-    looks a key up (`memo.get(key)`) and calls this only for a key it has not seen, which
-    costs a dict lookup where `stable_hash` costs an encode and a crc32. Only str keys are
+    """The task of a one-field fields grouping for a key (`pick(key)`), remembered for a str
+    key: a lookup in `memo` where `stable_hash` costs an encode and a crc32 (a generated chain
+    looks in `memo` itself and calls this only for a key it has not seen). Only str keys are
     remembered (1, 1.0 and True are one dict key but three msgpack encodings); the memo is
     emptied when it holds `size` keys, so a stream of ever new keys costs a bounded memory."""
 
@@ -35,6 +35,10 @@ class FieldsPick:
         self.tasks, self.memo, self.size = tasks, {}, size
 
     def __call__(self, key):
+        if key.__class__ is str:
+            task = self.memo.get(key)
+            if task is not None:
+                return task
         task = self.tasks[stable_hash((key,)) % len(self.tasks)]
         if key.__class__ is str:
             if len(self.memo) >= self.size:
@@ -81,9 +85,7 @@ class Outlet:
             return self._round_robin()
         if kind == "fields":
             if self.pick is not None:
-                key = values[self.positions[0]]
-                task = self.pick.memo.get(key) if key.__class__ is str else None
-                return (task if task is not None else self.pick(key),)
+                return (self.pick(values[self.positions[0]]),)
             key = [values[p] for p in self.positions]
             return (tasks[stable_hash(key) % len(tasks)],)
         if kind == "all":

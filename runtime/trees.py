@@ -13,9 +13,9 @@ it owns the state these methods use (trees, acker, log, executor, result).
 """
 import random
 import traceback as tb_module
-from operator import attrgetter
 
 from consecution.acker import new_id
+from consecution.storage.pending import VALUES_OF
 from consecution.topology.tuples import SEQ_SHIFT
 
 from .epochs import Release
@@ -24,7 +24,6 @@ from .tasks import SpoutTask
 
 getrandbits = random.getrandbits  # the source of new_id (acker/tracker.py)
 START_MASK = (1 << SEQ_SHIFT) - 1  # the low bits of a tree's root: tree starts counted in this run
-VALUES_OF = attrgetter("values")
 MIXED = False  # `unlogged_origin` when the records waiting for a commit came from more than one origin
 
 

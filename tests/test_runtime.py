@@ -351,16 +351,19 @@ def test_join_anchored_to_two_roots_fails_both_when_it_fails(mode):
     assert sorted(spout.acked) == ["m0", "m1"]
 
 
+class Where(Bolt):
+    """Emits each input's first value with the index of the task that got it."""
+
+    fields = ("value", "task")
+
+    def prepare(self, context):
+        self.task = context.task_index
+
+    def process(self, tup):
+        self.emit((tup[0], self.task))
+
+
 def test_fields_grouping_sends_equal_keys_to_one_task_and_all_grouping_to_every_task(mode):
-    class Where(Bolt):
-        fields = ("word", "task")
-
-        def prepare(self, context):
-            self.task = context.task_index
-
-        def process(self, tup):
-            self.emit((tup[0], self.task))
-
     words = ["a", "b", "c", "a", "b", "c", "d"] * 5
     t = Topology("groupings")
     t.spout("words", words, fields=("word",))
@@ -379,15 +382,6 @@ def test_fields_grouping_sends_equal_keys_to_one_task_and_all_grouping_to_every_
 def test_a_fields_grouping_picks_the_task_stable_hash_names_for_every_key_kind(mode):
     """Remembered picks (str keys) and computed ones (1, True and 1.0: one dict key, three
     encodings) both name the task of stable_hash, the same in every mode and process."""
-    class Where(Bolt):
-        fields = ("key", "task")
-
-        def prepare(self, context):
-            self.task = context.task_index
-
-        def process(self, tup):
-            self.emit((tup[0], self.task))
-
     keys = [f"w{i}" for i in range(40)] + [1, True, 1.0, 2, None, b"x"]
     t = Topology("picks")
     t.spout("keys", keys * 3, fields=("key",))
@@ -416,15 +410,6 @@ def test_direct_and_custom_groupings_pick_the_tasks(mode):
 
         def process(self, tup):
             self.emit_direct(self.targets[-1], (tup[0],))
-
-    class Where(Bolt):
-        fields = ("n", "task")
-
-        def prepare(self, context):
-            self.task = context.task_index
-
-        def process(self, tup):
-            self.emit((tup[0], self.task))
 
     t = Topology("direct")
     t.spout("numbers", range(6))
