@@ -27,9 +27,10 @@ True
 import random
 from collections import OrderedDict
 
-# An entry is a list [xor, spout_task, started] indexed by literals (cheaper than named
+# An entry is a list [xor, spout_task, started, weight] indexed by literals (cheaper than named
 # constants on the per-tuple path); spout_task None marks an entry created by an ack that
-# arrived before its init.
+# arrived before its init. `weight` is how many records the entry stands for in `pending`:
+# 1 for a tree, n for a group of n records tracked as one XOR (`init_group`).
 
 
 def new_id(rand=random.getrandbits) -> int:
@@ -51,8 +52,8 @@ class Acker:
     __slots__ = ("_trees", "_per_task", "_inited")
 
     def __init__(self) -> None:
-        self._trees = OrderedDict()  # root -> [xor, spout_task or None, started], oldest first
-        self._per_task = {}          # spout task -> number of its inited pending trees
+        self._trees = OrderedDict()  # root -> [xor, spout_task or None, started, weight], oldest first
+        self._per_task = {}          # spout task -> number of its inited pending records
         self._inited = 0
 
     def init(self, root: int, xor: int, spout_task: int, now: float) -> bool:
@@ -67,7 +68,7 @@ class Acker:
         if entry is None:
             if not xor:
                 return True
-            trees[root] = [xor, spout_task, now]
+            trees[root] = [xor, spout_task, now, 1]
         else:
             if entry[1] is not None:
                 raise ValueError(f"tree {root:#x} is already started by spout task {entry[1]}")
@@ -86,9 +87,25 @@ class Acker:
         queued at once: no id to draw per record). None of `roots` may be known yet."""
         trees = self._trees
         for root in roots:
-            trees[root] = [root, spout_task, now]
+            trees[root] = [root, spout_task, now, 1]
         self._per_task[spout_task] = self._per_task.get(spout_task, 0) + len(roots)
         self._inited += len(roots)
+
+    def init_group(self, group: int, weight: int, spout_task: int, now: float) -> None:
+        """`init` of a group of `weight` records tracked as one tree: its first tuple's id is
+        `group` itself (the records go out together), and it counts as `weight` records in
+        `pending` until it completes, fails or expires (`shrink` takes one off)."""
+        self._trees[group] = [group, spout_task, now, weight]
+        self._per_task[spout_task] = self._per_task.get(spout_task, 0) + weight
+        self._inited += weight
+
+    def shrink(self, group: int) -> None:
+        """One record of pending group `group` is no longer counted (it failed alone)."""
+        entry = self._trees.get(group)
+        if entry is not None and entry[1] is not None and entry[3] > 0:
+            entry[3] -= 1
+            self._per_task[entry[1]] -= 1
+            self._inited -= 1
 
     def ack(self, root: int, xor: int, now: float) -> bool:
         """XOR `xor` into tree `root`. True when this completes an inited tree (it is removed).
@@ -98,35 +115,36 @@ class Acker:
         """
         entry = self._trees.get(root)
         if entry is None:
-            self._trees[root] = [xor, None, now]
+            self._trees[root] = [xor, None, now, 1]
             return False
         value = entry[0] ^ xor
         entry[0] = value
         if value or entry[1] is None:
             return False
         del self._trees[root]
-        self._inited -= 1
-        self._per_task[entry[1]] -= 1
+        self._inited -= entry[3]
+        self._per_task[entry[1]] -= entry[3]
         return True
 
     def ack_all(self, acks, now: float) -> list[int]:
         """`ack` for a flat list [root, xor, root, xor, ...] (a worker's acks of one frame,
         one per root); returns the roots of the inited trees it completed, in order."""
-        trees, per_task, completed = self._trees, self._per_task, []
+        trees, per_task, completed, weight = self._trees, self._per_task, [], 0
         for i in range(0, len(acks), 2):
             root = acks[i]
             entry = trees.get(root)
             if entry is None:
-                trees[root] = [acks[i + 1], None, now]
+                trees[root] = [acks[i + 1], None, now, 1]
                 continue
             value = entry[0] ^ acks[i + 1]
             entry[0] = value
             if value or entry[1] is None:
                 continue
             del trees[root]
-            per_task[entry[1]] -= 1
+            per_task[entry[1]] -= entry[3]
+            weight += entry[3]
             completed.append(root)
-        self._inited -= len(completed)
+        self._inited -= weight
         return completed
 
     def fail(self, root: int) -> bool:
@@ -135,8 +153,8 @@ class Acker:
         if entry is None:
             return False
         if entry[1] is not None:
-            self._inited -= 1
-            self._per_task[entry[1]] -= 1
+            self._inited -= entry[3]
+            self._per_task[entry[1]] -= entry[3]
         return True
 
     def reset_timeout(self, root: int, now: float) -> None:
@@ -159,14 +177,14 @@ class Acker:
             del trees[root]
             task = entry[1]
             if task is not None:
-                per_task[task] -= 1
+                per_task[task] -= entry[3]
+                self._inited -= entry[3]
                 expired.append(root)
-        self._inited -= len(expired)
         return expired
 
     def pending(self, spout_task: int | None = None) -> int:
-        """Number of inited trees not yet complete, failed or expired: of one spout task, or
-        of all when `spout_task` is None."""
+        """Number of records in inited trees not yet complete, failed or expired (a tree counts
+        one, a group its weight): of one spout task, or of all when `spout_task` is None."""
         if spout_task is None:
             return self._inited
         return self._per_task.get(spout_task, 0)

@@ -125,6 +125,9 @@ class Chains(Deliveries):
         which a failed input goes on with the next one."""
         src = Source()
         src.batch = batch
+        # after a failure at the top of the function: the next input of a loop, else the XOR of
+        # what the failed input queued before it raised (a record group needs it to complete)
+        src.on_fail = ["continue"] if batch else ["return xor"]
         self._common(src, task)
         fields = self.streams[source][stream]
         return src, (src.name("STREAM", stream), src.name("SOURCE", source), src.name("SOURCE_TASK", source_task),
@@ -178,20 +181,23 @@ class Chains(Deliveries):
         if not is_function(task):
             run = self.run(task.task_id, source, source_task, stream)
 
-            def run_each_record(rows, roots, tid):
+            def run_each_record(rows, roots, tid, group):  # no group: each root is its tuple's id
                 for values, root in zip(rows, roots):
                     run(tuple(values), (root,), root)
             return run_each_record
         src, edge = self._source(task, source, source_task, stream, batch=True)
-        src.start("def run(rows, roots_of, tid, roots=()):")
+        src.on_fail = ["gx ^= xor", "continue"]  # what a failed record queued still counts
+        src.start("def run(rows, roots_of, tid, group, roots=()):")
+        src.add(1, "gx = tid")
         src.add(1, "for values, root in zip(rows, roots_of):")
         self._mark_input(src, 2, "values")  # a list of its own per record, from msgpack
         src.add(2, "roots = (root,)")
         after_roots = len(src.lines)
         src.add(2, "values = tuple(values)")
         src.add(2, "xor = 0")
-        self._function_step(src, 2, task, "values", edge, 0)  # an error fails the record: `continue`
-        src.add(2, "ack(roots, root ^ xor)")
+        self._function_step(src, 2, task, "values", edge, 0)  # an error fails the record alone
+        src.add(2, "gx ^= xor")
+        src.add(1, "ack((group,), gx)")
         self._roots_per_input(src, after_roots)
         return self._compile(src, f"{task.component}[{task.task_id}] <- {source}/{stream}, records")
 
@@ -264,6 +270,7 @@ class Chains(Deliveries):
     def _build_run(self, task, source, source_task, stream):
         src, edge = self._source(task, source, source_task, stream)
         if is_function(task):
+            src.settle, src.on_fail = "tid ^ xor if tid else 0", ["return 0 if tid else xor"]
             src.start("def run(values, roots, tid):")
             src.add(1, "xor = 0")
             self._function_step(src, 1, task, "values", edge, 0)
@@ -326,11 +333,14 @@ class Chains(Deliveries):
         src.add(d, "except Exception as exc:")
         self._count_failed(src, d + 1, task)
         src.add(d + 1, f"{t}.current = None")
+        src.add(d + 1, f"if {t}.ackval > 0:")  # children it emitted before it raised: still tracked
+        src.add(d + 2, f"xor ^= {t}.ackval")
         src.add(d + 1, f"{t}.ackval = 0")
         src.add(d + 1, fresh)  # the traceback may hold the old one
+        settle = ", tid ^ xor if tid else 0" if queued else ""
         src.add(d + 1, f"fail(roots, describe(exc), format_exc(), {src.name('COMPONENT', task.component)}, "
                        f"{src.name('TASK', task.task_id)}, Tuple({values}, {stream}, {source}, {source_task}, None, "
-                       f"roots, {fields}))")
+                       f"roots, {fields}){settle})")
         if run:
             src.add(d + 1, f"{t}.current = {tup}")
         if queued:
@@ -382,8 +392,10 @@ class Chains(Deliveries):
         self._deliver_item(src, d + 2, task, result, depth)
         src.add(d, "except Exception as exc:")
         self._count_failed(src, d + 1, task)
+        settle = f", {src.settle}" if depth == 0 and src.settle else ""
         src.add(d + 1, f"fail(roots, describe(exc), format_exc(), {src.name('COMPONENT', task.component)}, "
                        f"{src.name('TASK', task.task_id)}, Tuple({args}, {stream}, {source}, {source_task}, None, "
-                       f"roots, {fields}))")
+                       f"roots, {fields}){settle})")
         if depth == 0:
-            src.add(d + 1, "continue" if src.batch else "return 0")
+            for line in src.on_fail:
+                src.add(d + 1, line)

@@ -57,6 +57,7 @@ from .spout_driver import COMMIT_INTERVAL, SpoutDriver
 from .state_dir import close_state, load_state, open_state, resumed_from
 from .tasks import BoltTask, assign_tasks, build_task
 from .timers import Timers
+from .groups import Groups
 from .trees import MIXED, TreeLifecycle
 from .watchdog import Watchdog, abandon
 
@@ -125,6 +126,7 @@ class Scheduler(TreeLifecycle):
         self.log = MemoryLog(keep=keep)  # the durable log replaces it in run()
         self.lock = None
         self.acker = Acker()
+        self.groups = Groups(self.acker)  # record groups in flight (process and ray mode: groups.py)
         self.unlogged = []             # records appended, waiting for the commit that starts them
         self.unlogged_origin = None    # (component, task index, stream) all of them came from, or MIXED
         self.held_back = collections.Counter()  # spout task id -> records in `unlogged`
@@ -247,21 +249,40 @@ class Scheduler(TreeLifecycle):
                 self._complete(trees.pop(root))
 
     def ack_each(self, acks):
-        """Acks from a worker: [root, xor, root, xor, ...], one per root."""
+        """Acks from a worker (EventSink.take): [root, xor, root, xor, ...], one per root,
+        after [0, [[roots, xor], ...]] when some name several roots at once."""
+        groups = self.groups
+        if acks[0] == 0:  # a root is never 0
+            acks = groups.resolve(acks[2:], acks[1])
+        elif groups.group_of:
+            acks = groups.resolve(acks)
+        completed = self.acker.ack_all(acks, self.now)
+        if not completed:
+            return
+        if groups.members:
+            completed = groups.expand(completed)
         pop = self.trees.pop
-        records = [record for record in map(pop, self.acker.ack_all(acks, self.now), repeat(None))
-                   if record is not None]
+        records = [record for record in map(pop, completed, repeat(None)) if record is not None]
         if records:
             self.completion.completed_all(records)
 
-    def fail(self, roots, error, traceback, component, task_id, tup):
+    def fail(self, roots, error, traceback, component, task_id, tup, settle=0):
+        """`tup` failed in its trees `roots`. `settle`: the XOR its failure leaves unacked (its
+        id and its children's), which a record group needs to complete (groups.py)."""
         if not roots:
             self.retries.untracked_error(error, traceback, component, task_id, tup)
             return
+        groups = self.groups
         for root in roots:
             if root in self.trees:
                 self.acker.fail(root)
+                if groups.group_of:
+                    groups.shrink(root)
                 self._tree_failed(root, error, traceback, component, task_id)
+        if settle and groups.group_of:
+            acks = groups.settle(roots, settle)
+            if acks:
+                self.ack_each(acks)
 
     def collect(self, component, stream, values):
         self.collected.setdefault((component, stream), []).append(values)

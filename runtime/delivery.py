@@ -269,7 +269,12 @@ class _Router:
 
 
 def is_function(task):
-    return isinstance(task.obj, FunctionBolt) and type(task.obj).process is FunctionBolt.process
+    return is_function_obj(task.obj)
+
+
+def is_function_obj(obj):
+    """Whether a bolt object is a plain function (its `process` not overridden)."""
+    return isinstance(obj, FunctionBolt) and type(obj).process is FunctionBolt.process
 
 
 def _checker(task, stream):

@@ -5,7 +5,9 @@ does in an `EventSink` instead of acting on the core; the core applies a batch o
 go (`apply`):
 
     events   failures, roots emitted with no input, collected tuples: in order
-    acks     root -> the XOR of everything acked in it (XOR is commutative: acks combine)
+    acks     root -> the XOR of everything acked in it (XOR is commutative: acks combine); an
+             ack that names several roots stays whole (`several`), as the core resolves each
+             member of a record group to its group and counts each group once (groups.py)
     sends    per input edge (task, source, source task, stream): [values, id, roots] in order
     columns  per input edge to an auto-ack task of another worker (process mode): the values
              and the roots of each delivery, in two lists (`outlet`)
@@ -19,9 +21,12 @@ complete it. In process mode the sends for each worker travel as one msgpack blo
 A delivery in a column has no id of its own. The receiving worker runs it as a fused input
 (its task is auto-ack, so it is done when its run returns), so the ids that track it can be
 per *run*: consecutive deliveries of one edge with the same roots (the words of one line). Each
-run gets one fresh id, XORed into its roots here, with the sender's acks, and acked by the
-receiver, with the XOR of what the run's deliveries queued, once it ran them all. A tree stays
-open until the whole run is done; one delivery that fails fails its roots, as a queued one does.
+run gets one fresh id, XORed here into its ack target, with the sender's acks, and acked by the
+receiver, with the XOR of what the run's deliveries queued, once it ran them all. The target
+is the run's roots, or the record group they belong to when this worker ran that group's part
+in this frame (`group_of`): then the group gets one ack per frame, not one per run. A tree
+stays open until the whole run is done; one delivery that fails fails its roots, as a queued
+one does, and its run still acks (with what it queued before), so a group completes.
 Per delivery this costs two appends and its values in the blob, not an id, a tuple and an ack.
 """
 from consecution.acker import new_id
@@ -39,6 +44,8 @@ class EventSink:
         self.destination = destination
         self.events = []
         self.acks = {}
+        self.several = []  # [roots, xor] of acks that name several roots
+        self.group_of = {}  # member root -> record group, for the groups run since the last take
         self.sends = {}
         self.columns = {}  # edge -> ([values, ...], [roots, ...]), kept: generated chains append to them
 
@@ -63,13 +70,16 @@ class EventSink:
         out.append((values, tid, roots))
 
     def ack(self, roots, xor):
-        acks = self.acks
-        for root in roots:
-            acks[root] = acks.get(root, 0) ^ xor
+        if len(roots) == 1:
+            root = roots[0]
+            self.acks[root] = self.acks.get(root, 0) ^ xor
+        elif roots:
+            self.several.append((roots, xor))
 
-    def fail(self, roots, error, traceback, component, task_id, tup):
+    def fail(self, roots, error, traceback, component, task_id, tup, settle=0):
+        """`tup` failed; `settle`: the XOR its failure leaves unacked (see core.fail)."""
         self.events.append((FAIL, roots, error, traceback, component, task_id, tup.values, tup.stream, tup.source,
-                            tup.task))
+                            tup.task, settle))
 
     def emit_root(self, task, stream, values):
         self.events.append((ROOT, task.component, task.context.task_index, stream, values))
@@ -78,22 +88,25 @@ class EventSink:
         self.events.append((COLLECT, component, stream, values))
 
     def take(self):
-        """(events, acks as [root, xor, ...], {edge: [(values, id, roots)]}), and start afresh."""
-        acks = []
+        """(events, acks as [root, xor, ...], {edge: [(values, id, roots)]}), and start afresh;
+        the acks begin with [0, [[roots, xor], ...]] when some name several roots."""
+        acks = [0, self.several] if self.several else []
         for root, xor in self.acks.items():
             if xor:
                 acks += (root, xor)
         taken = (self.events, acks, self.sends)
-        self.events, self.acks, self.sends = [], {}, {}
+        self.events, self.acks, self.sends, self.several = [], {}, {}, []
+        self.group_of.clear()
         return taken
 
     def encoded(self):
         """`take()` for the wire: the sends as [[destination, count, blob], ...], a blob being
         the msgpack of a list of edges' deliveries, each
             [task, source, source task, stream, count, [[values, id, roots], ...]]     queued
-            [task, source, source task, stream, count, width, [values...], [roots, run id, n, ...]]
+            [task, source, source task, stream, count, width, [values...], [roots, target, run id, n, ...]]
         the second for an outlet's columns: its values (flat when the width is known), and
-        its runs of `n` deliveries with the same roots (see the module docstring)."""
+        its runs of `n` deliveries with the same roots, acked on `target` (0: the roots; see
+        the module docstring)."""
         groups = {}
         for (task_id, source, source_task, stream, width), (values, roots) in self.columns.items():
             if roots:
@@ -109,22 +122,27 @@ class EventSink:
         return encoded
 
     def _runs(self, roots):
-        """[roots, run id, n, ...]: the runs of deliveries with the same roots (the same object:
-        a step's emits share their input's), each run's id XORed into its roots here (0, and
-        no ack, for untracked deliveries)."""
+        """[roots, target, run id, n, ...]: the runs of deliveries with the same roots (the same
+        object: a step's emits share their input's), each run's id XORed here into its ack
+        target: its record group, when this worker ran the group's part (a list of one), else
+        its roots (target 0). Untracked deliveries: run id 0, and no ack."""
         out, last, n = [], roots[0], 0
         for r in roots:
             if r is not last:
-                out += (last, 0, n)
+                out += (last, 0, 0, n)
                 last, n = r, 0
             n += 1
-        out += (last, 0, n)
-        acks = self.acks
-        for i in range(0, len(out), 3):
-            if out[i]:
-                out[i + 1] = tid = new_id()
-                for root in out[i]:
-                    acks[root] = acks.get(root, 0) ^ tid
+        out += (last, 0, 0, n)
+        group_of, ack = self.group_of, self.ack
+        for i in range(0, len(out), 4):
+            run_roots = out[i]
+            if run_roots:
+                out[i + 2] = tid = new_id()
+                if len(run_roots) == 1 and run_roots[0] in group_of:
+                    out[i + 1] = target = [group_of[run_roots[0]]]
+                    ack(target, tid)
+                else:
+                    ack(run_roots, tid)
         return out
 
 
@@ -133,9 +151,9 @@ def apply(core, events, acks):
     for event in events:
         kind = event[0]
         if kind == FAIL:
-            _, roots, error, traceback, component, task_id, values, stream, source, source_task = event
+            _, roots, error, traceback, component, task_id, values, stream, source, source_task, settle = event
             core.fail(roots, error, traceback, component, task_id,
-                      Tuple(tuple(values), stream, source, source_task, None, (), None))
+                      Tuple(tuple(values), stream, source, source_task, None, (), None), settle)
         elif kind == ROOT:
             core.new_root(event[1], event[2], event[3], tuple(event[4]))
         elif kind == COLLECT:

@@ -11,7 +11,8 @@ functions `Chains` generates (runtime/chains.py), which call the sink:
     sink.send(task_id, values, stream, source, source task, id, roots, fields)
                                                     queue a tuple for a bolt task
     sink.ack(roots, xor)                            XOR `xor` into each tree of `roots`
-    sink.fail(roots, error, traceback, component, task)
+    sink.fail(roots, error, traceback, component, task, tup, settle)
+                                                    `settle`: the XOR the failure leaves unacked
     sink.collect(component, stream, values)         only when the run collects outputs
 """
 import functools
@@ -199,13 +200,18 @@ class BoltTask:
 
     def fail(self, tup, error=None):
         """Fail `tup`: its trees are replayed or given up."""
+        settle = tup.id or 0  # what stays unacked: its id, and the children anchored to it
         if tup is self.current:
+            if self.ackval == HANDLED:  # acked or failed by hand already: nothing left to settle
+                settle = 0
+            elif self.ackval:
+                settle ^= self.ackval
             self.ackval = HANDLED  # no auto-ack after an explicit fail; its children are dropped with it
         if not tup.roots:
             return
         message = _describe(error) if isinstance(error, BaseException) else (error or "failed by the bolt")
         self.sink.fail(tup.roots, message, "".join(tb_module.format_stack(limit=8)), self.component,
-                       self.task_id, tup)
+                       self.task_id, tup, settle)
 
 
 def _roots_of(anchors):

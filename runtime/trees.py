@@ -18,6 +18,7 @@ from consecution.acker import new_id
 from consecution.storage.pending import VALUES_OF
 from consecution.topology.tuples import SEQ_SHIFT
 
+from .delivery import is_function_obj
 from .epochs import Release
 from .meter import ACKED, FAILED
 from .tasks import SpoutTask
@@ -106,9 +107,18 @@ class TreeLifecycle:
             trees[tree] = record
             roots.append(tree)
         self.starts = starts
-        self.acker.init_own(roots, task.task_id, self.now)
-        send_records(target, list(map(VALUES_OF, records)), stream, task.component, task.task_id, roots)
+        if self._function_subscriber(task, stream):  # tracked as one group (groups.py)
+            group = self.groups.start(roots, task.task_id, self.now)
+        else:  # a Bolt's inputs are acked one by one (by hand, maybe): a tree each
+            group = 0
+            self.acker.init_own(roots, task.task_id, self.now)
+        send_records(target, list(map(VALUES_OF, records)), stream, task.component, task.task_id, roots, group)
         return True
+
+    def _function_subscriber(self, task, stream):
+        """Whether what `task` emits on `stream` goes to one plain function's tasks."""
+        outlets = task.routing.outlets[stream]
+        return len(outlets) == 1 and is_function_obj(self.topology.components[outlets[0].bolt].obj)
 
     def _start(self, record):
         self._start_all((record,))
@@ -245,9 +255,13 @@ class TreeLifecycle:
         self.completion.failed(record, error, traceback, component, task_id)
 
     def _expire(self, now):
-        for tree in self.acker.expire(now, self.message_timeout):
-            self._tree_failed(tree, f"timed out: the tree was not complete within {self.message_timeout:g} s",
-                              None, None, None)
+        expired = self.acker.expire(now, self.message_timeout)
+        if expired and self.groups.members:
+            expired = self.groups.expand(expired)  # a group's members time out with it
+        for tree in expired:
+            if tree in self.trees:
+                self._tree_failed(tree, f"timed out: the tree was not complete within {self.message_timeout:g} s",
+                                  None, None, None)
 
     def worker_died(self, cause):
         """A worker process died: the trees in flight are dropped from the acker and their
@@ -258,6 +272,7 @@ class TreeLifecycle:
         for tree in list(self.trees):
             self.acker.fail(tree)
             in_flight.append(self.trees.pop(tree))
+        self.groups.fail_all()
         self.recovery.worker_died(in_flight, held, cause)
 
     def pending(self, task_id):

@@ -12,8 +12,9 @@
         KeyboardInterrupt; the supervisor raises it (the run ends, as in single mode)
 
 A delivery is [task, values, stream, source, source task, id, roots]; a record group is
-[task, source, source task, stream, [values, ...], [root, ...]], the records of a commit, each
-root also its tuple's id (`Chains.run_roots` runs and acks them); a blob from another
+[task, source, source task, stream, [values, ...], [root, ...], group, part id], records of a
+commit, acked as one on `group` (runtime/groups.py), or with group 0 each on its root, which is
+then its tuple's id (`Chains.run_roots` runs and acks them); a blob from another
 worker holds, per input edge, queued deliveries or an outlet's runs (EventSink.encoded). Workers ignore SIGINT and
 SIGTERM (the supervisor stops them), never hold the state directory's lock (closed after
 fork) and die with the supervisor (PR_SET_PDEATHSIG, and a check of their parent). With a
@@ -29,6 +30,7 @@ import sys
 import threading
 import time
 import traceback as tb_module
+from itertools import repeat
 
 from multiprocess.reduction import ForkingPickler
 
@@ -159,12 +161,12 @@ def _run_groups(groups, chains, ack):
         run_each = chains.run_each(group[0], group[1], group[2], group[3], width)
         size = width or 1
         start = 0
-        for roots, tid, n in zip(runs, runs, runs):
+        for roots, target, tid, n in zip(runs, runs, runs, runs):
             end = start + n * size
             xor = tid ^ run_each(values[start:end], tuple(roots), 0)
             start = end
             if xor:
-                ack(roots, xor)
+                ack(target or roots, xor)
 
 
 def _serve(conn, topology, task_ids, settings):
@@ -188,6 +190,7 @@ def _serve(conn, topology, task_ids, settings):
     # hands out a key for each blob it sent (`forward`) and gives a key's blob back (`resolve`)
     forward, resolve = getattr(conn, "forward", None), getattr(conn, "resolve", None)
     encoded = sink.encoded if forward is None else lambda: forward(*sink.encoded())
+    group_of = sink.group_of
     while True:
         if not conn.poll(1.0):
             if parent is not None and os.getppid() != parent:
@@ -199,8 +202,10 @@ def _serve(conn, topology, task_ids, settings):
             started = time.perf_counter()
             _run_all(message[1], run_of)
             n = len(message[1])
-            for task_id, source, source_task, stream, values, roots in message[3]:
-                chains.run_roots(task_id, source, source_task, stream)(values, roots, 0)
+            for task_id, source, source_task, stream, values, roots, group, tid in message[3]:
+                if group:  # what its records send on through outlets is acked on the group
+                    group_of.update(zip(roots, repeat(group)))
+                chains.run_roots(task_id, source, source_task, stream)(values, roots, tid, group)
                 n += len(roots)
             for count, blob in message[2]:
                 _run_groups(decode(blob if resolve is None else resolve(blob)), chains, sink.ack)

@@ -5,9 +5,15 @@ from consecution.runtime.worker import _run_groups
 
 
 def xor_of(acks):
-    """root -> XOR, from acks as [root, xor, ...] of several replies."""
+    """root -> XOR, from acks as [root, xor, ...] of several replies (those that name several
+    roots, at the front, counted on each root: no record groups here)."""
     out = {}
     for reply in acks:
+        if reply and reply[0] == 0:
+            several, reply = reply[1], reply[2:]
+            for roots, xor in several:
+                for root in roots:
+                    out[root] = out.get(root, 0) ^ xor
         for root, xor in zip(reply[::2], reply[1::2]):
             out[root] = out.get(root, 0) ^ xor
     return out
@@ -75,4 +81,4 @@ def test_an_outlet_of_one_value_per_delivery_sends_the_values_themselves():
         roots.append(shared)
     _, _, [(_, _, blob)] = sender.encoded()
     [group] = decode(blob)
-    assert group[5:7] == [1, ["x", "y"]] and group[7][0] == [5] and group[7][2] == 2  # one run of two
+    assert group[5:7] == [1, ["x", "y"]] and group[7][0] == [5] and group[7][3] == 2  # one run of two
