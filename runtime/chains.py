@@ -80,13 +80,15 @@ class Chains(Deliveries):
         `stream`)."""
         return self._cached((task_id, source, source_task, stream), self._build_run)
 
-    def run_each(self, task_id, source, source_task, stream, width):
-        """The generated function for a run of inputs another worker sent through an outlet
-        (runtime/events.py): `run(items, roots, 0)` runs each item as a fused input (each a
-        values tuple when `width` is None, the value itself when it is 1, else `width` values
-        in a row) and returns the XOR of what they queued. All items share `roots`: when one
-        fails, their trees fail (a plain function's run stops there; a Bolt sees the rest)."""
-        return self._cached((task_id, source, source_task, stream, width), self._build_run_each)
+    def run_runs(self, task_id, source, source_task, stream, width):
+        """The generated function for an outlet's deliveries another worker sent (one edge of
+        a blob, runtime/events.py): `run(items, runs, ack)` runs the items run by run (runs
+        [roots, target, id, n, ...]: `n` items with the same roots), each item as a fused
+        input (a values tuple when `width` is None, the value itself when it is 1, else
+        `width` values in a row), and acks each run on its target (its roots when 0) with its
+        id XOR what its items queued. An item that fails fails its run's roots: a plain
+        function's run ends there, a Bolt sees the rest."""
+        return self._cached((task_id, source, source_task, stream, width), self._build_run_runs)
 
     def run_batch(self, task_id, source, source_task, stream):
         """The generated function for a batch of untracked inputs (reliability "none": a
@@ -211,23 +213,31 @@ class Chains(Deliveries):
         src.add(1, "return xor")
         return self._compile(src, f"{task.component}[{task.task_id}] <- {source}/{stream}, batches")
 
-    def _build_run_each(self, task, source, source_task, stream, width):
-        src, edge = self._source(task, source, source_task, stream)
-        src.start("def run(items, roots, tid):")
-        src.add(1, "xor = 0")
+    def _build_run_runs(self, task, source, source_task, stream, width):
+        src, edge = self._source(task, source, source_task, stream, batch=True)
+        src.on_fail = ["break"]  # a function's error: the run's trees failed, its other items skipped
+        src.start("def run(items, runs, ack, roots=()):")
+        src.add(1, "start = 0")
+        src.add(1, "each = iter(runs)")
+        src.add(1, "for roots, target, tid, n in zip(each, each, each, each):")
+        src.add(2, "roots = tuple(roots)")
+        after_roots = len(src.lines)
+        src.add(2, "xor = tid")
         if width == 1:
-            src.add(1, "for item in items:")
-            src.add(2, "values = (item,)")
+            src.add(2, "for item in items[start:start + n]:")
+            src.add(3, "values = (item,)")
         elif width is None:  # one value as itself, unless a list: then a tuple of values (EventSink.outlet)
-            src.add(1, "for item in items:")
-            src.add(2, "values = tuple(item) if item.__class__ is list else (item,)")
+            src.add(2, "for item in items[start:start + n]:")
+            src.add(3, "values = tuple(item) if item.__class__ is list else (item,)")
         else:
-            src.add(1, f"for i in range(0, len(items), {width}):")
-            src.add(2, f"values = tuple(items[i:i + {width}])")
-        self._mark_input(src, 2, "values")  # a tuple made for this input
-        # a function's error returns: the run's trees failed; a Bolt's fails the roots and the rest still run
-        self._step(src, 2, task, edge)
-        src.add(1, "return xor")
+            src.add(2, f"for i in range(start, start + n * {width}, {width}):")
+            src.add(3, f"values = tuple(items[i:i + {width}])")
+        self._mark_input(src, 3, "values")  # a tuple made for this input
+        self._step(src, 3, task, edge)
+        src.add(2, "start += n" if not width or width == 1 else f"start += n * {width}")
+        src.add(2, "if xor:")
+        src.add(3, "ack(target or roots, xor)")
+        self._roots_per_input(src, after_roots)
         return self._compile(src, f"{task.component}[{task.task_id}] <- {source}/{stream}, runs")
 
     # -- generation --------------------------------------------------------------------------

@@ -124,8 +124,10 @@ class EventSink:
     def _runs(self, roots):
         """[roots, target, run id, n, ...]: the runs of deliveries with the same roots (the same
         object: a step's emits share their input's), each run's id XORed here into its ack
-        target: its record group, when this worker ran the group's part (a list of one), else
-        its roots (target 0). Untracked deliveries: run id 0, and no ack."""
+        target: its roots (target 0), or its record group when this worker ran the group's
+        part (a list of one), whose first run carries one id for all its runs in this blob
+        (the others 0: the receiver acks a run only for what it queued). Untracked
+        deliveries: run id 0, and no ack."""
         out, last, n = [], roots[0], 0
         for r in roots:
             if r is not last:
@@ -133,16 +135,22 @@ class EventSink:
                 last, n = r, 0
             n += 1
         out += (last, 0, 0, n)
-        group_of, ack = self.group_of, self.ack
+        group_of, ack, targets = self.group_of, self.ack, {}
         for i in range(0, len(out), 4):
             run_roots = out[i]
-            if run_roots:
+            if not run_roots:
+                continue
+            group = group_of.get(run_roots[0]) if len(run_roots) == 1 else None
+            if group is None:
                 out[i + 2] = tid = new_id()
-                if len(run_roots) == 1 and run_roots[0] in group_of:
-                    out[i + 1] = target = [group_of[run_roots[0]]]
-                    ack(target, tid)
-                else:
-                    ack(run_roots, tid)
+                ack(run_roots, tid)
+                continue
+            target = targets.get(group)
+            if target is None:  # the group's first run here carries the id for all its runs
+                targets[group] = target = [group]
+                out[i + 2] = tid = new_id()
+                ack(target, tid)
+            out[i + 1] = target
         return out
 
 

@@ -157,16 +157,7 @@ def _run_groups(groups, chains, ack):
             for values, tid, roots in group[5]:
                 run(tuple(values), tuple(roots), tid)
             continue
-        width, values, runs = group[5], group[6], iter(group[7])
-        run_each = chains.run_each(group[0], group[1], group[2], group[3], width)
-        size = width or 1
-        start = 0
-        for roots, target, tid, n in zip(runs, runs, runs, runs):
-            end = start + n * size
-            xor = tid ^ run_each(values[start:end], tuple(roots), 0)
-            start = end
-            if xor:
-                ack(target or roots, xor)
+        chains.run_runs(group[0], group[1], group[2], group[3], group[5])(group[6], group[7], ack)
 
 
 def _serve(conn, topology, task_ids, settings):

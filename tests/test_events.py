@@ -20,21 +20,26 @@ def xor_of(acks):
 
 
 class Runs:
-    """Stands in for the worker's Chains: a run of `width`-value deliveries calls `run` per
-    delivery, as the generated loop does."""
+    """Stands in for the worker's Chains: each run of `width`-value deliveries calls `run` per
+    delivery and acks the run's target with its id XOR what they queued, as the generated
+    loop (Chains.run_runs) does."""
 
     def __init__(self, run):
         self.fn = run
 
-    def run_each(self, task, source, source_task, stream, width):
+    def run_runs(self, task, source, source_task, stream, width):
         assert width == 2
 
-        def each(items, roots, tid):
-            xor = 0
-            for i in range(0, len(items), width):
-                xor ^= self.fn(tuple(items[i:i + width]), roots, tid)
-            return xor
-        return each
+        def runs_of(items, runs, ack):
+            start, each = 0, iter(runs)
+            for roots, target, tid, n in zip(each, each, each, each):
+                xor = tid
+                for i in range(start, start + n * width, width):
+                    xor ^= self.fn(tuple(items[i:i + width]), tuple(roots), 0)
+                start += n * width
+                if xor:
+                    ack(target or roots, xor)
+        return runs_of
 
 
 def test_an_outlets_runs_close_their_trees_once_the_receiver_ran_every_value():
