@@ -6,7 +6,8 @@ runtime/worker.py is the worker's.
     send(task, values, ...) -> pending[k]
         --("t", [deliveries], [blobs], [groups])--frame--> each runs its task's generated chain
         <--("r", n, events, acks, forwards)--           one reply per frame
-    events (failures, roots, collected) applied in order, then the acks XORed per root;
+    events (failures, roots, collected) applied in order, then the acks XORed per root or
+    record group (runtime/groups.py: a commit's records for a plain function, one acker entry);
     forwards: deliveries for tasks of worker j, one msgpack blob each, queued for j undecoded
 
 At most two frames per worker are in flight, so a slow worker holds back only its own tasks,
@@ -26,9 +27,9 @@ import copy
 import itertools
 import os
 import pickle
+import select
 
 import multiprocess
-from multiprocess.connection import wait as wait_for
 
 from consecution.acker import new_id
 from consecution.errors import ConsecutionError
@@ -42,7 +43,7 @@ from .events import apply
 from .watchdog import EXIT_TASK_TIMEOUT
 from .worker import worker_main
 
-FRAME = 256       # deliveries per frame, at most (forwarded blobs come on top, up to FORWARD)
+FRAME = 1024       # deliveries per frame, at most (forwarded blobs come on top, up to FORWARD)
 FORWARD = 4096    # forwarded deliveries per frame, at most
 IN_FLIGHT = 2     # frames per worker sent and not yet answered
 FRAME_SECONDS = 0.01  # the work a frame should hold: its size follows what the worker measured
@@ -97,6 +98,8 @@ class ProcessExecutor(Concurrent):
         self.outstanding = 0
         self.view = bolts_only(core.topology)
         self.committed = {}  # stateful task id -> its state at the last checkpoint
+        self.poller = None  # a select.poll of every worker's connection and sentinel (see _watch)
+        self.polled = {}    # file descriptor -> (worker, whether it is the sentinel)
 
     # -- workers -----------------------------------------------------------------------------
 
@@ -106,6 +109,7 @@ class ProcessExecutor(Concurrent):
                     "epochs": self.core.epochs, "task_timeout": self.core.task_timeout,
                     "state": {t: self.committed[t] for t in ids if t in self.committed}}
         self.procs[k], self.conns[k] = self._start_worker(k, ids, settings)
+        self._watch(k)
         reply = self._recv(k)
         if reply[0] == "e":
             self._stop_all()
@@ -183,6 +187,7 @@ class ProcessExecutor(Concurrent):
         self.budget[k] = FIRST_FRAME
         self.sent[k], self.pending[k], self.forwarded[k] = [], [], []
         self.grouped[k].clear()
+        self._unwatch(k)
         try:
             self.conns[k].close()
         except OSError:
@@ -320,11 +325,34 @@ class ProcessExecutor(Concurrent):
                 self.core.meter.merge(reply[6])
 
     def _ready(self, timeout):
-        """(worker, died) for each worker with a reply to read, or that died, within `timeout`."""
-        waiting = {self.conns[k]: k for k in range(self.n) if self.sent[k]}
-        sentinels = {self.procs[k].sentinel: k for k in range(self.n)}
-        ready = wait_for(list(waiting) + list(sentinels), timeout=timeout if waiting else 0)
-        return [(sentinels[obj], True) if obj in sentinels else (waiting[obj], False) for obj in ready]
+        """(worker, died) for each worker with a reply to read, or that died, within `timeout`:
+        one poll of the file descriptors of every worker's connection and process sentinel,
+        registered when it starts (`_watch`)."""
+        waiting = any(self.sent)
+        events = self.poller.poll(max(0, int(timeout * 1000 + 0.999)) if waiting and timeout is not None
+                                  else -1 if waiting else 0)
+        ready = []
+        for fd, _ in events:
+            k, died = self.polled[fd]
+            if died or self.sent[k]:
+                ready.append((k, died))
+        return ready
+
+    def _watch(self, k):
+        """Poll worker k's connection and sentinel from now on."""
+        if self.poller is None:
+            self.poller = select.poll()
+        for fd, died in ((self.conns[k].fileno(), False), (self.procs[k].sentinel, True)):
+            self.poller.register(fd, select.POLLIN)
+            self.polled[fd] = (k, died)
+
+    def _unwatch(self, k):
+        """Poll worker k's no longer (it died: before its descriptors close, so that a number
+        the system gives out again is never taken for it)."""
+        for fd, (worker, _) in list(self.polled.items()):
+            if worker == k:
+                self.poller.unregister(fd)
+                del self.polled[fd]
 
     def _apply(self, events, acks, forwards):
         """A worker's reply (runtime/events.py), then the deliveries it has for other workers."""

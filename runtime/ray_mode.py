@@ -328,6 +328,12 @@ class RayExecutor(ProcessExecutor):
             except ray.exceptions.RayError:
                 pass  # that actor died meanwhile: its death is found by its next call
 
+    def _watch(self, k):
+        pass  # an actor's replies are Ray object refs, waited for in _ready
+
+    def _unwatch(self, k):
+        pass
+
     def _died(self, k, cause=None):
         self.procs[k].kill()  # dead already, or hung past task_timeout
         super()._died(k, cause)

@@ -15,7 +15,7 @@ import random
 import traceback as tb_module
 
 from consecution.acker import new_id
-from consecution.storage.pending import VALUES_OF
+from consecution.storage.pending import SEQ_OF, VALUES_OF
 from consecution.topology.tuples import SEQ_SHIFT
 
 from .delivery import is_function_obj
@@ -100,13 +100,11 @@ class TreeLifecycle:
         send_records = getattr(self.executor, "send_records", None)
         if send_records is None:
             return False
-        trees, starts, roots = self.trees, self.starts, []
-        for record in records:
-            starts += 1
-            tree = record.seq << SEQ_SHIFT | starts & START_MASK
-            trees[tree] = record
-            roots.append(tree)
-        self.starts = starts
+        starts = self.starts
+        self.starts = starts + len(records)
+        roots = [seq << SEQ_SHIFT | start & START_MASK  # as every tree's root is made (the class docstring)
+                 for seq, start in zip(map(SEQ_OF, records), range(starts + 1, self.starts + 1))]
+        self.trees.update(zip(roots, records))
         if self._function_subscriber(task, stream):  # tracked as one group (groups.py)
             group = self.groups.start(roots, task.task_id, self.now)
         else:  # a Bolt's inputs are acked one by one (by hand, maybe): a tree each

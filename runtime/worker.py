@@ -149,8 +149,8 @@ def _run_all(deliveries, run_of):
 
 def _run_groups(groups, chains, ack):
     """Deliveries another worker sent, grouped by input edge (see runtime/events.py): queued
-    ones, each acked by its run, or an outlet's runs, each run by one generated loop and acked
-    once all its values ran."""
+    ones, each acked by its run, or an outlet's runs, all of an edge's in one generated loop
+    (`Chains.run_runs`), each run acked once all its values ran."""
     for group in groups:
         if len(group) == 6:
             run = chains.run(group[0], group[1], group[2], group[3])
