@@ -126,7 +126,6 @@ class Chains(Deliveries):
         (stream, source, source task, fields) in it. `batch`: a loop over several inputs, in
         which a failed input goes on with the next one."""
         src = Source()
-        src.batch = batch
         # after a failure at the top of the function: the next input of a loop, else the XOR of
         # what the failed input queued before it raised (a record group needs it to complete)
         src.on_fail = ["continue"] if batch else ["return xor"]

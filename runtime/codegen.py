@@ -20,7 +20,6 @@ class Source:
         self.named = {}  # id(obj) -> its name (the object is kept alive in `names`)
         self.count = 0
         self.prologue = None  # in a run function: lines run once per call, before the loops
-        self.batch = False    # a batch function: an input's error goes on with the next input
         self.on_fail = ["return xor"]  # lines after a failure at the top (chains.py, `_source`)
         self.settle = None    # what such a failure leaves unacked, passed to fail(), or None
         self.reused = {}      # (task id, edge) -> (tup, box) names: one reused Tuple per edge of a task
