@@ -191,3 +191,31 @@ def test_groups_resolve_members_and_count_an_ack_of_several_roots_once_per_group
     assert acker.pending(0) == 2
     assert acker.ack_all(groups.resolve([11, group]), now=1.0) == [group]
     assert acker.pending(0) == 0 and groups.expand([group]) == [11, 12, 13] and not groups.group_of
+
+
+def test_a_fused_bolt_that_raises_after_emitting_leaves_its_group_complete(mode):
+    """A fused Bolt emits (to a bolt of its own queue) and then raises: the child it emitted is
+    still tracked in the record's group, so the group completes once that child is acked;
+    only the raising records are given up, and nothing waits for a timeout."""
+    class EmitThenRaise(Bolt):
+        fields = ("n",)
+
+        def process(self, tup):
+            self.emit((tup[0],))
+            if tup[0] % 4 == 0:
+                raise ValueError("after emitting")
+
+    class Sink(Bolt):
+        auto_ack = False  # not fused: what EmitThenRaise emits is queued, with an id
+
+        def process(self, tup):
+            self.ack(tup)
+
+    t = Topology("emit-raise", message_timeout=30, max_retries=0)
+    t.spout("numbers", Numbers(40))
+    t.bolt("same", lambda n: n).shuffle_grouping("numbers")
+    t.bolt("emit", EmitThenRaise()).shuffle_grouping("same")
+    t.bolt("sink", Sink()).shuffle_grouping("emit")
+    result = run_in(mode)(t)
+    assert result.completed == 30 and result.given_up == 10
+    assert all(f.error == "ValueError: after emitting" for f in result.failures)
