@@ -11,7 +11,7 @@ what the record is found by (`core.trees`). The acker holds one entry for the wh
   - a worker that sends a group's tuples on through an outlet makes the group the ack
     target of their runs (`EventSink._runs`), so the receiver acks the group too;
   - any other ack of a member's root (a bolt that acks by hand, a tuple queued for a task
-    that is not fused) is redirected to its group here (`redirect`, `targets`), and a failed
+    that is not fused) is resolved to its group here (`resolve`), and a failed
     tuple's unacked XOR (`settle`, carried by the failure) goes to its group as well.
 
 An ack that names several roots (a tuple anchored to several inputs) counts once per distinct
@@ -57,7 +57,7 @@ class Groups:
         target to 0 that the rest of it takes away from 0 again."""
         get, combined = self.group_of.get, {}
         for roots, xor in several:
-            for target in dict.fromkeys(get(root, root) for root in roots):
+            for target in self.targets(roots):
                 combined[target] = combined.get(target, 0) ^ xor
         for i in range(0, len(acks), 2):
             target = get(acks[i], acks[i])

@@ -43,7 +43,7 @@ from .events import apply
 from .watchdog import EXIT_TASK_TIMEOUT
 from .worker import worker_main
 
-FRAME = 1024       # deliveries per frame, at most (forwarded blobs come on top, up to FORWARD)
+FRAME = 1024      # deliveries per frame, at most (forwarded blobs come on top, up to FORWARD)
 FORWARD = 4096    # forwarded deliveries per frame, at most
 IN_FLIGHT = 2     # frames per worker sent and not yet answered
 FRAME_SECONDS = 0.01  # the work a frame should hold: its size follows what the worker measured

@@ -93,10 +93,10 @@ class TreeLifecycle:
         return True
 
     def _queue_batch(self, records, task, target, stream):
-        """A commit's records, all for one task in a worker (process and ray mode): their trees
-        start with the root as the first tuple's id, and they go to the executor as two
-        columns (values, roots), not one delivery each. False where the executor takes
-        deliveries one by one."""
+        """A commit's records, all for one task in a worker (process and ray mode): they go to
+        the executor as two columns (values, roots), not one delivery each; for a plain
+        function as one record group (groups.py), for a Bolt each tree starting with its root
+        as its tuple's id. False where the executor takes deliveries one by one."""
         send_records = getattr(self.executor, "send_records", None)
         if send_records is None:
             return False

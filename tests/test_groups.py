@@ -9,7 +9,7 @@ from consecution import Bolt, Topology
 from consecution.acker import Acker
 from consecution.runtime.groups import Groups
 
-from test_runtime import MODES, REMOTE, Numbers, run_in
+from test_runtime import MODES, REMOTE, Numbers, Pair, run_in
 
 
 @pytest.fixture(params=MODES)
@@ -62,22 +62,6 @@ def test_a_join_of_two_records_of_one_group_keeps_the_group_open_until_it_is_don
     """Pair anchors its output to two inputs of the same group. Counted once per root, the
     output's id would cancel out in the group and complete it early: then the failure of
     the pair's output would find no record to replay."""
-    class Pair(Bolt):
-        fields = ("n",)
-        auto_ack = False
-
-        def prepare(self, context):
-            self.waiting = None
-
-        def process(self, tup):
-            if self.waiting is None:
-                self.waiting = tup
-                return
-            first, self.waiting = self.waiting, None
-            self.emit((first[0] + tup[0],), anchors=(first, tup))
-            self.ack(first)
-            self.ack(tup)
-
     class FailOnce(Bolt):
         auto_ack = False  # not fused with Pair: its input comes in a later frame
 

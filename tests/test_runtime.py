@@ -328,23 +328,26 @@ def test_tuples_emitted_in_finish_are_tracked_and_replayed(mode):
     assert probes(result, "b1").count(99) == 2 and result.replayed == 1 and result.given_up == 0
 
 
+class Pair(Bolt):
+    """A join: emits the sum of every two inputs, anchored to both, and acks them by hand."""
+
+    fields = ("n",)
+    auto_ack = False
+
+    def prepare(self, context):
+        self.waiting = None
+
+    def process(self, tup):
+        if self.waiting is None:
+            self.waiting = tup
+            return
+        first, self.waiting = self.waiting, None
+        self.emit((first[0] + tup[0],), anchors=(first, tup))
+        self.ack(first)
+        self.ack(tup)
+
+
 def test_join_anchored_to_two_roots_fails_both_when_it_fails(mode):
-    class Pair(Bolt):
-        fields = ("n",)
-        auto_ack = False
-
-        def prepare(self, context):
-            self.waiting = None
-
-        def process(self, tup):
-            if self.waiting is None:
-                self.waiting = tup
-                return
-            first, self.waiting = self.waiting, None
-            self.emit((first["n"] + tup["n"],), anchors=(first, tup))
-            self.ack(first)
-            self.ack(tup)
-
     spout, failing = Numbers(2), FailOn({1}, times=1)  # 0 + 1 = 1 fails once
     result = run_in(mode)(pipeline(spout, Pair(), failing))
     assert result.failed == 2 and result.replayed == 2 and result.given_up == 0
