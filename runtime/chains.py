@@ -83,7 +83,7 @@ class Chains(Deliveries):
     def run_runs(self, task_id, source, source_task, stream, width):
         """The generated function for an outlet's deliveries another worker sent (one edge of
         a blob, runtime/events.py): `run(items, runs, ack)` runs the items run by run (runs
-        [roots, target, id, n, ...]: `n` items with the same roots), each item as a fused
+        [roots, target, id, n, ...]: `n` items with the same roots, one int or a list), each item as a fused
         input (a values tuple when `width` is None, the value itself when it is 1, else
         `width` values in a row), and acks each run on its target (its roots when 0) with its
         id XOR what its items queued. An item that fails fails its run's roots: a plain
@@ -218,8 +218,8 @@ class Chains(Deliveries):
         src.start("def run(items, runs, ack, roots=()):")
         src.add(1, "start = 0")
         src.add(1, "each = iter(runs)")
-        src.add(1, "for roots, target, tid, n in zip(each, each, each, each):")
-        src.add(2, "roots = tuple(roots)")
+        src.add(1, "for root, target, tid, n in zip(each, each, each, each):")
+        src.add(2, "roots = (root,) if root.__class__ is int else tuple(root)")
         after_roots = len(src.lines)
         src.add(2, "xor = tid")
         if width == 1:
@@ -235,7 +235,7 @@ class Chains(Deliveries):
         self._step(src, 3, task, edge)
         src.add(2, "start += n" if not width or width == 1 else f"start += n * {width}")
         src.add(2, "if xor:")
-        src.add(3, "ack(target or roots, xor)")
+        src.add(3, "ack((target,) if target else roots, xor)")
         self._roots_per_input(src, after_roots)
         return self._compile(src, f"{task.component}[{task.task_id}] <- {source}/{stream}, runs")
 

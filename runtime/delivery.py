@@ -5,7 +5,7 @@ a step's output.
 that call emits is handed on here: its values checked (declared arity, msgpack-safe values),
 then, per subscriber, the fused step inlined (a plain function or a Bolt, back in `Chains`, up
 to INLINE_DEPTH deep), or the values queued through the emitting task's sink (with a fresh id
-when tracked), or appended to an outlet's columns for an auto-ack task of another worker
+when tracked), or appended to an outlet for an auto-ack task of another worker
 (runtime/events.py). Groupings that look at the values are compiled too when they can be (a
 fields grouping: its remembered picks, runtime/routing.py); the others route one tuple per
 call (`_Router`). `emit` builds the short path of a Bolt's `self.emit`.
@@ -127,7 +127,7 @@ class Deliveries:
 
     def _queue(self, src, d, emitter, emitted_on, target, values, edge, candidates, value=None):
         """Queue `values` that `emitter` emitted on stream `emitted_on` for task `target` (a
-        name; one of the task ids `candidates`) through the sink: into an outlet's columns for
+        name; one of the task ids `candidates`) through the sink: into an outlet (events.Outlet) for
         an auto-ack task of another worker, else with a fresh id if tracked."""
         stream, component, task, fields = edge
         declared = emitter.streams[emitted_on]
@@ -135,22 +135,19 @@ class Deliveries:
         outlets = {t: emitter.sink.outlet(t, emitter.component, emitter.task_id, emitted_on, width)
                    for t in candidates if t in self.remote}
         if outlets:  # values flat when their width is known (see EventSink.outlet)
-            flat = width is not None and width != 1
-            appends = {t: (values_.extend if flat else values_.append, roots_.append)
-                       for t, (values_, roots_) in outlets.items()}
-            if len(appends) == len(candidates) == 1:  # one target: its appends by name
-                (append_values, append_roots), = appends.values()
-                add_values, add_roots = src.name("add_values", append_values), src.name("add_roots", append_roots)
-                into = d
+            if len(outlets) == len(candidates) == 1:  # one target: its outlet by name
+                outlet, = outlets.values()
+                o, into = src.name("outlet", outlet), d
+                add = src.name("add", outlet.values.extend if width is not None and width != 1 else outlet.values.append)
             else:
-                table, add_values, add_roots = src.name("OUTLETS", appends), src.var("av"), src.var("ar")
-                lookup = f"{add_values}, {add_roots} = {table}[{target}]"
-                if len(appends) == len(candidates):  # every candidate is another worker's
-                    src.add(d, lookup)
+                table, o = src.name("OUTLETS", outlets), src.var("o")
+                add = f"{o}.values.{'extend' if width is not None and width != 1 else 'append'}"
+                if len(outlets) == len(candidates):  # every candidate is another worker's
+                    src.add(d, f"{o} = {table}[{target}]")
                     into = d
                 else:
-                    src.add(d, f"if {target} in {table}:")
-                    src.add(d + 1, lookup)
+                    src.add(d, f"{o} = {table}.get({target})")
+                    src.add(d, f"if {o} is not None:")
                     into = d + 1
             if width == 1:
                 item = value or f"{values}[0]"
@@ -159,8 +156,10 @@ class Deliveries:
                                  f"else {values})")
             else:
                 item = values
-            src.add(into, f"{add_values}({item})")
-            src.add(into, f"{add_roots}(roots)")
+            src.add(into, f"if roots is not {o}.last:")  # a new run (see events.Outlet)
+            src.add(into + 1, f"{o}.last = roots")
+            src.add(into + 1, f"{o}.marks += (roots, len({o}.values))")
+            src.add(into, f"{add}({item})")
             if into == d:
                 return
             src.add(d, "elif roots:")

@@ -9,8 +9,8 @@ go (`apply`):
              ack that names several roots stays whole (`several`), as the core resolves each
              member of a record group to its group and counts each group once (groups.py)
     sends    per input edge (task, source, source task, stream): [values, id, roots] in order
-    columns  per input edge to an auto-ack task of another worker (process mode): the values
-             and the roots of each delivery, in two lists (`outlet`)
+    outlets  per input edge to an auto-ack task of another worker (process mode): the values of
+             its deliveries in a row, and where their roots change (`Outlet`)
 
 Order of application: the events, then the acks, then the sends. Failures must come before
 acks: a tree whose fused step failed is acked by the step before it, and that ack must not
@@ -18,16 +18,17 @@ complete it. In process mode the sends for each worker travel as one msgpack blo
 (`EventSink.encoded`), which the supervisor forwards without decoding; `FAIL`, `ROOT` and
 `COLLECT` events are lists of plain values, so they travel as msgpack too.
 
-A delivery in a column has no id of its own. The receiving worker runs it as a fused input
-(its task is auto-ack, so it is done when its run returns), so the ids that track it can be
-per *run*: consecutive deliveries of one edge with the same roots (the words of one line). Each
-run gets one fresh id, XORed here into its ack target, with the sender's acks, and acked by the
-receiver, with the XOR of what the run's deliveries queued, once it ran them all. The target
-is the run's roots, or the record group they belong to when this worker ran that group's part
-in this frame (`group_of`): then the group gets one ack per frame, not one per run. A tree
-stays open until the whole run is done; one delivery that fails fails its roots, as a queued
-one does, and its run still acks (with what it queued before), so a group completes.
-Per delivery this costs two appends and its values in the blob, not an id, a tuple and an ack.
+A delivery through an outlet has no id of its own. The receiving worker runs it as a fused
+input (its task is auto-ack, so it is done when its run returns), so the ids that track it can
+be per *run*: consecutive deliveries of one edge with the same roots (the words of one line).
+The generated chain marks where a run starts (the roots object changes) as it appends, so a
+delivery costs one append and one identity test, and a run one mark. Each run gets one fresh
+id, XORed here into its ack target, with the sender's acks, and acked by the receiver, with the
+XOR of what the run's deliveries queued, once it ran them all. The target is the run's roots,
+or the record group they belong to when this worker ran that group's part in this frame
+(`group_of`): then the group gets one ack per frame, not one per run. A tree stays open until
+the whole run is done; one delivery that fails fails its roots, as a queued one does, and its
+run still acks (with what it queued before), so a group completes.
 """
 from consecution.acker import new_id
 from consecution.storage import encode
@@ -47,20 +48,16 @@ class EventSink:
         self.several = []  # [roots, xor] of acks that name several roots
         self.group_of = {}  # member root -> record group, for the groups run since the last take
         self.sends = {}
-        self.columns = {}  # edge -> ([values, ...], [roots, ...]), kept: generated chains append to them
+        self.outlets = {}  # edge -> Outlet, kept: generated chains append to them
 
     def outlet(self, task_id, source, source_task, stream, width):
-        """The two lists (values, roots) to which a generated chain appends its deliveries to
-        `task_id`, an auto-ack task of another worker, on the given edge. With a known `width`
-        (the stream's declared fields) the values lie flat, `width` per delivery (one value
-        each: no list per delivery in the blob); else one item per delivery: its one value
-        itself unless that value is a list, else its values tuple (an array in the blob, so
-        the receiver tells them apart: a list item is a tuple of values)."""
+        """The `Outlet` to which a generated chain appends its deliveries to `task_id`, an
+        auto-ack task of another worker, on the given edge (`width`: its declared fields)."""
         key = (task_id, source, source_task, stream, width)
-        columns = self.columns.get(key)
-        if columns is None:
-            columns = self.columns[key] = ([], [])
-        return columns
+        outlet = self.outlets.get(key)
+        if outlet is None:
+            outlet = self.outlets[key] = Outlet(width)
+        return outlet
 
     def send(self, task_id, values, stream, source, source_task, tid, roots, fields):
         key = (task_id, source, source_task, stream)
@@ -103,55 +100,86 @@ class EventSink:
         """`take()` for the wire: the sends as [[destination, count, blob], ...], a blob being
         the msgpack of a list of edges' deliveries, each
             [task, source, source task, stream, count, [[values, id, roots], ...]]     queued
-            [task, source, source task, stream, count, width, [values...], [roots, target, run id, n, ...]]
-        the second for an outlet's columns: its values (flat when the width is known), and
-        its runs of `n` deliveries with the same roots, acked on `target` (0: the roots; see
-        the module docstring)."""
+            [task, source, source task, stream, count, width, [values...], [root, target, run id, n, ...]]
+        the second for an outlet: its values (see `Outlet`) and its runs of `n` deliveries with
+        the same roots, each acked on `target` (a record group's id; 0: its roots). A run's
+        roots are one int when it has one root, else a list."""
         groups = {}
-        for (task_id, source, source_task, stream, width), (values, roots) in self.columns.items():
-            if roots:
+        for (task_id, source, source_task, stream, width), outlet in self.outlets.items():
+            if outlet.marks:
+                n, runs = self._runs(outlet)
                 groups.setdefault(self.destination(task_id), []).append(
-                    (task_id, source, source_task, stream, len(roots), width, values, self._runs(roots)))
+                    (task_id, source, source_task, stream, n, width, outlet.values, runs))
         events, acks, sends = self.take()
         for edge, items in sends.items():
             groups.setdefault(self.destination(edge[0]), []).append((*edge, len(items), items))
         encoded = [events, acks, [[k, sum(g[4] for g in out), encode(out)] for k, out in groups.items()]]
-        for values, roots in self.columns.values():
-            values.clear()
-            roots.clear()
+        for outlet in self.outlets.values():
+            if outlet.marks:
+                outlet.clear()
         return encoded
 
-    def _runs(self, roots):
-        """[roots, target, run id, n, ...]: the runs of deliveries with the same roots (the same
-        object: a step's emits share their input's), each run's id XORed here into its ack
-        target: its roots (target 0), or its record group when this worker ran the group's
-        part (a list of one), whose first run carries one id for all its runs in this blob
+    def _runs(self, outlet):
+        """(deliveries, [root, target, run id, n, ...]): the outlet's runs, each run's id XORed
+        here into its ack target: its roots (target 0), or its record group when this worker
+        ran the group's part, whose first run carries one id for all its runs in this blob
         (the others 0: the receiver acks a run only for what it queued). Untracked
-        deliveries: run id 0, and no ack."""
-        out, last, n = [], roots[0], 0
-        for r in roots:
-            if r is not last:
-                out += (last, 0, 0, n)
-                last, n = r, 0
-            n += 1
-        out += (last, 0, 0, n)
-        group_of, ack, targets = self.group_of, self.ack, {}
-        for i in range(0, len(out), 4):
-            run_roots = out[i]
-            if not run_roots:
-                continue
-            group = group_of.get(run_roots[0]) if len(run_roots) == 1 else None
-            if group is None:
-                out[i + 2] = tid = new_id()
-                ack(run_roots, tid)
-                continue
-            target = targets.get(group)
-            if target is None:  # the group's first run here carries the id for all its runs
-                targets[group] = target = [group]
-                out[i + 2] = tid = new_id()
-                ack(target, tid)
-            out[i + 1] = target
-        return out
+        deliveries: no roots, run id 0, and no ack."""
+        marks, values = outlet.marks, outlet.values
+        step = outlet.width if outlet.width and outlet.width > 1 else 1
+        starts = marks[1::2]
+        group_of, ack, out, sent = self.group_of, self.ack, [], set()
+        for roots, start, end in zip(marks[::2], starts, starts[1:] + [len(values)]):
+            n = (end - start) // step
+            if len(roots) == 1:
+                root = roots[0]
+                group = group_of.get(root)
+                if group is None:
+                    tid = new_id()
+                    ack(roots, tid)
+                    out += (root, 0, tid, n)
+                elif group in sent:
+                    out += (root, group, 0, n)
+                else:  # the group's first run here: one id for all its runs
+                    sent.add(group)
+                    tid = new_id()
+                    ack((group,), tid)
+                    out += (root, group, tid, n)
+            elif roots:
+                tid = new_id()
+                ack(roots, tid)
+                out += (list(roots), 0, tid, n)
+            else:
+                out += ((), 0, 0, n)
+        return len(values) // step, out
+
+
+class Outlet:
+    """The deliveries of one edge to an auto-ack task of another worker, as a generated chain
+    appends them: `values` in a row (with a known `width`, the stream's declared fields, flat:
+    `width` values per delivery, so one value each is no list in the blob; else one item per
+    delivery: its one value itself unless that value is a list, else its values tuple, an array
+    in the blob, so the receiver tells them apart) and `marks`, [roots, start, ...]: where the
+    roots change, `last` being the roots of the last delivery. The chain appends so:
+
+        if roots is not outlet.last:
+            outlet.last = roots
+            outlet.marks += (roots, len(outlet.values))
+        outlet.values.append(value)
+
+    `last` holds its roots object, which so cannot be freed and its address taken by another.
+    """
+
+    __slots__ = ("width", "values", "marks", "last")
+
+    def __init__(self, width):
+        self.width = width
+        self.values, self.marks, self.last = [], [], None
+
+    def clear(self):
+        self.values.clear()
+        self.marks.clear()
+        self.last = None
 
 
 def apply(core, events, acks):

@@ -37,7 +37,7 @@ from consecution.storage import CodecError, decode, encode
 from consecution.topology import Component
 
 from .errors import UserCodeError
-from .executors import Concurrent
+from .executors import ROOM, Concurrent
 from .state import apply_changes
 from .events import apply
 from .watchdog import EXIT_TASK_TIMEOUT
@@ -88,7 +88,7 @@ class ProcessExecutor(Concurrent):
         self.conns = [None] * self.n
         self.pending = [[] for _ in range(self.n)]    # per worker: deliveries to send
         self.forwarded = [[] for _ in range(self.n)]  # per worker: [count, blob] other workers sent it
-        self.sent = [[] for _ in range(self.n)]       # per worker: deliveries in each frame in flight
+        self.sent = [[] for _ in range(self.n)]       # per worker: (deliveries, forwarded ones) per frame in flight
         self.budget = [FIRST_FRAME] * self.n          # per worker: deliveries its next frame may hold
         self.turn = 0
         self.grouped = [collections.deque() for _ in range(self.n)]  # per worker: record groups to send
@@ -96,6 +96,7 @@ class ProcessExecutor(Concurrent):
         self.shared_queues = []  # per shuffle from here: deliveries any of its tasks may take
         self.shared_tasks = []   # per shuffle from here: per worker, its tasks there
         self.outstanding = 0
+        self.forwards = 0  # of the outstanding deliveries, those that workers sent each other (see has_room)
         self.view = bolts_only(core.topology)
         self.committed = {}  # stateful task id -> its state at the last checkpoint
         self.poller = None  # a select.poll of every worker's connection and sentinel (see _watch)
@@ -181,9 +182,11 @@ class ProcessExecutor(Concurrent):
         proc = self.procs[k]
         proc.join(timeout=1)
         code = proc.exitcode
-        lost = (sum(self.sent[k]) + len(self.pending[k]) + sum(count for count, _ in self.forwarded[k])
-                + sum(len(group[5]) for group in self.grouped[k]))
+        forwards = sum(forwarded for _, forwarded in self.sent[k]) + sum(count for count, _ in self.forwarded[k])
+        lost = (sum(n for n, _ in self.sent[k]) + len(self.pending[k]) + sum(len(group[5]) for group in self.grouped[k])
+                + sum(count for count, _ in self.forwarded[k]))
         self.outstanding -= lost
+        self.forwards -= forwards
         self.budget[k] = FIRST_FRAME
         self.sent[k], self.pending[k], self.forwarded[k] = [], [], []
         self.grouped[k].clear()
@@ -259,7 +262,7 @@ class ProcessExecutor(Concurrent):
                     self.grouped[k].extendleft(reversed(groups))
                     self.forwarded[k] = blobs + forwarded
                     break
-                self.sent[k].append(len(batch) + count + grouped)
+                self.sent[k].append((len(batch) + count + grouped, count))
 
     def _take(self, k):
         """The deliveries of worker k's next frame: those addressed to its tasks, then those of
@@ -296,6 +299,12 @@ class ProcessExecutor(Concurrent):
                 n += len(group[5])
         return taken, n
 
+    def has_room(self):
+        """Whether the core may ask the spouts for more: what workers send each other does
+        not count (it is bounded by the frames in flight that made it, and counting it starved
+        the workers: a frame of lines made five words to forward per line)."""
+        return self.outstanding - self.forwards < ROOM
+
     def run_some(self):
         self._send()
         self._receive(0)
@@ -314,7 +323,7 @@ class ProcessExecutor(Concurrent):
             except WorkerDied as exc:
                 self._died(k, exc.cause)
                 return
-            self.sent[k].pop(0)
+            self.forwards -= self.sent[k].pop(0)[1]
             n, busy = reply[1], reply[2]
             self.outstanding -= n
             if n:
@@ -360,6 +369,7 @@ class ProcessExecutor(Concurrent):
         for k, count, blob in forwards:
             self.forwarded[k].append((count, blob))
             self.outstanding += count
+            self.forwards += count
 
     def call(self, task, method, *args):
         k = self.placement[task.task_id]

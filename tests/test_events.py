@@ -19,6 +19,14 @@ def xor_of(acks):
     return out
 
 
+def append(outlet, roots, values):
+    """Append a delivery as a generated chain does (see events.Outlet)."""
+    if roots is not outlet.last:
+        outlet.last = roots
+        outlet.marks += (roots, len(outlet.values))
+    outlet.values.extend(values) if outlet.width != 1 else outlet.values.append(values[0])
+
+
 class Runs:
     """Stands in for the worker's Chains: each run of `width`-value deliveries calls `run` per
     delivery and acks the run's target with its id XOR what they queued, as the generated
@@ -32,13 +40,14 @@ class Runs:
 
         def runs_of(items, runs, ack):
             start, each = 0, iter(runs)
-            for roots, target, tid, n in zip(each, each, each, each):
+            for root, target, tid, n in zip(each, each, each, each):
+                roots = (root,) if root.__class__ is int else tuple(root)
                 xor = tid
                 for i in range(start, start + n * width, width):
-                    xor ^= self.fn(tuple(items[i:i + width]), tuple(roots), 0)
+                    xor ^= self.fn(tuple(items[i:i + width]), roots, 0)
                 start += n * width
                 if xor:
-                    ack(target or roots, xor)
+                    ack((target,) if target else roots, xor)
         return runs_of
 
 
@@ -48,18 +57,17 @@ def test_an_outlets_runs_close_their_trees_once_the_receiver_ran_every_value():
     values ran. The sender's acks alone leave every tree open; with the receiver's, each is
     back to the XOR of what the receiver's runs queued."""
     sender = EventSink(lambda task: 1)
-    values, roots = sender.outlet(7, "split", 0, "default", 2)
+    outlet = sender.outlet(7, "split", 0, "default", 2)
+    values = outlet.values
     line_a, line_b, untracked = (101,), (102, 103), ()
     for position, word in enumerate("a b c".split()):
-        values.extend((word, position))
-        roots.append(line_a)
-    values.extend(("d", 0))
-    roots.append(untracked)
-    values.extend(("e", 0))
-    roots.append(line_b)
+        append(outlet, line_a, (word, position))
+    append(outlet, untracked, ("d", 0))
+    append(outlet, line_b, ("e", 0))
+    assert outlet.marks == [line_a, 0, untracked, 6, line_b, 8]  # where the roots change
     events, sent_acks, forwards = sender.encoded()
     assert set(xor_of([sent_acks])) == {101, 102, 103} and all(xor_of([sent_acks]).values())
-    assert values == [] and roots == []  # the columns are emptied for the next frame, not replaced
+    assert values == [] and outlet.marks == [] and outlet.last is None  # emptied for the next frame, not replaced
     [(worker, count, blob)] = forwards
     assert (worker, count) == (1, 5)
 
@@ -79,11 +87,10 @@ def test_an_outlets_runs_close_their_trees_once_the_receiver_ran_every_value():
 
 def test_an_outlet_of_one_value_per_delivery_sends_the_values_themselves():
     sender = EventSink(lambda task: 1)
-    values, roots = sender.outlet(3, "lower", 1, "default", 1)
+    outlet = sender.outlet(3, "lower", 1, "default", 1)
     shared = (5,)
     for word in ("x", "y"):
-        values.append(word)
-        roots.append(shared)
+        append(outlet, shared, (word,))
     _, _, [(_, _, blob)] = sender.encoded()
     [group] = decode(blob)
-    assert group[5:7] == [1, ["x", "y"]] and group[7][0] == [5] and group[7][3] == 2  # one run of two
+    assert group[5:7] == [1, ["x", "y"]] and group[7][0] == 5 and group[7][3] == 2  # one run of two, one root
