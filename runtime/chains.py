@@ -52,11 +52,12 @@ class Chains(Deliveries):
     task to call directly, or None (queued through the emitting task's sink); `streams`:
     component -> its streams (for the fields of each input edge)."""
 
-    def __init__(self, tasks, fused, streams, tracking, collect, debug=None, remote=(), meter=None):
+    def __init__(self, tasks, fused, streams, tracking, collect, debug=None, remote=(), meter=None, marks=True):
         self.tasks = tasks
+        self.marks = marks  # whether loops mark each input for a watchdog (`_mark_input`)
         self.meter = meter  # a Meter (runtime/meter.py): the generated code counts; None: it does not
         self.fused = fused
-        self.remote = frozenset(remote)  # auto-ack tasks of other workers: fed through outlets
+        self.remote = frozenset(remote)  # auto-ack tasks of other workers: fed through crossings
         self.streams = dict(streams)
         self.streams[FAILURES] = {"default": FAILURE_FIELDS}
         self.tracking = tracking
@@ -65,12 +66,14 @@ class Chains(Deliveries):
         self._runs = {}
 
     @classmethod
-    def bind(cls, tasks, fused, topology, tracking, collect, remote=(), meter=None):
+    def bind(cls, tasks, fused, topology, tracking, collect, remote=(), meter=None, marks=True):
         """Chains for `tasks` (task id -> BoltTask), each task bound to them. `remote`: the ids
-        of auto-ack tasks in other processes, whose deliveries go through the sink's outlets
-        (runtime/events.py). `meter`: counts to keep (runtime/meter.py), or None."""
+        of auto-ack tasks in other processes, whose deliveries go through the sink's crossings
+        (runtime/events.py). `meter`: counts to keep (runtime/meter.py), or None. `marks`:
+        whether a watchdog reads which input a loop is at (a worker without task_timeout has
+        none to read them)."""
         chains = cls(tasks, fused, {name: c.streams for name, c in topology.components.items()}, tracking, collect,
-                     remote=remote, meter=meter)
+                     remote=remote, meter=meter, marks=marks)
         for task in tasks.values():
             task.bind(chains)
         return chains
@@ -81,7 +84,7 @@ class Chains(Deliveries):
         return self._cached((task_id, source, source_task, stream), self._build_run)
 
     def run_runs(self, task_id, source, source_task, stream, width):
-        """The generated function for an outlet's deliveries another worker sent (one edge of
+        """The generated function for a crossing's deliveries another worker sent (one edge of
         a blob, runtime/events.py): `run(items, runs, ack)` runs the items run by run (runs
         [roots, target, id, n, ...]: `n` items with the same roots, one int or a list), each item as a fused
         input (a values tuple when `width` is None, the value itself when it is 1, else
@@ -149,12 +152,13 @@ class Chains(Deliveries):
         for tup, _ in src.reused.values():
             src.lines.insert(line, f"        {tup}.roots = roots")
 
-    @staticmethod
-    def _mark_input(src, d, fresh):
+    def _mark_input(self, src, d, fresh):
         """In a loop over several inputs: mark each, where the task_timeout watchdog and the
         systemd pinger read which input the loop is at (runtime/watchdog.py, `input_of`): the
         name `fresh` of an object made for this input alone (the mark holds it, so the next
-        one is another object), else a count."""
+        one is another object), else a count. Nothing when no watchdog reads them."""
+        if not self.marks:
+            return
         src.names["INPUT"] = [0]
         src.add(d, "INPUT[0] += 1" if fresh is None else f"INPUT[0] = {fresh}")
 
@@ -225,7 +229,7 @@ class Chains(Deliveries):
         if width == 1:
             src.add(2, "for item in items[start:start + n]:")
             src.add(3, "values = (item,)")
-        elif width is None:  # one value as itself, unless a list: then a tuple of values (EventSink.outlet)
+        elif width is None:  # one value as itself, unless a list: then a tuple of values (events.Crossing)
             src.add(2, "for item in items[start:start + n]:")
             src.add(3, "values = tuple(item) if item.__class__ is list else (item,)")
         else:

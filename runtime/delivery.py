@@ -5,7 +5,7 @@ a step's output.
 that call emits is handed on here: its values checked (declared arity, msgpack-safe values),
 then, per subscriber, the fused step inlined (a plain function or a Bolt, back in `Chains`, up
 to INLINE_DEPTH deep), or the values queued through the emitting task's sink (with a fresh id
-when tracked), or appended to an outlet for an auto-ack task of another worker
+when tracked), or appended to a crossing for an auto-ack task of another worker
 (runtime/events.py). Groupings that look at the values are compiled too when they can be (a
 fields grouping: its remembered picks, runtime/routing.py); the others route one tuple per
 call (`_Router`). `emit` builds the short path of a Bolt's `self.emit`.
@@ -127,22 +127,22 @@ class Deliveries:
 
     def _queue(self, src, d, emitter, emitted_on, target, values, edge, candidates, value=None):
         """Queue `values` that `emitter` emitted on stream `emitted_on` for task `target` (a
-        name; one of the task ids `candidates`) through the sink: into an outlet (events.Outlet) for
+        name; one of the task ids `candidates`) through the sink: into a crossing (events.Crossing) for
         an auto-ack task of another worker, else with a fresh id if tracked."""
         stream, component, task, fields = edge
         declared = emitter.streams[emitted_on]
         width = None if declared is None else len(declared)
-        outlets = {t: emitter.sink.outlet(t, emitter.component, emitter.task_id, emitted_on, width)
+        crossings = {t: emitter.sink.crossing(t, emitter.component, emitter.task_id, emitted_on, width)
                    for t in candidates if t in self.remote}
-        if outlets:  # values flat when their width is known (see EventSink.outlet)
-            if len(outlets) == len(candidates) == 1:  # one target: its outlet by name
-                outlet, = outlets.values()
-                o, into = src.name("outlet", outlet), d
-                add = src.name("add", outlet.values.extend if width is not None and width != 1 else outlet.values.append)
+        if crossings:  # values flat when their width is known (see events.Crossing)
+            if len(crossings) == len(candidates) == 1:  # one target: its crossing by name
+                crossing, = crossings.values()
+                o, into = src.name("crossing", crossing), d
+                add = src.name("add", crossing.values.extend if width is not None and width != 1 else crossing.values.append)
             else:
-                table, o = src.name("OUTLETS", outlets), src.var("o")
+                table, o = src.name("CROSSINGS", crossings), src.var("o")
                 add = f"{o}.values.{'extend' if width is not None and width != 1 else 'append'}"
-                if len(outlets) == len(candidates):  # every candidate is another worker's
+                if len(crossings) == len(candidates):  # every candidate is another worker's
                     src.add(d, f"{o} = {table}[{target}]")
                     into = d
                 else:
@@ -151,12 +151,12 @@ class Deliveries:
                     into = d + 1
             if width == 1:
                 item = value or f"{values}[0]"
-            elif width is None:  # one value as itself unless it is a list (see EventSink.outlet)
+            elif width is None:  # one value as itself unless it is a list (see events.Crossing)
                 item = value or (f"({values}[0] if len({values}) == 1 and {values}[0].__class__ is not list "
                                  f"else {values})")
             else:
                 item = values
-            src.add(into, f"if roots is not {o}.last:")  # a new run (see events.Outlet)
+            src.add(into, f"if roots is not {o}.last:")  # a new run (see events.Crossing)
             src.add(into + 1, f"{o}.last = roots")
             src.add(into + 1, f"{o}.marks += (roots, len({o}.values))")
             src.add(into, f"{add}({item})")

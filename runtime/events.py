@@ -9,8 +9,8 @@ go (`apply`):
              ack that names several roots stays whole (`several`), as the core resolves each
              member of a record group to its group and counts each group once (groups.py)
     sends    per input edge (task, source, source task, stream): [values, id, roots] in order
-    outlets  per input edge to an auto-ack task of another worker (process mode): the values of
-             its deliveries in a row, and where their roots change (`Outlet`)
+    crossings per input edge to an auto-ack task of another worker (process mode): the values of
+             its deliveries in a row, and where their roots change (`Crossing`)
 
 Order of application: the events, then the acks, then the sends. Failures must come before
 acks: a tree whose fused step failed is acked by the step before it, and that ack must not
@@ -18,7 +18,7 @@ complete it. In process mode the sends for each worker travel as one msgpack blo
 (`EventSink.encoded`), which the supervisor forwards without decoding; `FAIL`, `ROOT` and
 `COLLECT` events are lists of plain values, so they travel as msgpack too.
 
-A delivery through an outlet has no id of its own. The receiving worker runs it as a fused
+A delivery through a crossing has no id of its own. The receiving worker runs it as a fused
 input (its task is auto-ack, so it is done when its run returns), so the ids that track it can
 be per *run*: consecutive deliveries of one edge with the same roots (the words of one line).
 The generated chain marks where a run starts (the roots object changes) as it appends, so a
@@ -48,16 +48,16 @@ class EventSink:
         self.several = []  # [roots, xor] of acks that name several roots
         self.group_of = {}  # member root -> record group, for the groups run since the last take
         self.sends = {}
-        self.outlets = {}  # edge -> Outlet, kept: generated chains append to them
+        self.crossings = {}  # edge -> Crossing, kept: generated chains append to them
 
-    def outlet(self, task_id, source, source_task, stream, width):
-        """The `Outlet` to which a generated chain appends its deliveries to `task_id`, an
+    def crossing(self, task_id, source, source_task, stream, width):
+        """The `Crossing` to which a generated chain appends its deliveries to `task_id`, an
         auto-ack task of another worker, on the given edge (`width`: its declared fields)."""
         key = (task_id, source, source_task, stream, width)
-        outlet = self.outlets.get(key)
-        if outlet is None:
-            outlet = self.outlets[key] = Outlet(width)
-        return outlet
+        crossing = self.crossings.get(key)
+        if crossing is None:
+            crossing = self.crossings[key] = Crossing(width)
+        return crossing
 
     def send(self, task_id, values, stream, source, source_task, tid, roots, fields):
         key = (task_id, source, source_task, stream)
@@ -101,32 +101,32 @@ class EventSink:
         the msgpack of a list of edges' deliveries, each
             [task, source, source task, stream, count, [[values, id, roots], ...]]     queued
             [task, source, source task, stream, count, width, [values...], [root, target, run id, n, ...]]
-        the second for an outlet: its values (see `Outlet`) and its runs of `n` deliveries with
+        the second for a crossing: its values (see `Crossing`) and its runs of `n` deliveries with
         the same roots, each acked on `target` (a record group's id; 0: its roots). A run's
         roots are one int when it has one root, else a list."""
         groups = {}
-        for (task_id, source, source_task, stream, width), outlet in self.outlets.items():
-            if outlet.marks:
-                n, runs = self._runs(outlet)
+        for (task_id, source, source_task, stream, width), crossing in self.crossings.items():
+            if crossing.marks:
+                n, runs = self._runs(crossing)
                 groups.setdefault(self.destination(task_id), []).append(
-                    (task_id, source, source_task, stream, n, width, outlet.values, runs))
+                    (task_id, source, source_task, stream, n, width, crossing.values, runs))
         events, acks, sends = self.take()
         for edge, items in sends.items():
             groups.setdefault(self.destination(edge[0]), []).append((*edge, len(items), items))
         encoded = [events, acks, [[k, sum(g[4] for g in out), encode(out)] for k, out in groups.items()]]
-        for outlet in self.outlets.values():
-            if outlet.marks:
-                outlet.clear()
+        for crossing in self.crossings.values():
+            if crossing.marks:
+                crossing.clear()
         return encoded
 
-    def _runs(self, outlet):
-        """(deliveries, [root, target, run id, n, ...]): the outlet's runs, each run's id XORed
+    def _runs(self, crossing):
+        """(deliveries, [root, target, run id, n, ...]): the crossing's runs, each run's id XORed
         here into its ack target: its roots (target 0), or its record group when this worker
         ran the group's part, whose first run carries one id for all its runs in this blob
         (the others 0: the receiver acks a run only for what it queued). Untracked
         deliveries: no roots, run id 0, and no ack."""
-        marks, values = outlet.marks, outlet.values
-        step = outlet.width if outlet.width and outlet.width > 1 else 1
+        marks, values = crossing.marks, crossing.values
+        step = crossing.width if crossing.width and crossing.width > 1 else 1
         starts = marks[1::2]
         group_of, ack, out, sent = self.group_of, self.ack, [], set()
         for roots, start, end in zip(marks[::2], starts, starts[1:] + [len(values)]):
@@ -154,7 +154,7 @@ class EventSink:
         return len(values) // step, out
 
 
-class Outlet:
+class Crossing:
     """The deliveries of one edge to an auto-ack task of another worker, as a generated chain
     appends them: `values` in a row (with a known `width`, the stream's declared fields, flat:
     `width` values per delivery, so one value each is no list in the blob; else one item per
@@ -162,10 +162,10 @@ class Outlet:
     in the blob, so the receiver tells them apart) and `marks`, [roots, start, ...]: where the
     roots change, `last` being the roots of the last delivery. The chain appends so:
 
-        if roots is not outlet.last:
-            outlet.last = roots
-            outlet.marks += (roots, len(outlet.values))
-        outlet.values.append(value)
+        if roots is not crossing.last:
+            crossing.last = roots
+            crossing.marks += (roots, len(crossing.values))
+        crossing.values.append(value)
 
     `last` holds its roots object, which so cannot be freed and its address taken by another.
     """

@@ -8,7 +8,7 @@ what the record is found by (`core.trees`). The acker holds one entry for the wh
   - a worker acks each part of a group it ran (a frame's share) once: the part's id XOR what
     its records queued (`Chains.run_roots`); a record that raises is failed alone, and what
     it queued before it raised is in that XOR all the same;
-  - a worker that sends a group's tuples on through an outlet makes the group the ack
+  - a worker that sends a group's tuples on through a crossing makes the group the ack
     target of their runs (`EventSink._runs`), so the receiver acks the group too;
   - any other ack of a member's root (a bolt that acks by hand, a tuple queued for a task
     that is not fused) is resolved to its group here (`resolve`), and a failed

@@ -15,7 +15,7 @@ A delivery is [task, values, stream, source, source task, id, roots]; a record g
 [task, source, source task, stream, [values, ...], [root, ...], group, part id], records of a
 commit, acked as one on `group` (runtime/groups.py), or with group 0 each on its root, which is
 then its tuple's id (`Chains.run_roots` runs and acks them); a blob from another
-worker holds, per input edge, queued deliveries or an outlet's runs (EventSink.encoded). Workers ignore SIGINT and
+worker holds, per input edge, queued deliveries or a crossing's runs (EventSink.encoded). Workers ignore SIGINT and
 SIGTERM (the supervisor stops them), never hold the state directory's lock (closed after
 fork) and die with the supervisor (PR_SET_PDEATHSIG, and a check of their parent). With a
 `task_timeout`, a worker's watchdog ends it (exit status EXIT_TASK_TIMEOUT) when a call of
@@ -129,7 +129,8 @@ def _build(topology, task_ids, settings, sink):
               and auto_acks(topology.components[name].obj)]
     spec = settings["spec"]
     meter = Meter(len(fused)) if spec["meter"] else None
-    return tasks, Chains.bind(tasks, fused, topology, spec["tracking"], spec["collect"], remote, meter)
+    return tasks, Chains.bind(tasks, fused, topology, spec["tracking"], spec["collect"], remote, meter,
+                              marks=settings["task_timeout"] is not None)
 
 
 def user_error(task, phase, exc):
@@ -149,7 +150,7 @@ def _run_all(deliveries, run_of):
 
 def _run_groups(groups, chains, ack):
     """Deliveries another worker sent, grouped by input edge (see runtime/events.py): queued
-    ones, each acked by its run, or an outlet's runs, all of an edge's in one generated loop
+    ones, each acked by its run, or a crossing's runs, all of an edge's in one generated loop
     (`Chains.run_runs`), each run acked once all its values ran."""
     for group in groups:
         if len(group) == 6:
@@ -194,7 +195,7 @@ def _serve(conn, topology, task_ids, settings):
             _run_all(message[1], run_of)
             n = len(message[1])
             for task_id, source, source_task, stream, values, roots, group, tid in message[3]:
-                if group:  # what its records send on through outlets is acked on the group
+                if group:  # what its records send on through crossings is acked on the group
                     group_of.update(zip(roots, repeat(group)))
                 chains.run_roots(task_id, source, source_task, stream)(values, roots, tid, group)
                 n += len(roots)

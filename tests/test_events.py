@@ -19,12 +19,12 @@ def xor_of(acks):
     return out
 
 
-def append(outlet, roots, values):
-    """Append a delivery as a generated chain does (see events.Outlet)."""
-    if roots is not outlet.last:
-        outlet.last = roots
-        outlet.marks += (roots, len(outlet.values))
-    outlet.values.extend(values) if outlet.width != 1 else outlet.values.append(values[0])
+def append(crossing, roots, values):
+    """Append a delivery as a generated chain does (see events.Crossing)."""
+    if roots is not crossing.last:
+        crossing.last = roots
+        crossing.marks += (roots, len(crossing.values))
+    crossing.values.extend(values) if crossing.width != 1 else crossing.values.append(values[0])
 
 
 class Runs:
@@ -51,23 +51,23 @@ class Runs:
         return runs_of
 
 
-def test_an_outlets_runs_close_their_trees_once_the_receiver_ran_every_value():
-    """Deliveries through an outlet carry no id: each run of deliveries with the same roots
+def test_an_crossings_runs_close_their_trees_once_the_receiver_ran_every_value():
+    """Deliveries through a crossing carry no id: each run of deliveries with the same roots
     gets one, XORed into its roots by the sender and acked by the receiver once the run's
     values ran. The sender's acks alone leave every tree open; with the receiver's, each is
     back to the XOR of what the receiver's runs queued."""
     sender = EventSink(lambda task: 1)
-    outlet = sender.outlet(7, "split", 0, "default", 2)
-    values = outlet.values
+    crossing = sender.crossing(7, "split", 0, "default", 2)
+    values = crossing.values
     line_a, line_b, untracked = (101,), (102, 103), ()
     for position, word in enumerate("a b c".split()):
-        append(outlet, line_a, (word, position))
-    append(outlet, untracked, ("d", 0))
-    append(outlet, line_b, ("e", 0))
-    assert outlet.marks == [line_a, 0, untracked, 6, line_b, 8]  # where the roots change
+        append(crossing, line_a, (word, position))
+    append(crossing, untracked, ("d", 0))
+    append(crossing, line_b, ("e", 0))
+    assert crossing.marks == [line_a, 0, untracked, 6, line_b, 8]  # where the roots change
     events, sent_acks, forwards = sender.encoded()
     assert set(xor_of([sent_acks])) == {101, 102, 103} and all(xor_of([sent_acks]).values())
-    assert values == [] and outlet.marks == [] and outlet.last is None  # emptied for the next frame, not replaced
+    assert values == [] and crossing.marks == [] and crossing.last is None  # emptied for the next frame, not replaced
     [(worker, count, blob)] = forwards
     assert (worker, count) == (1, 5)
 
@@ -75,7 +75,7 @@ def test_an_outlets_runs_close_their_trees_once_the_receiver_ran_every_value():
     ran, queued = [], {"e": 0xBEEF}  # what each value's run queued (returned for the ack)
 
     def run(values, roots, tid):
-        assert tid == 0  # a run from an outlet is fused: it returns what it queued
+        assert tid == 0  # a run from a crossing is fused: it returns what it queued
         ran.append((values, roots))
         return queued.get(values[0], 0)
 
@@ -85,12 +85,12 @@ def test_an_outlets_runs_close_their_trees_once_the_receiver_ran_every_value():
     assert xor_of([sent_acks, received_acks]) == {101: 0, 102: 0xBEEF, 103: 0xBEEF}
 
 
-def test_an_outlet_of_one_value_per_delivery_sends_the_values_themselves():
+def test_an_crossing_of_one_value_per_delivery_sends_the_values_themselves():
     sender = EventSink(lambda task: 1)
-    outlet = sender.outlet(3, "lower", 1, "default", 1)
+    crossing = sender.crossing(3, "lower", 1, "default", 1)
     shared = (5,)
     for word in ("x", "y"):
-        append(outlet, shared, (word,))
+        append(crossing, shared, (word,))
     _, _, [(_, _, blob)] = sender.encoded()
     [group] = decode(blob)
     assert group[5:7] == [1, ["x", "y"]] and group[7][0] == 5 and group[7][3] == 2  # one run of two, one root

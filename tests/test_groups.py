@@ -26,7 +26,7 @@ def halve(n):
 
 class Tally(Bolt):
     """Counts what it gets (behind a fields grouping: half of it comes from the other
-    worker, through an outlet); raises for 13, every time."""
+    worker, through a crossing); raises for 13, every time."""
 
     fields = ("n",)
 
