@@ -78,10 +78,13 @@ class Deliveries:
 
     def _deliver_str(self, src, d, task, item, depth):
         """A function's result that is a str, on a default stream of one value (or undeclared)."""
-        values = src.var("v")
         single = ("True", item) if self._feeds_function(task, "default", depth) else None
-        if single is None or not self._only_functions(task, "default", depth):
-            src.add(d, f"{values} = ({item},)")
+        if task.routing.fixed.get("default") is None and not self.collect:
+            values = f"({item},)"  # routed by its value: the tuple made only where a step takes it
+        else:
+            values = src.var("v")
+            if single is None or not self._only_functions(task, "default", depth):
+                src.add(d, f"{values} = ({item},)")
         self._send(src, d, task, "default", values, depth, single, value=item)
 
     def _feeds_function(self, task, stream, depth):
@@ -189,14 +192,16 @@ class Deliveries:
                 if len(outlet.positions) == 1:
                     memo, pick = src.name("memo", outlet.pick.memo), src.name("pick", outlet.pick)
                     if value is not None and outlet.positions[0] == 0:  # a str: in the memo's keys
-                        key = value
-                        src.add(d, f"{target} = {memo}.get({key})")
+                        src.add(d, "try:")
+                        src.add(d + 1, f"{target} = {memo}[{value}]")
+                        src.add(d, "except KeyError:")
+                        src.add(d + 1, f"{target} = {pick}({value})")
                     else:
                         key = src.var("k")
                         src.add(d, f"{key} = {values}[{outlet.positions[0]}]")
                         src.add(d, f"{target} = {memo}.get({key}) if {key}.__class__ is str else None")
-                    src.add(d, f"if {target} is None:")
-                    src.add(d + 1, f"{target} = {pick}({key})")
+                        src.add(d, f"if {target} is None:")
+                        src.add(d + 1, f"{target} = {pick}({key})")
                 else:
                     keys = ", ".join(f"{values}[{p}]" for p in outlet.positions)
                     src.add(d, f"{target} = {tasks_n}[stable_hash([{keys}]) % {len(outlet.tasks)}]")
