@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from consecution import Bolt, Topology, UserCodeError
+from consecution import Bolt, Spout, Topology, UserCodeError
 from consecution.testing import run_local
 
 WORKERS = """
@@ -336,3 +336,78 @@ def test_tuples_between_workers_reach_the_task_of_their_hash_and_a_failure_fails
         assert result.dead_letters == 1 and result.given_up == 1
     else:
         assert result.errors == 1
+
+
+class Lines(Spout):
+    """Emits `n` lines of 100 words; at each call, notes the process executor's counts: what is
+    outstanding, and what of it workers forward to each other."""
+    scheduler = None  # set by the test: the spout runs in the supervisor, next to the executor
+
+    def __init__(self, n):
+        self.n = n
+
+    def open(self, context):
+        self.i, self.seen = 0, []
+
+    def next_tuple(self):
+        if self.i == self.n:
+            raise StopIteration
+        executor = Lines.scheduler.executor
+        self.seen.append((executor.outstanding, executor.forwards))
+        self.emit((" ".join(f"w{(self.i * 7 + k) % 997}" for k in range(100)),))
+        self.i += 1
+
+
+def test_deliveries_workers_forward_each_other_leave_room_for_the_spouts():
+    """The room for spout reads (ROOM outstanding deliveries) counts what the supervisor hands
+    out, not what workers send each other through it: a line whose words cross to the other
+    worker must not stop the spouts (it did, and starved the workers). The counts return to 0."""
+    from consecution.runtime import Scheduler
+    from consecution.runtime.executors import ROOM
+
+    def split(line):
+        yield from line.split()
+
+    class Count(Bolt):
+        def prepare(self, context):
+            self.n = 0
+
+        def process(self, tup):
+            self.n += 1
+
+    lines = Lines(3000)
+    t = Topology("room")
+    t.spout("lines", lines)
+    t.bolt("split", split, parallelism=2).shuffle_grouping("lines")
+    t.bolt("count", Count(), parallelism=2).fields_grouping("split", "value")
+    scheduler = Lines.scheduler = Scheduler(t, mode="process", workers=2)
+    result = scheduler.run()
+    assert result.completed == 3000 and result.failed == 0
+    seen = lines.seen  # the supervisor runs the spout object itself
+    assert len(seen) == 3000
+    assert all(outstanding - forwards < ROOM for outstanding, forwards in seen)
+    assert max(outstanding for outstanding, _ in seen) >= ROOM  # asked with more than ROOM out, forwarded
+    assert scheduler.executor.outstanding == 0 and scheduler.executor.forwards == 0
+
+
+def test_a_workers_connection_holds_frames_unread():
+    """A connection to a worker asks the kernel for room for frames (runtime/process.py,
+    SOCKET_BUFFER): a supervisor's send of a frame does not wait for the worker to read the
+    one before, as far as net.core.wmem_max allows."""
+    import socket
+
+    import multiprocess
+
+    from consecution.runtime.process import SOCKET_BUFFER, _room_for_frames
+    with open("/proc/sys/net/core/wmem_max") as f:
+        allowed = min(int(f.read()), SOCKET_BUFFER)
+    parent, child = multiprocess.Pipe(duplex=True)
+    sock = socket.socket(fileno=os.dup(parent.fileno()))
+    before = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+    if allowed * 2 <= before:
+        pytest.skip(f"the kernel allows no more than the default buffer here ({before} bytes)")
+    _room_for_frames(parent)
+    assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) == allowed * 2  # Linux doubles what it grants
+    sock.close()
+    parent.close()
+    child.close()
