@@ -108,13 +108,14 @@ class Chains(Deliveries):
         (`init`). A record that raises is failed alone, the others run."""
         return self._cached((task_id, source, source_task, stream, "records"), self._build_run_records)
 
-    def run_roots(self, task_id, source, source_task, stream):
+    def run_roots(self, task_id, source, source_task, stream, flat=False):
         """The function for a group of records another process queued at once (a worker's
-        record group, runtime/worker.py): `run(rows, roots, 0)` runs the values of `rows[i]`
-        (lists, from msgpack) as a queued input with roots `(roots[i],)`, whose id is that root,
-        and acks it. A plain function's group is one generated loop (a record that raises is
-        failed alone); a Bolt's inputs each go through its `run`, which knows its acks by hand."""
-        return self._cached((task_id, source, source_task, stream, "roots"), self._build_run_roots)
+        record group, runtime/worker.py): `run(rows, roots, part id, group)` runs the values
+        of `rows[i]` (lists, from msgpack; with `flat`, each row is the record's one value) as
+        a queued input with roots `(roots[i],)`, whose id is that root, and acks it. A plain
+        function's group is one generated loop (a record that raises is failed alone); a
+        Bolt's inputs each go through its `run`, which knows its acks by hand."""
+        return self._cached((task_id, source, source_task, stream, "roots", flat), self._build_run_roots)
 
     def _cached(self, key, build):
         """The function for `key` (task id, source, source task, stream, variant...), built by
@@ -182,25 +183,28 @@ class Chains(Deliveries):
         self._roots_per_input(src, after_roots)
         return self._compile(src, f"{task.component}[{task.task_id}] <- {source}/{stream}, records")
 
-    def _build_run_roots(self, task, source, source_task, stream, _):
+    def _build_run_roots(self, task, source, source_task, stream, _, flat):
         if not is_function(task):
             run = self.run(task.task_id, source, source_task, stream)
 
             def run_each_record(rows, roots, tid, group):  # no group: each root is its tuple's id
                 for values, root in zip(rows, roots):
-                    run(tuple(values), (root,), root)
+                    run((values,) if flat else tuple(values), (root,), root)
             return run_each_record
         src, edge = self._source(task, source, source_task, stream, batch=True)
         src.on_fail = ["gx ^= xor", "continue"]  # what a failed record queued still counts
         src.start("def run(rows, roots_of, tid, group, roots=()):")
         src.add(1, "gx = tid")
-        src.add(1, "for values, root in zip(rows, roots_of):")
-        self._mark_input(src, 2, "values")  # a list of its own per record, from msgpack
+        src.add(1, f"for {'row' if flat else 'values'}, root in zip(rows, roots_of):")
+        # a list of its own per record, from msgpack; a flat row may be a str CPython shares
+        self._mark_input(src, 2, None if flat else "values")
         src.add(2, "roots = (root,)")
         after_roots = len(src.lines)
-        src.add(2, "values = tuple(values)")
+        if not flat:
+            src.add(2, "values = tuple(values)")
         src.add(2, "xor = 0")
-        self._function_step(src, 2, task, "values", edge, 0)  # an error fails the record alone
+        # an error fails the record alone; a flat row is the function's one argument
+        self._function_step(src, 2, task, "values", edge, 0, ("True", "row") if flat else None)
         src.add(2, "gx ^= xor")
         src.add(1, "ack((group,), gx)")
         self._roots_per_input(src, after_roots)

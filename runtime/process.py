@@ -237,14 +237,16 @@ class ProcessExecutor(Concurrent):
         self.pending[k].append((task_id, values, stream, source, source_task, tid, roots))
         self.outstanding += 1
 
-    def send_records(self, task_id, values, stream, source, source_task, roots, group):
+    def send_records(self, task_id, values, stream, source, source_task, roots, group, flat=False):
         """The records of one commit for `task_id` (or any task of a shuffle, < 0), as two
         columns: their values and their trees' roots (trees.py, `_queue_batch`). `group`: the
         id of the record group they form (runtime/groups.py), also the id of its first tuple;
-        0 when each root is the id of its record's tuple instead. A frame carries them as
-        [task, source, source task, stream, values, roots, group, part id], split to fit the
-        worker's budget: the ids of a group's parts XOR to the group's id."""
-        group = [task_id, source, source_task, stream, values, roots, group, group]
+        0 when each root is the id of its record's tuple instead. `flat`: every record has one
+        value, and `values` are those values (a list of strings unpacks in a third of the time
+        of a list of one-value arrays). A frame carries them as [task, source, source task,
+        stream, values, roots, group, part id, flat], split to fit the worker's budget: the ids
+        of a group's parts XOR to the group's id."""
+        group = [task_id, source, source_task, stream, values, roots, group, group, flat]
         if task_id < 0:
             self.shared_groups[-1 - task_id].append(group)
         else:
@@ -312,7 +314,7 @@ class ProcessExecutor(Concurrent):
                 room = budget - n
                 if len(group[5]) > room:  # the rest stays for the next frame
                     part_id = new_id() if group[6] else 0
-                    part = group[:4] + [group[4][:room], group[5][:room], group[6], part_id]
+                    part = group[:4] + [group[4][:room], group[5][:room], group[6], part_id, group[8]]
                     group[4], group[5], group[7] = group[4][room:], group[5][room:], group[7] ^ part_id
                     group = part
                 else:

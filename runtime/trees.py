@@ -15,6 +15,8 @@ import random
 import traceback as tb_module
 
 from consecution.acker import new_id
+from operator import itemgetter
+
 from consecution.storage.pending import SEQ_OF, VALUES_OF
 from consecution.topology.tuples import SEQ_SHIFT
 
@@ -27,6 +29,8 @@ getrandbits = random.getrandbits  # the source of new_id (acker/tracker.py)
 START_MASK = (1 << SEQ_SHIFT) - 1  # the low bits of a tree's root: tree starts counted in this run
 MIXED = False  # `unlogged_origin` when the records waiting for a commit came from more than one origin
 
+
+ONE, FIRST = (1).__eq__, itemgetter(0)
 
 
 class TreeLifecycle:
@@ -110,7 +114,10 @@ class TreeLifecycle:
         else:  # a Bolt's inputs are acked one by one (by hand, maybe): a tree each
             group = 0
             self.acker.init_own(roots, task.task_id, self.now)
-        send_records(target, list(map(VALUES_OF, records)), stream, task.component, task.task_id, roots, group)
+        values = list(map(VALUES_OF, records))
+        flat = all(map(ONE, map(len, values)))  # the usual record, one value: sent as itself (no array)
+        send_records(target, list(map(FIRST, values)) if flat else values, stream, task.component, task.task_id,
+                     roots, group, flat)
         return True
 
     def _function_subscriber(self, task, stream):

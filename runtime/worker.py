@@ -12,7 +12,8 @@
         KeyboardInterrupt; the supervisor raises it (the run ends, as in single mode)
 
 A delivery is [task, values, stream, source, source task, id, roots]; a record group is
-[task, source, source task, stream, [values, ...], [root, ...], group, part id], records of a
+[task, source, source task, stream, [values, ...], [root, ...], group, part id, flat] (flat:
+each record's one value itself, not its values), records of a
 commit, acked as one on `group` (runtime/groups.py), or with group 0 each on its root, which is
 then its tuple's id (`Chains.run_roots` runs and acks them); a blob from another
 worker holds, per input edge, queued deliveries or a crossing's runs (EventSink.encoded). Workers ignore SIGINT and
@@ -194,10 +195,10 @@ def _serve(conn, topology, task_ids, settings):
             started = time.perf_counter()
             _run_all(message[1], run_of)
             n = len(message[1])
-            for task_id, source, source_task, stream, values, roots, group, tid in message[3]:
+            for task_id, source, source_task, stream, values, roots, group, tid, flat in message[3]:
                 if group:  # what its records send on through crossings is acked on the group
                     group_of.update(zip(roots, repeat(group)))
-                chains.run_roots(task_id, source, source_task, stream)(values, roots, tid, group)
+                chains.run_roots(task_id, source, source_task, stream, flat)(values, roots, tid, group)
                 n += len(roots)
             for count, blob in message[2]:
                 _run_groups(decode(blob if resolve is None else resolve(blob)), chains, sink.ack)

@@ -203,3 +203,35 @@ def test_a_fused_bolt_that_raises_after_emitting_leaves_its_group_complete(mode)
     result = run_in(mode)(t)
     assert result.completed == 30 and result.given_up == 10
     assert all(f.error == "ValueError: after emitting" for f in result.failures)
+
+
+@pytest.mark.parametrize("rows", ["one value", "two values"])
+def test_a_groups_records_reach_a_function_and_a_bolt_with_their_shape(mode, rows):
+    """A commit whose records all have one value travels flat (each record's value itself, no
+    array per record); any other as arrays. Either way the function and the Bolt after the
+    spout get each record's values as emitted: a list or a dict as one value stays one value."""
+    if rows == "one value":
+        shapes = [lambda n: [n, n], lambda n: {"n": n}, lambda n: f"s{n}", lambda n: None, lambda n: b"raw",
+                  lambda n: n + 0.5]
+        items = [(shapes[n % len(shapes)](n),) for n in range(120)]
+    else:
+        items = [(f"s{n}", n) for n in range(120)]
+
+    def echo(*values):
+        return (list(values),)
+
+    class Echo(Bolt):
+        fields = ("values",)
+
+        def process(self, tup):
+            self.emit((list(tup.values),))
+
+    t = Topology("shapes")
+    t.spout("rows", items)
+    t.bolt("echo", echo, parallelism=2).shuffle_grouping("rows")
+    t.bolt("bolt", Echo(), parallelism=2).shuffle_grouping("rows")
+    result = run_in(mode)(t, collect=True)
+    expected = sorted(repr(list(values)) for values in items)
+    assert sorted(repr(values) for (values,) in result.emitted("echo")) == expected
+    assert sorted(repr(values) for (values,) in result.emitted("bolt")) == expected
+    assert result.completed == 120
