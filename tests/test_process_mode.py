@@ -411,3 +411,43 @@ def test_a_workers_connection_holds_frames_unread():
     sock.close()
     parent.close()
     child.close()
+
+
+def test_three_workers_cross_to_two_others_each_and_a_failure_fails_only_its_record(tmp_path):
+    """With three workers, a task sends to the tasks of two other workers (a crossing each,
+    looked up per word): each word reaches the task of its hash once, in the order its line
+    emitted it, and a word that raises fails its own line only."""
+    from consecution.runtime import Scheduler
+
+    def split(line):
+        number, words = line.split(":")
+        for position, word in enumerate(words.split()):
+            yield (word, int(number) * 100 + position)
+
+    class Where(Bolt):
+        fields = ("word", "at", "task")
+
+        def prepare(self, context):
+            self.task_id = context.task_id
+
+        def process(self, tup):
+            if tup[0] == "boom":
+                raise ValueError("boom")
+            self.emit((tup[0], tup[1], self.task_id))
+
+    lines = [f"{i}:" + " ".join(f"w{(i * 13 + k) % 101}" for k in range(12)) for i in range(300)] + ["300:x boom y"]
+    t = Topology("three", max_retries=0)
+    t.spout("lines", lines)
+    t.bolt("split", split, parallelism=3, fields=("word", "at")).shuffle_grouping("lines")  # two values per word
+    t.bolt("where", Where(), parallelism=3).fields_grouping("split", "word")
+    result = Scheduler(t, mode="process", workers=3, collect=True, state_dir=str(tmp_path / "state")).run()
+    got = [row for row in result.emitted("where") if row[1] < 30000]
+    assert sorted(at for _, at, _ in got) == [i * 100 + k for i in range(300) for k in range(12)]
+    tasks, last = collections.defaultdict(set), {}
+    for word, at, task in got:
+        tasks[word].add(task)
+        line = (task, at // 100)
+        assert last.get(line, -1) < at  # a line's words reach each task in the order emitted
+        last[line] = at
+    assert all(len(t) == 1 for t in tasks.values()) and len(set().union(*tasks.values())) == 3
+    assert result.completed == 300 and result.given_up == 1 and result.dead_letters == 1
