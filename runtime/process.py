@@ -3,7 +3,7 @@ module, closures and lambdas work under fork and spawn). This module is the supe
 runtime/worker.py is the worker's.
 
     supervisor (spouts, log, acker)                     worker k: task i of each bolt, i % N == k
-    send(task, values, ...) -> pending[k]
+    send(task, values, ...) -> frames (runtime/frames.py: what waits for each worker)
         --("t", [deliveries], [blobs], [groups])--frame--> each runs its task's generated chain
         <--("r", n, events, acks, forwards)--           one reply per frame
     events (failures, roots, collected) applied in order, then the acks XORed per root or
@@ -22,9 +22,7 @@ Stateful bolt tasks keep their `State` in their worker. The supervisor keeps a c
 as of the last checkpoint (the changes workers hand over at checkpoints), which a worker started
 again begins from; the epoch is rolled back on every worker (see runtime/trees.py).
 """
-import collections
 import copy
-import itertools
 import os
 import pickle
 import select
@@ -32,20 +30,19 @@ import socket
 
 import multiprocess
 
-from consecution.acker import new_id
 from consecution.errors import ConsecutionError
 from consecution.storage import CodecError, decode, encode
 from consecution.topology import Component
 
-from .errors import UserCodeError
+from .errors import RemoteTraceback, remote_error
 from .executors import ROOM, Concurrent
+from .frames import Frames
 from .state import apply_changes
 from .events import apply
 from .watchdog import EXIT_TASK_TIMEOUT
 from .worker import worker_main
 
-FRAME = 1024      # deliveries per frame, at most (forwarded blobs come on top, up to FORWARD)
-FORWARD = 4096    # forwarded deliveries per frame, at most
+FRAME = 1024      # deliveries per frame, at most (forwarded blobs come on top: frames.FORWARD)
 IN_FLIGHT = 2     # frames per worker sent and not yet answered
 FRAME_SECONDS = 0.01  # the work a frame should hold: its size follows what the worker measured
 FIRST_FRAME = 1       # deliveries in a worker's first frame; its frames grow at most 4x a reply
@@ -108,15 +105,10 @@ class ProcessExecutor(Concurrent):
         self.placement = {t.task_id: t.context.task_index % self.n for t in bolts}
         self.procs = [None] * self.n
         self.conns = [None] * self.n
-        self.pending = [[] for _ in range(self.n)]    # per worker: deliveries to send
-        self.forwarded = [[] for _ in range(self.n)]  # per worker: [count, blob] other workers sent it
+        self.frames = Frames(self.placement, self.n)  # what waits for each worker's next frame
         self.sent = [[] for _ in range(self.n)]       # per worker: (deliveries, forwarded ones) per frame in flight
         self.budget = [FIRST_FRAME] * self.n          # per worker: deliveries its next frame may hold
         self.turn = 0
-        self.grouped = [collections.deque() for _ in range(self.n)]  # per worker: record groups to send
-        self.shared_groups = []  # per shuffle from here: record groups any of its tasks may take
-        self.shared_queues = []  # per shuffle from here: deliveries any of its tasks may take
-        self.shared_tasks = []   # per shuffle from here: per worker, its tasks there
         self.outstanding = 0
         self.forwards = 0  # of the outstanding deliveries, those that workers sent each other (see has_room)
         self.view = bolts_only(core.topology)
@@ -206,14 +198,12 @@ class ProcessExecutor(Concurrent):
         proc = self.procs[k]
         proc.join(timeout=1)
         code = proc.exitcode
-        forwards = sum(forwarded for _, forwarded in self.sent[k]) + sum(count for count, _ in self.forwarded[k])
-        lost = (sum(n for n, _ in self.sent[k]) + len(self.pending[k]) + sum(len(group[5]) for group in self.grouped[k])
-                + sum(count for count, _ in self.forwarded[k]))
+        lost, forwards = self.frames.drop(k)
+        lost += sum(n for n, _ in self.sent[k])
         self.outstanding -= lost
-        self.forwards -= forwards
+        self.forwards -= forwards + sum(forwarded for _, forwarded in self.sent[k])
         self.budget[k] = FIRST_FRAME
-        self.sent[k], self.pending[k], self.forwarded[k] = [], [], []
-        self.grouped[k].clear()
+        self.sent[k] = []
         self._unwatch(k)
         try:
             self.conns[k].close()
@@ -229,12 +219,7 @@ class ProcessExecutor(Concurrent):
     # -- the executor protocol ---------------------------------------------------------------
 
     def send(self, task_id, values, stream, source, source_task, tid, roots, fields):
-        if task_id < 0:  # any task of a shuffle: the worker that asks first (see shared)
-            self.shared_queues[-1 - task_id].append((values, stream, source, source_task, tid, roots))
-            self.outstanding += 1
-            return
-        k = self.placement[task_id]
-        self.pending[k].append((task_id, values, stream, source, source_task, tid, roots))
+        self.frames.delivery(task_id, values, stream, source, source_task, tid, roots)
         self.outstanding += 1
 
     def send_records(self, task_id, values, stream, source, source_task, roots, group, flat=False):
@@ -246,11 +231,7 @@ class ProcessExecutor(Concurrent):
         of a list of one-value arrays). A frame carries them as [task, source, source task,
         stream, values, roots, group, part id, flat], split to fit the worker's budget: the ids
         of a group's parts XOR to the group's id."""
-        group = [task_id, source, source_task, stream, values, roots, group, group, flat]
-        if task_id < 0:
-            self.shared_groups[-1 - task_id].append(group)
-        else:
-            self.grouped[self.placement[task_id]].append(group)
+        self.frames.records([task_id, source, source_task, stream, values, roots, group, group, flat])
         self.outstanding += len(roots)
 
     def submit(self, task_id, tup):
@@ -258,72 +239,25 @@ class ProcessExecutor(Concurrent):
 
     def shared(self, tasks):
         """A stand-in task id (< 0) for "any of `tasks`": a shuffle from the supervisor. Its
-        deliveries wait here, and each goes to the first worker with room for more work, in a
-        frame sized to what that worker does in FRAME_SECONDS (Storm's load-aware shuffle, by
-        pull: a worker on a busier core asks less often, so it gets less)."""
-        per_worker = [[t for t in tasks if self.placement[t] == k] for k in range(self.n)]
-        self.shared_queues.append(collections.deque())
-        self.shared_groups.append(collections.deque())
-        self.shared_tasks.append([itertools.cycle(mine) if mine else None for mine in per_worker])
-        return -len(self.shared_queues)
+        deliveries wait here (runtime/frames.py), and each goes to the first worker with room
+        for more work, in a frame sized to what that worker does in FRAME_SECONDS (Storm's
+        load-aware shuffle, by pull: a worker on a busier core asks less often, so it gets less)."""
+        return self.frames.shared(tasks)
 
     def _send(self):
         self.turn = (self.turn + 1) % self.n  # no worker is always the first to take shared work
         for i in range(self.n):
             k = (self.turn + i) % self.n
             while len(self.sent[k]) < IN_FLIGHT:
-                batch = self._take(k)
-                groups, grouped = self._take_groups(k, self.budget[k] - len(batch))
-                forwarded, blobs, count = self.forwarded[k], [], 0
-                while forwarded and count < FORWARD:
-                    blob = forwarded.pop(0)
-                    blobs.append(blob)
-                    count += blob[0]
-                if not batch and not blobs and not groups:
+                batch, groups, blobs, n, forwarded = self.frames.take(k, self.budget[k])
+                if not (batch or groups or blobs):
                     break
                 try:
                     self.conns[k].send_bytes(encode(["t", batch, blobs, groups]))
                 except (BrokenPipeError, OSError):
-                    self.pending[k] = batch + self.pending[k]
-                    self.grouped[k].extendleft(reversed(groups))
-                    self.forwarded[k] = blobs + forwarded
+                    self.frames.put_back(k, batch, groups, blobs)
                     break
-                self.sent[k].append((len(batch) + count + grouped, count))
-
-    def _take(self, k):
-        """The deliveries of worker k's next frame: those addressed to its tasks, then those of
-        shuffles any of its tasks may take, up to its budget."""
-        budget, pending = self.budget[k], self.pending[k]
-        batch, self.pending[k] = pending[:budget], pending[budget:]
-        for queue, tasks in zip(self.shared_queues, self.shared_tasks):
-            mine = tasks[k]
-            while queue and mine is not None and len(batch) < budget:
-                batch.append((next(mine), *queue.popleft()))
-        return batch
-
-    def _take_groups(self, k, budget):
-        """Record groups for worker k's next frame, up to `budget` records: its own, then those
-        of shuffles any of its tasks may take (a group split where the budget ends). (groups,
-        how many records they hold)."""
-        taken, n = [], 0
-        sources = [(self.grouped[k], None)] + [(queue, tasks[k]) for queue, tasks in
-                                               zip(self.shared_groups, self.shared_tasks) if tasks[k] is not None]
-        for queue, mine in sources:
-            while queue and n < budget:
-                group = queue[0]
-                room = budget - n
-                if len(group[5]) > room:  # the rest stays for the next frame
-                    part_id = new_id() if group[6] else 0
-                    part = group[:4] + [group[4][:room], group[5][:room], group[6], part_id, group[8]]
-                    group[4], group[5], group[7] = group[4][room:], group[5][room:], group[7] ^ part_id
-                    group = part
-                else:
-                    queue.popleft()
-                if mine is not None:
-                    group = [next(mine)] + group[1:]
-                taken.append(group)
-                n += len(group[5])
-        return taken, n
+                self.sent[k].append((n, forwarded))
 
     def has_room(self):
         """Whether the core may ask the spouts for more: what workers send each other does
@@ -393,7 +327,7 @@ class ProcessExecutor(Concurrent):
         """A worker's reply (runtime/events.py), then the deliveries it has for other workers."""
         apply(self.core, events, acks)
         for k, count, blob in forwards:
-            self.forwarded[k].append((count, blob))
+            self.frames.forward(k, count, blob)
             self.outstanding += count
             self.forwards += count
 
@@ -436,37 +370,3 @@ class ProcessExecutor(Concurrent):
 def _as_key(key):
     """A state key back from msgpack: keys are never lists, so a list was a tuple."""
     return tuple(_as_key(k) for k in key) if key.__class__ is list else key
-
-
-class RemoteError(Exception):
-    """An exception raised in a worker process that could not travel as itself (it does not
-    pickle): its type's name and message."""
-
-
-class RemoteTraceback(Exception):
-    """The traceback of an exception raised in a worker process, as the worker formatted it:
-    the cause of the exception re-raised in the supervisor (as CPython's concurrent.futures
-    does), so a traceback printed there shows the user's file and line."""
-
-    def __init__(self, text):
-        super().__init__(text)
-        self.text = text
-
-    def __str__(self):
-        return f'\n"""\n{self.text}"""'
-
-
-def remote_error(error):
-    """The UserCodeError for [component, phase, message, traceback, pickled exception] sent by
-    a worker: the worker's exception itself where it unpickles, else a RemoteError."""
-    component, phase, message, traceback, pickled = error
-    exc = None
-    if pickled is not None:
-        try:
-            exc = pickle.loads(pickled)
-        except Exception:  # noqa: BLE001 - its class may not exist here: fall back to the text
-            exc = None
-    if not isinstance(exc, BaseException):
-        exc = RemoteError(message)
-    exc.__cause__ = RemoteTraceback(traceback)
-    return UserCodeError(component, phase, exc)

@@ -136,7 +136,7 @@ def _build(topology, task_ids, settings, sink):
 
 def user_error(task, phase, exc):
     """What a worker sends of an error in user code outside tuple processing: [component,
-    phase, message, traceback, the pickled exception or None] (see process.remote_error)."""
+    phase, message, traceback, the pickled exception or None] (see errors.remote_error)."""
     try:
         pickled = bytes(ForkingPickler.dumps(exc))
     except Exception:  # noqa: BLE001 - an exception that does not pickle travels as text
