@@ -360,8 +360,11 @@ class Lines(Spout):
 
 def test_deliveries_workers_forward_each_other_leave_room_for_the_spouts():
     """The room for spout reads (ROOM outstanding deliveries) counts what the supervisor hands
-    out, not what workers send each other through it: a line whose words cross to the other
-    worker must not stop the spouts (it did, and starved the workers). The counts return to 0."""
+    out, not what workers send each other through it: the words a line sends to the other
+    worker must not stop the spouts (they did, and starved the workers). Checked on the
+    executor itself (forwards as a worker's reply brings them, records as a commit queues
+    them), then through a run whose lines send most words across: the rule holds at every
+    spout call, and the counts return to 0."""
     from consecution.runtime import Scheduler
     from consecution.runtime.executors import ROOM
 
@@ -375,18 +378,28 @@ def test_deliveries_workers_forward_each_other_leave_room_for_the_spouts():
         def process(self, tup):
             self.n += 1
 
+    def topology(lines):
+        t = Topology("room")
+        t.spout("lines", lines)
+        t.bolt("split", split, parallelism=2).shuffle_grouping("lines")
+        t.bolt("count", Count(), parallelism=2).fields_grouping("split", "value")
+        return t
+
+    executor = Scheduler(topology(["a b"]), mode="process", workers=2).executor  # no worker started
+    executor._apply([], [], [[1, 2 * ROOM, b"words for worker 1"]])  # as a worker's reply brings them
+    assert executor.outstanding == 2 * ROOM and executor.has_room()
+    executor.send_records(-1, ["a line"] * (ROOM - 1), "default", "lines", 0, list(range(1, ROOM)), 0, True)
+    assert executor.has_room()
+    executor.send(-1, ("one more",), "default", "lines", 0, 7, (7,), None)
+    assert not executor.has_room()  # ROOM handed out: the spouts wait
+
     lines = Lines(3000)
-    t = Topology("room")
-    t.spout("lines", lines)
-    t.bolt("split", split, parallelism=2).shuffle_grouping("lines")
-    t.bolt("count", Count(), parallelism=2).fields_grouping("split", "value")
-    scheduler = Lines.scheduler = Scheduler(t, mode="process", workers=2)
+    scheduler = Lines.scheduler = Scheduler(topology(lines), mode="process", workers=2)
     result = scheduler.run()
     assert result.completed == 3000 and result.failed == 0
     seen = lines.seen  # the supervisor runs the spout object itself
     assert len(seen) == 3000
     assert all(outstanding - forwards < ROOM for outstanding, forwards in seen)
-    assert max(outstanding for outstanding, _ in seen) >= ROOM  # asked with more than ROOM out, forwarded
     assert scheduler.executor.outstanding == 0 and scheduler.executor.forwards == 0
 
 
