@@ -284,6 +284,20 @@ def test_undeclared_values_between_workers_keep_their_shape_and_their_order():
         assert arrived == [v for v in expected[n] if v not in ([None], [b"raw"])], n
 
 
+class Where(Bolt):
+    """Emits the values it got and the id of the task that got them; raises for "boom"."""
+
+    fields = ("values", "task")
+
+    def prepare(self, context):
+        self.task_id = context.task_id
+
+    def process(self, tup):
+        if tup[0] == "boom":
+            raise ValueError("boom")
+        self.emit((list(tup.values), self.task_id))
+
+
 @pytest.mark.parametrize("width", [1, 2, None])
 @pytest.mark.parametrize("reliability", ["none", "replay"])
 def test_tuples_between_workers_reach_the_task_of_their_hash_and_a_failure_fails_only_its_record(
@@ -301,17 +315,6 @@ def test_tuples_between_workers_reach_the_task_of_their_hash_and_a_failure_fails
             for position, word in enumerate(tup[0].split()):
                 self.emit((word,) if width == 1 else (word, position))
 
-    class Where(Bolt):
-        fields = ("word", "task", "width")
-
-        def prepare(self, context):
-            self.task_id = context.task_id
-
-        def process(self, tup):
-            if tup[0] == "boom":
-                raise ValueError("boom")
-            self.emit((tup[0], self.task_id, len(tup.values)))
-
     lines = [f"w{i} x{i} y{i} z{i}" for i in range(200)] + ["a boom b"]
     t = Topology("cross", reliability=reliability, max_retries=1, retry_backoff=0)
     t.spout("lines", lines)
@@ -323,7 +326,7 @@ def test_tuples_between_workers_reach_the_task_of_their_hash_and_a_failure_fails
         where.fields_grouping("split", "word")
     state = str(tmp_path / "state") if reliability == "replay" else None
     result = Scheduler(t, mode="process", workers=2, collect=True, state_dir=state).run()
-    got = result.emitted("where")
+    got = [(values[0], task, len(values)) for values, task in result.emitted("where")]
     words = [w for line in lines[:-1] for w in line.split()]
     assert sorted(w for w, _, _ in got if w not in ("a", "b")) == sorted(words)
     assert {n for _, _, n in got} == {1 if width == 1 else 2}
@@ -437,24 +440,13 @@ def test_three_workers_cross_to_two_others_each_and_a_failure_fails_only_its_rec
         for position, word in enumerate(words.split()):
             yield (word, int(number) * 100 + position)
 
-    class Where(Bolt):
-        fields = ("word", "at", "task")
-
-        def prepare(self, context):
-            self.task_id = context.task_id
-
-        def process(self, tup):
-            if tup[0] == "boom":
-                raise ValueError("boom")
-            self.emit((tup[0], tup[1], self.task_id))
-
     lines = [f"{i}:" + " ".join(f"w{(i * 13 + k) % 101}" for k in range(12)) for i in range(300)] + ["300:x boom y"]
     t = Topology("three", max_retries=0)
     t.spout("lines", lines)
     t.bolt("split", split, parallelism=3, fields=("word", "at")).shuffle_grouping("lines")  # two values per word
     t.bolt("where", Where(), parallelism=3).fields_grouping("split", "word")
     result = Scheduler(t, mode="process", workers=3, collect=True, state_dir=str(tmp_path / "state")).run()
-    got = [row for row in result.emitted("where") if row[1] < 30000]
+    got = [(word, at, task) for (word, at), task in result.emitted("where") if at < 30000]
     assert sorted(at for _, at, _ in got) == [i * 100 + k for i in range(300) for k in range(12)]
     tasks, last = collections.defaultdict(set), {}
     for word, at, task in got:
