@@ -136,15 +136,16 @@ class Deliveries:
         declared = emitter.streams[emitted_on]
         width = None if declared is None else len(declared)
         crossings = {t: emitter.sink.crossing(t, emitter.component, emitter.task_id, emitted_on, width)
-                   for t in candidates if t in self.remote}
-        if crossings:  # values flat when their width is known (see events.Crossing)
+                     for t in candidates if t in self.remote}
+        if crossings:
+            extend = width is not None and width != 1  # values flat when their width is known (see events.Crossing)
             if len(crossings) == len(candidates) == 1:  # one target: its crossing by name
                 crossing, = crossings.values()
                 o, into = src.name("crossing", crossing), d
-                add = src.name("add", crossing.values.extend if width is not None and width != 1 else crossing.values.append)
+                add = src.name("add", crossing.values.extend if extend else crossing.values.append)
             else:
                 table, o = src.name("CROSSINGS", crossings), src.var("o")
-                add = f"{o}.values.{'extend' if width is not None and width != 1 else 'append'}"
+                add = f"{o}.values.{'extend' if extend else 'append'}"
                 if len(crossings) == len(candidates):  # every candidate is another worker's
                     src.add(d, f"{o} = {table}[{target}]")
                     into = d

@@ -47,6 +47,7 @@ IN_FLIGHT = 2     # frames per worker sent and not yet answered
 FRAME_SECONDS = 0.01  # the work a frame should hold: its size follows what the worker measured
 FIRST_FRAME = 1       # deliveries in a worker's first frame; its frames grow at most 4x a reply
                       # (slow start: a slow worker does not grab a big share before it measured)
+SOCKET_BUFFER = 4 << 20  # bytes a connection to a worker may hold unread, asked of the kernel (capped there)
 
 
 class WorkerDied(ConsecutionError):
@@ -68,9 +69,6 @@ def bolts_only(topology):
         clone.inputs = c.inputs
         view.components[name] = clone
     return view
-
-
-SOCKET_BUFFER = 4 << 20  # bytes a connection to a worker may hold unread, asked of the kernel (capped there)
 
 
 def _room_for_frames(conn):

@@ -13,10 +13,9 @@ it owns the state these methods use (trees, acker, log, executor, result).
 """
 import random
 import traceback as tb_module
-
-from consecution.acker import new_id
 from operator import itemgetter
 
+from consecution.acker import new_id
 from consecution.storage.pending import SEQ_OF, VALUES_OF
 from consecution.topology.tuples import SEQ_SHIFT
 
@@ -28,9 +27,7 @@ from .tasks import SpoutTask
 getrandbits = random.getrandbits  # the source of new_id (acker/tracker.py)
 START_MASK = (1 << SEQ_SHIFT) - 1  # the low bits of a tree's root: tree starts counted in this run
 MIXED = False  # `unlogged_origin` when the records waiting for a commit came from more than one origin
-
-
-ONE, FIRST = (1).__eq__, itemgetter(0)
+ONE, FIRST = (1).__eq__, itemgetter(0)  # a record of one value; its value (`_queue_batch`)
 
 
 class TreeLifecycle:
