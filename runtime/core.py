@@ -28,40 +28,36 @@ With reliability "none" nothing is logged or tracked: tuples carry no id and an 
 bolt is logged, counted and sent to the failure stream, the input is not replayed.
 """
 import collections
-import copy
 import gc
 import threading
 import time
-from itertools import repeat
 from random import getrandbits
 
 from consecution.acker import Acker
-from consecution.storage import MemoryLog, Record
-from consecution.topology import FAILURE_FIELDS, FAILURES, Component, check_task_timeout
+from consecution.storage import MemoryLog
+from consecution.topology import check_task_timeout
 
+from .build import REMOTE, build_tasks, make_executor, settings_for
 from .chains import Chains
+from .collector import young_gc
 from .epochs import Epochs, Release
 from .errors import Aborted, SpoutInterrupted, UserCodeError
-from .events import EventSink
-from .executors import SingleExecutor, ThreadExecutor
-from .logs import logger
 from .finish import FinishPhase
+from .groups import Groups
+from .logs import logger
 from .meter import Meter
 from .named_outputs import NamedOutputs
 from .observe import Observers
 from .recovery import Recovery
 from .result import RunResult
 from .retries import Backoff, NoRetry, Retries
-from .routing import Routing
-from .spout_driver import COMMIT_INTERVAL, SpoutDriver
+from .spout_driver import COMMIT_INTERVAL
 from .state_dir import close_state, load_state, open_state, resumed_from
-from .tasks import BoltTask, assign_tasks, build_task
+from .tasks import BoltTask
 from .timers import Timers
-from .groups import Groups
-from .trees import MIXED, TreeLifecycle
+from .trees import TreeLifecycle
 from .watchdog import Watchdog, abandon
 
-REMOTE = ("process", "ray")  # modes whose bolt tasks run in other processes (workers, actors)
 STATEFUL_MAX_PENDING = 1000  # max_pending when stateful bolts need the trees in flight to end
 IDLE_SLEEP = 0.001       # a spout that emitted nothing is asked again after this long
 EXPIRE_EVERY = 0.1       # how often trees are checked against message_timeout
@@ -100,14 +96,7 @@ class Scheduler(TreeLifecycle):
         self.grace = grace
         self.clock, self.wall = clock, wall
         self.logger = logger()
-        names = ("max_retries", "message_timeout", "max_pending", "retry_backoff", "reliability",
-                 "track_last", "checkpoint_interval", "task_timeout")
-        settings = {k: getattr(topology, k) for k in names}
-        settings.update({k: v for k, v in overrides.items() if v is not None})
-        unknown = set(settings) - set(names)
-        if unknown:
-            raise TypeError(f"unknown settings: {', '.join(sorted(unknown))}")
-        self.settings = settings
+        self.settings = settings = settings_for(topology, overrides)
         self.reliability = settings["reliability"]
         self.tracking = self.reliability != "none"
         self.message_timeout = settings["message_timeout"]
@@ -151,7 +140,7 @@ class Scheduler(TreeLifecycle):
         self.spec = {"state_dir": state_dir, "mode": mode, "max_pending": self.max_pending,
                      "reliability": self.reliability, "tracking": self.tracking, "collect": collect,
                      "meter": metrics_port is not None or any(getattr(o, "counts", False) for o in observers)}
-        self._build_tasks()
+        build_tasks(self)
         # per-task counts, kept when an observer shows them (meter.py); worker processes keep theirs
         self.meter = Meter(len(self.tasks)) if self.spec["meter"] else None
         self.stateful = {t.task_id: t for t in self.bolt_tasks_in_order
@@ -171,59 +160,11 @@ class Scheduler(TreeLifecycle):
         if mode not in REMOTE:
             self.chains = Chains.bind({t.task_id: t for t in self.bolt_tasks_in_order}, self.fused, topology,
                                       self.tracking, self.collected is not None, meter=self.meter)
-        if mode == "single":
-            self.executor = SingleExecutor(self)
-        elif mode == "thread":
-            self.executor = ThreadExecutor(self, workers or 4)
-        else:
-            if mode == "ray":
-                from .ray_mode import RayExecutor
-                self.executor = RayExecutor(self, workers, ray_address)
-            else:
-                from .process import ProcessExecutor
-                self.executor = ProcessExecutor(self, workers, start_method)
-            for task in self.tasks:  # no task runs here: a shuffle's tuples go to the worker that asks
-                task.routing.localize((), self.executor.shared)
-            self.failure_routing.localize((), self.executor.shared)
+        self.executor = make_executor(self, workers, start_method, ray_address)
         if metrics_port is not None:  # last: it listens at once (a port in use fails here)
             from .metrics import Metrics
             observers = [*observers, Metrics(metrics_port)]
         self.observers = Observers(self, observers)  # progress, systemd, metrics (observe.py)
-
-    # -- building ----------------------------------------------------------------------------
-
-    def _build_tasks(self):
-        topology = self.topology
-        order = topology.topological_order()
-        tasks_by_component = self.tasks_by_component = assign_tasks(topology)
-        self.origins = {}  # (component, task index) -> task, for records
-        uses = collections.Counter(id(c.obj) for c in topology.components.values())
-        self.tasks = [None] * sum(len(ids) for ids in tasks_by_component.values())
-        self.driver = SpoutDriver(self)
-        self.spout_tasks, self.bolt_tasks_in_order = [], []
-        for name in order:
-            component = topology.components[name]
-            for index, task_id in enumerate(tasks_by_component[name]):
-                shared = component.parallelism == 1 and uses[id(component.obj)] == 1
-                if component.kind == "bolt" and self.mode in REMOTE:
-                    obj = None  # the task runs in a worker process; the core keeps its routing
-                else:
-                    obj = component.obj if shared else copy.deepcopy(component.obj)
-                if component.kind == "spout":
-                    sink = self.driver
-                else:
-                    sink = self if self.mode == "single" else EventSink(_to_the_core)
-                task = build_task(topology, name, index, task_id, tasks_by_component, self.spec, obj, sink)
-                (self.spout_tasks if component.kind == "spout" else self.bolt_tasks_in_order).append(task)
-                self.tasks[task_id] = task
-        for component in topology.components.values():  # round robin routes start afresh
-            for grouping in component.inputs:
-                if grouping.kind == "route":
-                    for router, _ in grouping.fn:
-                        router._turn = 0
-        failures = Component(FAILURES, "spout", None, 1, {"default": FAILURE_FIELDS})
-        self.failure_routing = Routing(topology, failures, tasks_by_component)
-        self.driver.active = list(self.spout_tasks)
 
     # -- the sink: what tasks call -----------------------------------------------------------
 
@@ -235,55 +176,6 @@ class Scheduler(TreeLifecycle):
         starts a tree of its own, logged and replayed like a spout tuple."""
         self.new_root(task.component, task.context.task_index, stream, values)
 
-    def new_root(self, component, index, stream, values):
-        self.result.roots += 1
-        record = Record(self.log.new_root(), component, index, stream, values, None, 1, self.wall())
-        self.log.append(record)
-        self.unlogged.append(record)
-        self.unlogged_origin = MIXED
-
-    def ack(self, roots, xor):
-        trees, acker, now = self.trees, self.acker, self.now
-        for root in roots:
-            if root in trees and acker.ack(root, xor, now):
-                self._complete(trees.pop(root))
-
-    def ack_each(self, acks):
-        """Acks from a worker (EventSink.take): [root, xor, root, xor, ...], one per root,
-        after [0, [[roots, xor], ...]] when some name several roots at once."""
-        groups = self.groups
-        if acks[0] == 0:  # a root is never 0
-            acks = groups.resolve(acks[2:], acks[1])
-        elif groups.group_of:
-            acks = groups.resolve(acks)
-        completed = self.acker.ack_all(acks, self.now)
-        if not completed:
-            return
-        if groups.members:
-            completed = groups.expand(completed)
-        pop = self.trees.pop
-        records = [record for record in map(pop, completed, repeat(None)) if record is not None]
-        if records:
-            self.completion.completed_all(records)
-
-    def fail(self, roots, error, traceback, component, task_id, tup, settle=0):
-        """`tup` failed in its trees `roots`. `settle`: the XOR its failure leaves unacked (its
-        id and its children's), which a record group needs to complete (groups.py)."""
-        if not roots:
-            self.retries.untracked_error(error, traceback, component, task_id, tup)
-            return
-        groups = self.groups
-        for root in roots:
-            if root in self.trees:
-                self.acker.fail(root)
-                if groups.group_of:
-                    groups.shrink(root)
-                self._tree_failed(root, error, traceback, component, task_id)
-        if settle and groups.group_of:
-            acks = groups.settle(roots, settle)
-            if acks:
-                self.ack_each(acks)
-
     def collect(self, component, stream, values):
         self.collected.setdefault((component, stream), []).append(values)
 
@@ -294,11 +186,15 @@ class Scheduler(TreeLifecycle):
         outside tuple processing.
 
         While it runs, the objects that existed before it are kept out of the cyclic garbage
-        collector's scans (`gc.freeze`; measured: 5-8% of W's time went to those scans)."""
+        collector's scans (`gc.freeze`; measured: 5-8% of W's time went to those scans), and
+        its youngest generation is collected every YOUNG_GC allocations instead of 700
+        (`young_gc`); both are undone when it returns."""
         gc.freeze()
+        thresholds = young_gc()
         try:
             return self._run()
         finally:
+            gc.set_threshold(*thresholds)
             gc.unfreeze()
             self.observers.finished(self.result)  # also when the run could not start
 
@@ -493,7 +389,3 @@ class Scheduler(TreeLifecycle):
             if wake > now:
                 time.sleep(wake - now)
 
-
-def _to_the_core(task_id):
-    """Thread mode: every delivery a task makes goes back to the core (one destination)."""
-    return 0

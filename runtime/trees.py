@@ -13,9 +13,11 @@ it owns the state these methods use (trees, acker, log, executor, result).
 """
 import random
 import traceback as tb_module
+from itertools import repeat
 from operator import itemgetter
 
 from consecution.acker import new_id
+from consecution.storage import Record
 from consecution.storage.pending import SEQ_OF, VALUES_OF
 from consecution.topology.tuples import SEQ_SHIFT
 
@@ -246,6 +248,57 @@ class TreeLifecycle:
         task = self._origin(record)
         if isinstance(task, SpoutTask) and task.has_ack:
             self.call_user(task, "ack", record.msg_id if record.msg_id is not None else record.seq)
+
+    # -- what tasks report (the core is their sink in single mode; events.apply in the others)
+
+    def new_root(self, component, index, stream, values):
+        self.result.roots += 1
+        record = Record(self.log.new_root(), component, index, stream, values, None, 1, self.wall())
+        self.log.append(record)
+        self.unlogged.append(record)
+        self.unlogged_origin = MIXED
+
+    def ack(self, roots, xor):
+        trees, acker, now = self.trees, self.acker, self.now
+        for root in roots:
+            if root in trees and acker.ack(root, xor, now):
+                self._complete(trees.pop(root))
+
+    def ack_each(self, acks):
+        """Acks from a worker (EventSink.take): [root, xor, root, xor, ...], one per root,
+        after [0, [[roots, xor], ...]] when some name several roots at once."""
+        groups = self.groups
+        if acks[0] == 0:  # a root is never 0
+            acks = groups.resolve(acks[2:], acks[1])
+        elif groups.group_of:
+            acks = groups.resolve(acks)
+        completed = self.acker.ack_all(acks, self.now)
+        if not completed:
+            return
+        if groups.members:
+            completed = groups.expand(completed)
+        pop = self.trees.pop
+        records = [record for record in map(pop, completed, repeat(None)) if record is not None]
+        if records:
+            self.completion.completed_all(records)
+
+    def fail(self, roots, error, traceback, component, task_id, tup, settle=0):
+        """`tup` failed in its trees `roots`. `settle`: the XOR its failure leaves unacked (its
+        id and its children's), which a record group needs to complete (groups.py)."""
+        if not roots:
+            self.retries.untracked_error(error, traceback, component, task_id, tup)
+            return
+        groups = self.groups
+        for root in roots:
+            if root in self.trees:
+                self.acker.fail(root)
+                if groups.group_of:
+                    groups.shrink(root)
+                self._tree_failed(root, error, traceback, component, task_id)
+        if settle and groups.group_of:
+            acks = groups.settle(roots, settle)
+            if acks:
+                self.ack_each(acks)
 
     def _tree_failed(self, tree, error, traceback, component, task_id):
         self._record_failed(self.trees.pop(tree), error, traceback, component, task_id)

@@ -38,6 +38,7 @@ from multiprocess.reduction import ForkingPickler
 from consecution.storage import CodecError, decode, encode
 
 from .chains import Chains
+from .collector import young_gc
 from .events import EventSink
 from .logs import logger
 from .meter import Meter
@@ -172,6 +173,7 @@ def _serve(conn, topology, task_ids, settings):
             conn.send_bytes(encode(["e", user_error(task, "prepare", exc)]))
             return 1
     gc.freeze()  # what the worker inherited and built is not scanned by the cyclic GC again
+    young_gc()  # and what it keeps in flight is not rescanned at every frame (runtime/collector.py)
     if settings["task_timeout"] is not None:
         _watch(settings["task_timeout"], conn)
     conn.send_bytes(encode(["ready"]))
