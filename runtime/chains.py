@@ -89,8 +89,9 @@ class Chains(Deliveries):
         [root, target, id, n, ...]: `n` items with the same roots, one root as an int, several
         as a list), each item as a fused input (a values tuple when `width` is None, the value
         itself when it is 1, else `width` values in a row), and acks each run on its target (a
-        record group's id; its roots when 0) with its id XOR what its items queued. An item that fails fails its run's roots: a plain
-        function's run ends there, a Bolt sees the rest."""
+        record group's id; its roots when 0) with its id XOR what its items queued. An item
+        that fails fails its run's roots: a plain function's run ends there, a Bolt sees the
+        rest."""
         return self._cached((task_id, source, source_task, stream, width), self._build_run_runs)
 
     def run_batch(self, task_id, source, source_task, stream):

@@ -249,7 +249,7 @@ class TreeLifecycle:
         if isinstance(task, SpoutTask) and task.has_ack:
             self.call_user(task, "ack", record.msg_id if record.msg_id is not None else record.seq)
 
-    # -- what tasks report (the core is their sink in single mode; events.apply in the others)
+    # -- what tasks report: the core is their sink in single mode, events.apply in the others --
 
     def new_root(self, component, index, stream, values):
         self.result.roots += 1

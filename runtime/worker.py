@@ -13,14 +13,14 @@
 
 A delivery is [task, values, stream, source, source task, id, roots]; a record group is
 [task, source, source task, stream, [values, ...], [root, ...], group, part id, flat] (flat:
-each record's one value itself, not its values), records of a
-commit, acked as one on `group` (runtime/groups.py), or with group 0 each on its root, which is
-then its tuple's id (`Chains.run_roots` runs and acks them); a blob from another
-worker holds, per input edge, queued deliveries or a crossing's runs (EventSink.encoded). Workers ignore SIGINT and
-SIGTERM (the supervisor stops them), never hold the state directory's lock (closed after
-fork) and die with the supervisor (PR_SET_PDEATHSIG, and a check of their parent). With a
-`task_timeout`, a worker's watchdog ends it (exit status EXIT_TASK_TIMEOUT) when a call of
-user code runs longer (runtime/watchdog.py); the supervisor handles it as any worker that dies.
+each record's one value itself, not its values), records of a commit, acked as one on `group`
+(runtime/groups.py), or with group 0 each on its root, which is then its tuple's id
+(`Chains.run_roots` runs and acks them); a blob from another worker holds, per input edge,
+queued deliveries or a crossing's runs (EventSink.encoded). Workers ignore SIGINT and SIGTERM
+(the supervisor stops them), never hold the state directory's lock (closed after fork) and die
+with the supervisor (PR_SET_PDEATHSIG, and a check of their parent). With a `task_timeout`, a
+worker's watchdog ends it (exit status EXIT_TASK_TIMEOUT) when a call of user code runs longer
+(runtime/watchdog.py); the supervisor handles it as any worker that dies.
 """
 import copy
 import ctypes
