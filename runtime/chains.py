@@ -102,11 +102,12 @@ class Chains(Deliveries):
 
     def run_records(self, task_id, source, source_task, stream):
         """The generated function for the records of one log commit, all from `source_task` on
-        `stream` (trees.py, `_start_batch`): `run(records, (), starts, now, released, trees,
-        init) -> starts` starts each record's tree (its root from its seq and the run's count
-        of tree starts, `starts`), runs it as a fused input, and appends the seq of each record
-        whose tree is done to `released`; a tree with deliveries queued goes to the acker
-        (`init`). A record that raises is failed alone, the others run."""
+        `stream` (trees.py, `_start_batch`), as columns: `run(seqs, rows, holders, (), starts,
+        now, released, trees, init) -> starts` starts each record's tree (its root from its
+        seq and the run's count of tree starts, `starts`; `trees` keeps its holder, its Record
+        or its Run), runs its values as a fused input, and appends the seq of each record whose
+        tree is done to `released`; a tree with deliveries queued goes to the acker (`init`). A
+        record that raises is failed alone, the others run."""
         return self._cached((task_id, source, source_task, stream, "records"), self._build_run_records)
 
     def run_roots(self, task_id, source, source_task, stream, flat=False):
@@ -166,20 +167,19 @@ class Chains(Deliveries):
 
     def _build_run_records(self, task, source, source_task, stream, _):
         src, edge = self._source(task, source, source_task, stream, batch=True)
-        src.start("def run(records, roots, starts, now, released, trees, init):")
-        src.add(1, "for record in records:")
-        self._mark_input(src, 2, "record")
+        src.start("def run(seqs, rows, holders, roots, starts, now, released, trees, init):")
+        src.add(1, "for seq, values, holder in zip(seqs, rows, holders):")
+        self._mark_input(src, 2, None)  # a spout's rows may repeat one tuple object: counted
         src.add(2, "starts += 1")
-        src.add(2, f"tree = record.seq << {SEQ_SHIFT} | starts & {(1 << SEQ_SHIFT) - 1}")  # as trees.py makes it
+        src.add(2, f"tree = seq << {SEQ_SHIFT} | starts & {(1 << SEQ_SHIFT) - 1}")  # as trees.py makes it
         src.add(2, "roots = (tree,)")
         after_roots = len(src.lines)
-        src.add(2, "trees[tree] = record")  # before the steps, which may fail the tree
-        src.add(2, "values = record.values")
+        src.add(2, "trees[tree] = holder")  # before the steps, which may fail the tree
         src.add(2, "xor = 0")
         self._step(src, 2, task, edge)
         src.add(2, f"if tree in trees and (not xor or init(tree, xor, {source_task!r}, now)):")
         src.add(3, "del trees[tree]")
-        src.add(3, "released.append(record.seq)")
+        src.add(3, "released.append(seq)")
         src.add(1, "return starts")
         self._roots_per_input(src, after_roots)
         return self._compile(src, f"{task.component}[{task.task_id}] <- {source}/{stream}, records")

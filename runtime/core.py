@@ -55,7 +55,7 @@ from .spout_driver import COMMIT_INTERVAL
 from .state_dir import close_state, load_state, open_state, resumed_from
 from .tasks import BoltTask
 from .timers import Timers
-from .trees import TreeLifecycle
+from .trees import TreeLifecycle, Unlogged
 from .watchdog import Watchdog, abandon
 
 STATEFUL_MAX_PENDING = 1000  # max_pending when stateful bolts need the trees in flight to end
@@ -116,8 +116,7 @@ class Scheduler(TreeLifecycle):
         self.lock = None
         self.acker = Acker()
         self.groups = Groups(self.acker)  # record groups in flight (process and ray mode: groups.py)
-        self.unlogged = []             # records appended, waiting for the commit that starts them
-        self.unlogged_origin = None    # (component, task index, stream) all of them came from, or MIXED
+        self.unlogged = Unlogged()     # records appended, waiting for the commit that starts them
         self.held_back = collections.Counter()  # spout task id -> records in `unlogged`
         self.recovery = Recovery(self)  # the records an earlier run or a dead worker left in flight
         self.last_commit = clock()

@@ -32,7 +32,8 @@ import collections
 import time
 
 from consecution.storage import CodecError
-from consecution.storage.pending import SEQ_OF
+from consecution.storage.record import record_of
+from consecution.topology.tuples import SEQ_SHIFT
 
 EPOCH_MIN = 0.05  # seconds an epoch lasts at least, unless the input ends
 
@@ -51,11 +52,13 @@ class Release:
         core.log.release(record.seq)
         core._acked(record)
 
-    def completed_all(self, records):
-        """`completed` of each of `records` (the trees one frame of acks completed)."""
+    def completed_all(self, trees, holders):
+        """`completed` of the record of each of `trees` (those one frame of acks completed),
+        held by its Record or its Run (`holders`; runtime/trees.py)."""
         core = self.core
-        core.log.release_all(list(map(SEQ_OF, records)))
-        core._acked_all(records)
+        seqs = [tree >> SEQ_SHIFT for tree in trees]
+        core.log.release_all(seqs)
+        core._acked_all(seqs, holders)
 
     def failed(self, record, error, traceback, component, task_id):
         self.core.retries.failed(record, error, traceback, component, task_id)
@@ -100,8 +103,8 @@ class Epochs:
     def completed(self, record):
         self.done.append(record)  # released with the checkpoint that holds its effects
 
-    def completed_all(self, records):
-        self.done.extend(records)
+    def completed_all(self, trees, holders):
+        self.done.extend(record_of(tree >> SEQ_SHIFT, holder) for tree, holder in zip(trees, holders))
 
     def failed(self, record, error, traceback, component, task_id):
         self.failures.append((record, error, traceback, component, task_id))

@@ -2,20 +2,19 @@
 
     driver.pull() -> spout.next_tuple() -> spout.emit -> driver.emit -> a Record appended to
         the log (not yet committed) with, after the spout's calls, its position()
-    (or spout.next_batch(limit) -> driver.emit_batch: a list of tuples, checked and appended
-        in one loop)
+    (or spout.next_batch(limit) -> driver.emit_batch: a list of tuples, checked in one loop
+        and appended as one Run of records)
     the core commits the log, then starts the records' trees (runtime/trees.py)
 
 With reliability "none" nothing is logged: a spout tuple goes straight to its subscribers.
 A spout task is asked only while it has fewer than `max_pending` records in flight.
 """
-from consecution.storage import Record
+from consecution.storage import Record, Run
 from consecution.storage.codec import INT_MAX, INT_MIN, SCALARS, all_scalars
 from consecution.topology.components import DEFAULT
 
 from .errors import SpoutInterrupted, UserCodeError
 from .tasks import checked
-from .trees import MIXED
 
 COMMIT_BATCH = 512       # spout records per log commit, at most
 COMMIT_INTERVAL = 0.005  # seconds a spout record may wait for its commit, at most
@@ -36,7 +35,7 @@ class SpoutDriver:
         core = self.core
         self.result, self.wall, self.unlogged = core.result, core.wall, core.unlogged
         self.new_seq, self.append = core.log.new_root, core.log.append
-        self.new_seqs, self.append_all = core.log.new_seqs, core.log.append_all
+        self.new_seqs, self.append_run = core.log.new_seqs, core.log.append_run
         self.finish, self.named_outputs = core.finish, core.named_outputs
         self.meter = core.meter
 
@@ -60,8 +59,7 @@ class SpoutDriver:
             return
         record = Record(self.new_seq(), task.component, task.index, stream, values, msg_id, 1, self.wall())
         self.append(record)
-        self._came_from((task.component, task.index, stream))
-        self.unlogged.append(record)
+        self.unlogged.add(record, 1, (task.component, task.index, stream))
         if self.bounded:  # read by core.pending(), for max_pending only
             self.core.held_back[task.task_id] += 1
         if self.finish.marks or self.named_outputs.closed:  # new input: every finish has to run again,
@@ -97,26 +95,14 @@ class SpoutDriver:
             if task.has_logged:
                 task.obj.logged([None] * n)
             return
-        seq, now, component, index = self.new_seqs(n), self.wall(), task.component, task.index
-        records = [Record(s, component, index, DEFAULT, values, None, 1, now)
-                   for s, values in zip(range(seq, seq + n), rows)]
-        self.append_all(records)
-        self._came_from((component, index, DEFAULT))
-        self.unlogged.extend(records)
+        run = Run(self.new_seqs(n), task.component, task.index, DEFAULT, rows, self.wall())
+        self.append_run(run)
+        self.unlogged.add(run, n, (task.component, task.index, DEFAULT))
         if self.bounded:
             self.core.held_back[task.task_id] += n
         if self.finish.marks or self.named_outputs.closed:
             self.finish.clear()
             self.named_outputs.reopen()
-
-    def _came_from(self, origin):
-        """Records of `origin` (component, task index, stream) join `unlogged`: the commit
-        starts them as one batch when all of its records share their origin (trees.py)."""
-        core = self.core
-        if not self.unlogged:
-            core.unlogged_origin = origin
-        elif core.unlogged_origin != origin:
-            core.unlogged_origin = MIXED
 
     def _deliver(self, task, stream, values):
         """Reliability "none": the tuple goes to its subscribers at once."""
@@ -153,7 +139,7 @@ class SpoutDriver:
             if result.roots == before or core.stopping or not self.active:
                 return emitted
             emitted = True
-            if (len(core.unlogged) >= COMMIT_BATCH or core.executor.queued() >= COMMIT_BATCH
+            if (core.unlogged.count >= COMMIT_BATCH or core.executor.queued() >= COMMIT_BATCH
                     or core.clock() >= deadline):
                 return emitted
 
@@ -167,16 +153,16 @@ class SpoutDriver:
         self.asking = task
         try:
             if next_batch is not None:
-                limit = min(calls, COMMIT_BATCH - len(unlogged)) if self.tracking else calls
+                limit = min(calls, COMMIT_BATCH - unlogged.count) if self.tracking else calls
                 if limit > 0:
                     rows = next_batch(limit)
                     if rows:
-                        self.emit_batch(task, rows if rows.__class__ is list else list(rows))
+                        self.emit_batch(task, list(rows))  # a list of its own: the Run keeps it
             else:
                 for _ in range(calls):
                     before = result.roots
                     next_tuple()
-                    if result.roots == before or core.stopping or len(unlogged) >= COMMIT_BATCH:
+                    if result.roots == before or core.stopping or unlogged.count >= COMMIT_BATCH:
                         break
         except SpoutInterrupted:  # a stop signal: no position stored for what it was doing
             core.logger.info("spout.interrupted", topology=core.topology.name, component=task.component,

@@ -1,8 +1,11 @@
 """What happens to a record: its tree started, completed, failed or replayed.
 
 A record is one entry of the replay log (a spout tuple, or a tuple a bolt emitted with no input
-to anchor to). `_start_all` routes the records of a commit from the tasks they came from
-(`_start_batch` the usual commit, all from one origin, in one generated loop):
+to anchor to); a spout's batch is appended as one `Run` of records, whose `Record`s are made
+only when one is needed alone (a failure, an epoch, a spout's `ack`): `trees` maps a tree to
+its Record or to its Run (`record_of`). `_start_all` routes the records of a commit from the
+tasks they came from (`_start_batch` the usual commit, all from one origin, from its columns
+in one generated loop):
 fused subscribers run them right there (runtime/chains.py), the others get them queued with a
 fresh id, and each record's tree starts in the acker. A tree whose XOR returns to 0, or that
 was done when its start returned, is complete; a failed or timed-out one is failed. The
@@ -17,8 +20,8 @@ from itertools import repeat
 from operator import itemgetter
 
 from consecution.acker import new_id
-from consecution.storage import Record
-from consecution.storage.pending import SEQ_OF, VALUES_OF
+from consecution.storage import Record, Run
+from consecution.storage.record import record_of, records_of
 from consecution.topology.tuples import SEQ_SHIFT
 
 from .delivery import is_function_obj
@@ -28,8 +31,54 @@ from .tasks import SpoutTask
 
 getrandbits = random.getrandbits  # the source of new_id (acker/tracker.py)
 START_MASK = (1 << SEQ_SHIFT) - 1  # the low bits of a tree's root: tree starts counted in this run
-MIXED = False  # `unlogged_origin` when the records waiting for a commit came from more than one origin
 ONE, FIRST = (1).__eq__, itemgetter(0)  # a record of one value; its value (`_queue_batch`)
+
+
+class Unlogged:
+    """The records appended to the log since its last commit, in order: `Record`s (a spout's
+    `emit`, a bolt's tuple with no input) and `Run`s (a spout's `next_batch`). `count`: the
+    records in all; `origin`: the (component, task index, stream) every one of them came from,
+    None when they came from more than one (or from a bolt)."""
+
+    def __init__(self):
+        self.entries, self.count, self.origin = [], 0, None
+
+    def __bool__(self):
+        return self.count > 0
+
+    def add(self, entry, n, origin):
+        if not self.count:
+            self.origin = origin
+        elif origin != self.origin:
+            self.origin = None
+        self.entries.append(entry)
+        self.count += n
+
+    def take(self):
+        """(entries, origin), leaving it empty."""
+        entries, origin = self.entries, self.origin
+        self.entries, self.count, self.origin = [], 0, None
+        return entries, origin
+
+
+def columns(entries):
+    """(seqs, values, holders) of a commit's records: each one's seq, its values and what
+    `trees` keeps for it (its Record, or the Run that holds it). A lone Run gives its own
+    columns, with no Record made."""
+    if len(entries) == 1 and entries[0].__class__ is Run:
+        run = entries[0]
+        return run.seqs, run.values, repeat(run)
+    seqs, values, holders = [], [], []
+    for entry in entries:
+        if entry.__class__ is Run:
+            seqs += entry.seqs
+            values += entry.values
+            holders += repeat(entry, len(entry.values))
+        else:
+            seqs.append(entry.seq)
+            values.append(entry.values)
+            holders.append(entry)
+    return seqs, values, holders
 
 
 class TreeLifecycle:
@@ -57,45 +106,53 @@ class TreeLifecycle:
         """Commit the log, then start the trees of the records that commit made durable."""
         self.log.commit()
         self.last_commit = self.clock()
-        unlogged = self.unlogged[:]  # the list itself stays: the spout driver holds it
-        origin, self.unlogged_origin = self.unlogged_origin, None
-        self.unlogged.clear()
+        entries, origin = self.unlogged.take()
         self.held_back.clear()
         if any(task.has_logged for task in self.spout_tasks):
-            self._tell_logged(unlogged)
-        if not (origin and self._start_batch(unlogged, origin)):
-            self._start_all(unlogged)
+            self._tell_logged(entries)
+        if not (origin and self._start_batch(entries, origin)):
+            self._start_all(records_of(entries))
 
-    def _tell_logged(self, records):
+    def _tell_logged(self, entries):
         """Call `logged(msg_ids)` on each spout task that defines it, with its records of this commit."""
         msg_ids = {}
-        for record in records:
-            task = self._origin(record)
+        for entry in entries:
+            task = self._origin(entry)
             if isinstance(task, SpoutTask) and task.has_logged:
-                msg_ids.setdefault(task, []).append(record.msg_id if record.msg_id is not None else record.seq)
+                ids = msg_ids.setdefault(task, [])
+                if entry.__class__ is Run:
+                    ids += entry.seqs
+                else:
+                    ids.append(entry.msg_id if entry.msg_id is not None else entry.seq)
         for task, ids in msg_ids.items():
             self.call_user(task, "logged", ids)
 
-    def _start_batch(self, records, origin):
-        """The usual commit, as one call: its records all came from `origin` (component, task
-        index, stream), which has one subscriber task. When it runs here and each record is
-        released when its tree is done, the generated loop Chains.run_records does for each
-        record what `_start_all`'s fast path does; when it runs in a worker, the records go as
-        one group (`_queue_batch`). False, having done nothing, for any other case."""
-        task, _, runs = self.start_plan(self._origin(records[0]), origin[2])
+    def _start_batch(self, entries, origin):
+        """The usual commit, as one call: its records (`entries`, Records and Runs) all came
+        from `origin` (component, task index, stream), which has one subscriber task. When it
+        runs here and each record is released when its tree is done, the generated loop
+        Chains.run_records does for each record what `_start_all`'s fast path does; when it
+        runs in a worker, the records go as one group (`_queue_batch`). Either way from the
+        records' columns, no `Record` made for a Run's. False, having done nothing, for any
+        other case."""
+        task, _, runs = self.start_plan(self._origin(entries[0]), origin[2])
         if runs is None or len(runs) != 1:
             return False
         if runs[0][1] is None:
-            return self._queue_batch(records, task, runs[0][0], origin[2])
+            return self._queue_batch(entries, task, runs[0][0], origin[2])
         if self.completion.__class__ is not Release or task.__class__ is SpoutTask and task.has_ack:
             return False
         released = []
         run = self.chains.run_records(runs[0][0], task.component, task.task_id, origin[2])
-        self.starts = run(records, (), self.starts, self.now, released, self.trees, self.acker.init)
-        self._released(records, released)
+        self.starts = run(*columns(entries), (), self.starts, self.now, released, self.trees, self.acker.init)
+        if released:
+            self.log.release_all(released)
+            self.result.completed += len(released)
+            if self.meter is not None:
+                self.meter.spout(origin[0], ACKED, len(released))
         return True
 
-    def _queue_batch(self, records, task, target, stream):
+    def _queue_batch(self, entries, task, target, stream):
         """A commit's records, all for one task in a worker (process and ray mode): they go to
         the executor as two columns (values, roots), not one delivery each; for a plain
         function as one record group (groups.py), for a Bolt each tree starting with its root
@@ -103,17 +160,17 @@ class TreeLifecycle:
         send_records = getattr(self.executor, "send_records", None)
         if send_records is None:
             return False
+        seqs, values, holders = columns(entries)
         starts = self.starts
-        self.starts = starts + len(records)
+        self.starts = starts + len(values)
         roots = [seq << SEQ_SHIFT | start & START_MASK  # as every tree's root is made (the class docstring)
-                 for seq, start in zip(map(SEQ_OF, records), range(starts + 1, self.starts + 1))]
-        self.trees.update(zip(roots, records))
+                 for seq, start in zip(seqs, range(starts + 1, self.starts + 1))]
+        self.trees.update(zip(roots, holders))
         if self._function_subscriber(task, stream):  # tracked as one group (groups.py)
             group = self.groups.start(roots, task.task_id, self.now)
         else:  # a Bolt's inputs are acked one by one (by hand, maybe): a tree each
             group = 0
             self.acker.init_own(roots, task.task_id, self.now)
-        values = list(map(VALUES_OF, records))
         flat = all(map(ONE, map(len, values)))  # the usual record, one value: sent as itself (no array)
         send_records(target, list(map(FIRST, values)) if flat else values, stream, task.component, task.task_id,
                      roots, group, flat)
@@ -229,17 +286,19 @@ class TreeLifecycle:
             if record.seq in seqs:
                 self.meter.spout(record.spout, ACKED)
 
-    def _acked_all(self, records):
-        """`_acked` of each of `records`: counted at once, the spout's ack called where it has one."""
-        self.result.completed += len(records)
+    def _acked_all(self, seqs, holders):
+        """`_acked` of the records of `seqs` (each held by its Record or its Run, `holders`):
+        counted at once, the spout's ack called where it has one."""
+        self.result.completed += len(seqs)
         if self.meter is not None:
-            for record in records:
-                self.meter.spout(record.spout, ACKED)
+            for holder in holders:
+                self.meter.spout(holder.spout, ACKED)
         if any(task.has_ack for task in self.spout_tasks):
-            for record in records:
-                task = self._origin(record)
+            for seq, holder in zip(seqs, holders):
+                task = self._origin(holder)
                 if isinstance(task, SpoutTask) and task.has_ack:
-                    self.call_user(task, "ack", record.msg_id if record.msg_id is not None else record.seq)
+                    self.call_user(task, "ack", holder.msg_id if holder.__class__ is Record and
+                                   holder.msg_id is not None else seq)
 
     def _acked(self, record):
         self.result.completed += 1
@@ -255,14 +314,13 @@ class TreeLifecycle:
         self.result.roots += 1
         record = Record(self.log.new_root(), component, index, stream, values, None, 1, self.wall())
         self.log.append(record)
-        self.unlogged.append(record)
-        self.unlogged_origin = MIXED
+        self.unlogged.add(record, 1, None)
 
     def ack(self, roots, xor):
         trees, acker, now = self.trees, self.acker, self.now
         for root in roots:
             if root in trees and acker.ack(root, xor, now):
-                self._complete(trees.pop(root))
+                self._complete(record_of(root >> SEQ_SHIFT, trees.pop(root)))
 
     def ack_each(self, acks):
         """Acks from a worker (EventSink.take): [root, xor, root, xor, ...], one per root,
@@ -277,10 +335,12 @@ class TreeLifecycle:
             return
         if groups.members:
             completed = groups.expand(completed)
-        pop = self.trees.pop
-        records = [record for record in map(pop, completed, repeat(None)) if record is not None]
-        if records:
-            self.completion.completed_all(records)
+        holders = list(map(self.trees.pop, completed, repeat(None)))
+        if None in holders:  # some ended already (failed, say): `completed` names each tree that did not
+            completed = [tree for tree, holder in zip(completed, holders) if holder is not None]
+            holders = [holder for holder in holders if holder is not None]
+        if holders:
+            self.completion.completed_all(completed, holders)
 
     def fail(self, roots, error, traceback, component, task_id, tup, settle=0):
         """`tup` failed in its trees `roots`. `settle`: the XOR its failure leaves unacked (its
@@ -301,7 +361,7 @@ class TreeLifecycle:
                 self.ack_each(acks)
 
     def _tree_failed(self, tree, error, traceback, component, task_id):
-        self._record_failed(self.trees.pop(tree), error, traceback, component, task_id)
+        self._record_failed(record_of(tree >> SEQ_SHIFT, self.trees.pop(tree)), error, traceback, component, task_id)
 
     def _record_failed(self, record, error, traceback, component, task_id):
         self.result.failed += 1
@@ -326,7 +386,7 @@ class TreeLifecycle:
         in_flight = []
         for tree in list(self.trees):
             self.acker.fail(tree)
-            in_flight.append(self.trees.pop(tree))
+            in_flight.append(record_of(tree >> SEQ_SHIFT, self.trees.pop(tree)))
         self.groups.fail_all()
         self.recovery.worker_died(in_flight, held, cause)
 

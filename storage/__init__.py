@@ -6,8 +6,8 @@ from .durable import (DURABILITY, DurableLog, StorageError, TopologyMismatch, co
                       describe_change, register_consumer)
 from .env import DamagedLog
 from .lock import StateDirInUse, StateLock, holder
-from .log import DeadLetter, MemoryLog, Record, ReplayLog
+from .log import DeadLetter, MemoryLog, Record, ReplayLog, Run
 
-__all__ = ["CodecError", "DURABILITY", "DamagedLog", "DeadLetter", "DurableLog", "MemoryLog", "Record", "ReplayLog",
+__all__ = ["CodecError", "DURABILITY", "DamagedLog", "DeadLetter", "DurableLog", "MemoryLog", "Record", "ReplayLog", "Run",
            "StateDirInUse", "StateLock", "StorageError", "TopologyMismatch", "consumer_positions", "decode",
            "describe_change", "encode", "holder", "normalize", "register_consumer"]

@@ -49,8 +49,8 @@ class DurableLog:
         # the per-record calls go straight to their store (no layer on the hot path); the
         # methods below say what they do
         self.new_root, self.append, self.release = self._meta.new_seq, self._pending.append, self._pending.release
-        self.release_all, self.new_seqs, self.append_all = (self._pending.release_all, self._meta.new_seqs,
-                                                            self._pending.append_all)
+        self.release_all, self.new_seqs, self.append_run = (self._pending.release_all, self._meta.new_seqs,
+                                                            self._pending.append_run)
 
     @property
     def next_root(self):
@@ -95,9 +95,9 @@ class DurableLog:
         """The first of `n` fresh sequence numbers in a row."""
         return self._meta.new_seqs(n)
 
-    def append_all(self, records):
-        """`append` of each of `records` (new ones: a spout's batch), in one call."""
-        self._pending.append_all(records)
+    def append_run(self, run):
+        """`append` of each record of `run` (a `Run`: a spout's batch), as one entry."""
+        self._pending.append_run(run)
 
     def release(self, root):
         """The record's tree is complete: remove the record of sequence number `root` at the

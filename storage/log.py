@@ -19,9 +19,9 @@ at once.
 from typing import Protocol, runtime_checkable
 
 from .memory import MemoryLog
-from .record import DeadLetter, Record
+from .record import DeadLetter, Record, Run
 
-__all__ = ["DeadLetter", "MemoryLog", "Record", "ReplayLog"]
+__all__ = ["DeadLetter", "MemoryLog", "Record", "ReplayLog", "Run"]
 
 
 @runtime_checkable
@@ -57,8 +57,9 @@ class ReplayLog(Protocol):
     def append(self, record) -> None:
         """Keep `record` pending under `record.seq`, replacing the one there (attempts)."""
 
-    def append_all(self, records) -> None:
-        """`append` of each of `records`: new ones, fresh from `new_seqs` (a spout's batch)."""
+    def append_run(self, run) -> None:
+        """`append` of each record of `run` (a `Run`: a spout's batch, its seqs fresh from
+        `new_seqs`), kept as one entry; read back one by one as Records."""
 
     def release(self, root) -> None:
         """The tree of the record of seq `root` is complete: it is no longer pending."""

@@ -5,11 +5,13 @@ The log of `reliability="replay"` without a state directory, and the store of "c
 what a DurableLog keeps across runs this one keeps while the process lives.
 """
 import collections
+from itertools import repeat
 
 from .codec import decode
 from .meta import check_topology
 from .outputs import PREFIX, new_output_info
-from .pending import SEQ_OF, drop
+from .pending import drop
+from .record import record_of
 from .state_store import encoded_value
 
 _CONTAINERS = (list, dict, tuple)
@@ -41,7 +43,7 @@ class MemoryLog:
     buffered = 0  # writes apply at once
 
     def __init__(self, keep=None):
-        self._pending = {}             # seq -> Record
+        self._pending = {}             # seq -> its Record, or the Run that holds it
         self.dead_letters = DeadLetters(maxlen=keep)
         self.next_root = 1
         self._meta = {}                # name -> value; "output:<name>" -> an output's meta entry
@@ -79,11 +81,12 @@ class MemoryLog:
     def append(self, record):
         self._pending[record.seq] = record
 
-    def append_all(self, records):
-        self._pending.update(zip(map(SEQ_OF, records), records))
+    def append_run(self, run):
+        self._pending.update(zip(run.seqs, repeat(run)))
 
     def release(self, root):
-        return self._pending.pop(root, None)
+        entry = self._pending.pop(root, None)
+        return None if entry is None else record_of(root, entry)
 
     def release_all(self, seqs):
         drop(self._pending, seqs)
@@ -187,17 +190,20 @@ class MemoryLog:
         return iter(self.pending())
 
     def pending(self):
-        return sorted(self._pending.values(), key=_seq)
+        return [record_of(seq, entry) for seq, entry in sorted(self._pending.items(), key=_first)]
 
     def oldest_pending(self):
-        return self._pending[min(self._pending)] if self._pending else None
+        if not self._pending:
+            return None
+        seq = min(self._pending)
+        return record_of(seq, self._pending[seq])
 
     def pending_seqs(self):
         return set(self._pending)
 
     def records(self, seqs):
         pending = self._pending
-        return [pending[seq] for seq in seqs if seq in pending]
+        return [record_of(seq, pending[seq]) for seq in seqs if seq in pending]
 
     def state_count(self):
         return sum(len(state) for state in self._state.values())
@@ -234,5 +240,5 @@ class MemoryLog:
         return taken
 
 
-def _seq(record):
-    return record.seq
+def _first(pair):
+    return pair[0]

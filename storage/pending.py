@@ -13,8 +13,9 @@
     dead         seq -> the same record + [component, task, error, traceback, time]
 
 A commit writes the records appended since the one before as one batch: one pack and one put,
-not one per record, and for a run of records (`append_all`) their values only (the records of a spout's commit mostly complete together, and their batch
-is then deleted with one `delete`). The store keeps which batch holds each pending record and
+not one per record, and for a `Run` of records (`append_run`) one head and their values (the
+records of a spout's commit mostly complete together, and their batch is then deleted with one
+`delete`). The store keeps which batch holds each pending record and
 which of a batch's records are still pending; a batch some of whose records were released is
 written again with the others, in the same commit as the releases. A record appended again
 (its attempts went up) moves to the new batch. Batch numbers grow, so the oldest records are
@@ -90,7 +91,7 @@ class PendingStore:
         self.dead_db = env.database(b"dead")
         self._pack = msgpack.Packer(use_bin_type=True).pack
         self._puts = {}        # seq -> Record (appends and attempt updates since the last commit)
-        self._runs = []        # lists of new records appended together since the last commit
+        self._runs = []        # Runs appended since the last commit
         self._releases = set()
         self._letters = {}     # seq -> encoded dead letter
         self._batch_of = {}    # seq -> the batch that holds it (every pending record in a batch)
@@ -128,12 +129,12 @@ class PendingStore:
         self._puts[record.seq] = record
         self._releases.discard(record.seq)
 
-    def append_all(self, records):
-        """`append` of new records that share all but their values (a spout's batch, fresh
-        seqs): written as one run. Nothing releases or appends them again before the commit
-        that writes them (their trees start after it)."""
-        if self.keep_pending and records:
-            self._runs.append(records)
+    def append_run(self, run):
+        """`append` of the records of a `Run` (a spout's batch, fresh seqs), written as one
+        head and the values. Nothing releases or appends them again before the commit that
+        writes them (their trees start after it)."""
+        if self.keep_pending and run.values:
+            self._runs.append(run)
 
     def release(self, seq):
         if not self.keep_pending:
@@ -194,9 +195,9 @@ class PendingStore:
             batch = self._next_batch
             rows = [list(puts), list(map(ROW_OF, puts.values()))]
             if self._runs:
-                shared = [ROW_OF(run[0]) for run in self._runs]  # a run's records share all but their values
-                heads = [[list(map(SEQ_OF, run)), *row[:3], *row[4:]] for run, row in zip(self._runs, shared)]
-                rows = [rows[0], heads, rows[1], [list(map(VALUES_OF, run)) for run in self._runs]]
+                heads = [[list(run.seqs), run.spout, run.task, run.stream, None, 1, run.first_seen]
+                         for run in self._runs]
+                rows = [rows[0], heads, rows[1], [run.values for run in self._runs]]
             txn.put(seq_key(batch), self._pack(rows), db=self.batches_db, append=True)
         for seq, value in self._letters.items():
             txn.put(seq_key(seq), value, db=self.dead_db)
@@ -220,7 +221,7 @@ class PendingStore:
             if batch is not None:
                 live[batch] = seqs = set(self._puts)
                 for run in self._runs:
-                    seqs.update(map(SEQ_OF, run))
+                    seqs.update(run.seqs)
                 batch_of.update(dict.fromkeys(seqs, batch))
                 self._next_batch = batch + 1
             self._plan = None

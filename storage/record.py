@@ -1,4 +1,5 @@
-"""The log's entries: a `Record` per tuple that started a tree, a `DeadLetter` per record given up."""
+"""The log's entries: a `Record` per tuple that started a tree, or a `Run` of them (a spout's
+batch), and a `DeadLetter` per record given up."""
 
 
 class Record:
@@ -26,6 +27,59 @@ class Record:
 
 # The slot's own descriptor under a second name: as fast as `seq` itself (a property is not).
 Record.root = Record.seq
+
+
+class Run:
+    """The records of a spout's batch (`next_batch`), as one entry: seqs `first`, `first + 1`,
+    ... in the order of `values` (one values tuple per record), sharing where they came from
+    and when, with no msg_id, at their first attempt. The log stores them as one head and the
+    values; the runtime starts their trees from the columns. A `Record` of one of them is made
+    only when something needs it alone (`record(seq)`): its tree failed or timed out, an epoch
+    holds it, a spout's `ack` takes its seq, or the log is read back."""
+
+    __slots__ = ("first", "spout", "task", "stream", "values", "first_seen")
+    msg_id, attempts = None, 1
+
+    def __init__(self, first, spout, task, stream, values, first_seen):
+        self.first = first
+        self.spout = spout
+        self.task = task
+        self.stream = stream
+        self.values = values
+        self.first_seen = first_seen
+
+    def __len__(self):
+        return len(self.values)
+
+    @property
+    def seqs(self):
+        return range(self.first, self.first + len(self.values))
+
+    def record(self, seq):
+        return Record(seq, self.spout, self.task, self.stream, self.values[seq - self.first], None, 1,
+                      self.first_seen)
+
+    def records(self):
+        return list(map(self.record, self.seqs))
+
+    def __repr__(self):
+        return f"Run(first={self.first:#x}, n={len(self.values)}, spout={self.spout!r})"
+
+
+def record_of(seq, entry):
+    """The `Record` of `seq`, from what holds it: that record itself, or its `Run`."""
+    return entry if entry.__class__ is Record else entry.record(seq)
+
+
+def records_of(entries):
+    """The records of `entries` (Records and Runs), in order."""
+    records = []
+    for entry in entries:
+        if entry.__class__ is Record:
+            records.append(entry)
+        else:
+            records += entry.records()
+    return records
 
 
 class DeadLetter:

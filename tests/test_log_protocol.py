@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consecution.storage import (DeadLetter, DurableLog, MemoryLog, Record, ReplayLog, StorageError,
+from consecution.storage import (DeadLetter, DurableLog, MemoryLog, Record, ReplayLog, Run, StorageError,
                                  TopologyMismatch, decode)
 
 SHAPE = {"components": {"numbers": {"kind": "spout", "parallelism": 1}}}
@@ -76,8 +76,9 @@ def test_a_batch_takes_consecutive_sequence_numbers_and_is_pending_in_order(log)
     (before,) = appended(log, ["a"])
     first = log.new_seqs(3)
     assert first > before.seq and log.next_root == first + 3 and log.new_root() == first + 3
-    batch = [Record(first + i, "numbers", 0, "default", (v,), None, 1, 0.0) for i, v in enumerate("xyz")]
-    log.append_all(batch)
+    run = Run(first, "numbers", 0, "default", [(v,) for v in "xyz"], 0.0)
+    log.append_run(run)
+    batch = run.records()
     log.commit()
     assert [(r.seq, r.values) for r in log.pending()] == [(before.seq, ("a",))] + [(r.seq, r.values) for r in batch]
     log.release_all([batch[1].seq])
@@ -88,7 +89,7 @@ def test_a_batch_takes_consecutive_sequence_numbers_and_is_pending_in_order(log)
 def test_a_run_of_records_is_pending_after_a_reopen_and_releases_one_by_one(tmp_path):
     log = DurableLog(str(tmp_path))
     first = log.new_seqs(4)
-    log.append_all([Record(first + i, "numbers", 0, "default", (i,), None, 1, 1.0) for i in range(4)])
+    log.append_run(Run(first, "numbers", 0, "default", [(i,) for i in range(4)], 1.0))
     log.append(Record(log.new_root(), "numbers", 0, "default", ("single",), "m", 1, 2.0))
     log.commit()
     log.close()
@@ -294,7 +295,7 @@ def test_the_files_keep_the_layout_earlier_versions_wrote(tmp_path):
     log.append(r)
     log.commit()
     first = log.new_seqs(2)
-    log.append_all([Record(first + i, "numbers", 0, "default", (v,), None, 1, 2.5) for i, v in enumerate("bc")])
+    log.append_run(Run(first, "numbers", 0, "default", [(v,) for v in "bc"], 2.5))
     log.append(record(log, "d"))
     log.position("numbers", 0, 7)
     log.put_state("totals", 0, [[("k", 1), True, 3]])

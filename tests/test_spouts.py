@@ -11,6 +11,7 @@ import uuid
 import pytest
 
 from consecution import Spout, Topology, UserCodeError
+from consecution.storage import DurableLog
 from consecution.spouts import Closed, Cron, File, Full, Interval, Push, Query, Stdin
 from consecution.testing import run_local
 from spout_support import MODES, running
@@ -179,6 +180,51 @@ def test_a_failing_tuple_of_a_batch_fails_alone(mode, reliability):
     result = run_local(through(lines, picky, reliability=reliability, max_retries=0), mode=mode, workers=2)
     assert sorted(result.emitted("sink")) == sorted([(line.upper(),) for line in lines if line != "bad"])
     assert (result.errors if reliability == "none" else result.failed) == 40  # "none" tracks no trees
+
+
+
+class Hooked(Batches):
+    """Batches with the logged and ack hooks: what it was told, in order."""
+
+    def open(self, context):
+        super().open(context)
+        self.events = []
+
+    def logged(self, msg_ids):
+        self.events += [("logged", m) for m in msg_ids]
+
+    def ack(self, msg_id):
+        self.events.append(("ack", msg_id))
+
+
+def test_a_batch_is_logged_as_one_run_and_its_records_come_back_one_by_one_when_needed(mode, tmp_path):
+    """A spout's batch is one Run in the log (no Record per row): its seqs still reach `logged`
+    and `ack` one by one, a record that fails is retried and given up with its own values,
+    and nothing stays pending."""
+    tries = {}
+
+    def odd_sevens(n):
+        tries[n] = tries.get(n, 0) + 1
+        if n % 7 == 0 and n % 2:
+            raise ValueError(f"odd seven {n}")
+        return (n,)
+
+    spout = Hooked(600)
+    state = str(tmp_path / "state")
+    result = run_local(through(spout, odd_sevens, max_retries=1, retry_backoff=0), mode=mode, workers=2,
+                       state_dir=state)
+    bad = [n for n in range(600) if n % 7 == 0 and n % 2]
+    assert sorted(n for (n,) in result.emitted("sink")) == [n for n in range(600) if n not in bad]
+    assert sorted(letter.record.values[0] for letter in result.failures) == bad
+    assert all(letter.record.attempts == 2 and "odd seven" in letter.error for letter in result.failures)
+    logged = [m for kind, m in spout.events if kind == "logged"]
+    acked = [m for kind, m in spout.events if kind == "ack"]
+    assert len(logged) == 600 and logged == sorted(logged) and len(set(logged)) == 600  # the seqs, in order
+    assert sorted(acked) == sorted(set(logged) - {letter.record.seq for letter in result.failures})
+    assert result.completed == 600 - len(bad) and result.given_up == len(bad)
+    log = DurableLog(state, readonly=True)
+    assert log.pending_count() == 0 and sorted(r.values[0] for r in (l.record for l in log.dead_letters())) == bad
+    log.close()
 
 
 # -- Stdin ---------------------------------------------------------------------------------------
