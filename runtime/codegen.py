@@ -4,6 +4,7 @@ expressions its checks are made of.
 `Source` collects the lines of one function, the objects it refers to (each under one name)
 and, in a run function, a prologue run once per call; `compile` turns it into the function.
 """
+import functools
 import sys
 
 from consecution.storage.codec import INT_MAX, INT_MIN
@@ -88,10 +89,17 @@ class Source:
         if debug:
             print(f"# consecution chain {name}\n{text}\n", file=sys.stderr)
         namespace = {}
-        exec(compile(text, f"<consecution chain {name}>", "exec"), self.names, namespace)
+        exec(_code(text, f"<consecution chain {name}>"), self.names, namespace)
         fn = namespace["run"] if "run" in namespace else namespace["emit"]
         fn.__source__ = text
         return fn
+
+
+@functools.lru_cache(maxsize=256)
+def _code(text, filename):
+    """The compiled text, kept: a process that runs the same topology again (a benchmark's
+    rounds, a test suite) compiles each function once; each run binds it to its own names."""
+    return compile(text, filename, "exec")
 
 
 def safe(name, width):

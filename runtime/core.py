@@ -157,8 +157,10 @@ class Scheduler(TreeLifecycle):
         if mode == "single" and fuse:
             self.fused = [t if isinstance(t, BoltTask) and t.auto_ack else None for t in self.tasks]
         if mode not in REMOTE:
+            # loops mark their inputs only for what reads the marks (runtime/watchdog.py)
+            marks = self.task_timeout is not None or any(getattr(o, "reads_inputs", False) for o in observers)
             self.chains = Chains.bind({t.task_id: t for t in self.bolt_tasks_in_order}, self.fused, topology,
-                                      self.tracking, self.collected is not None, meter=self.meter)
+                                      self.tracking, self.collected is not None, meter=self.meter, marks=marks)
         self.executor = make_executor(self, workers, start_method, ray_address)
         if metrics_port is not None:  # last: it listens at once (a port in use fails here)
             from .metrics import Metrics

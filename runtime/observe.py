@@ -144,6 +144,7 @@ class SystemdNotify(Observer):
         self.address = address
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
         self.watchdog_every = watchdog_usec / 2e6 if watchdog_usec else None
+        self.reads_inputs = self.watchdog_every is not None  # generated loops mark their inputs for it
         self.clock = clock
         self.ready = False
         self.next_ping = self.next_status = self.next_extend = 0.0
