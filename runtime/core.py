@@ -153,6 +153,7 @@ class Scheduler(TreeLifecycle):
         self.finish = FinishPhase(self)
         self.timers = Timers(self)      # ticks and idle flushes of bolts (timers.py)
         self.start_plans = {}  # (spout, task index, stream) -> how its records start (trees.py)
+        self.target_runs = {}  # (task id, stream, targets) -> [(target, run or None)] (trees.py, `_runs`)
         self.fused = None   # task id -> the task it calls directly (single mode), else None
         if mode == "single" and fuse:
             self.fused = [t if isinstance(t, BoltTask) and t.auto_ack else None for t in self.tasks]

@@ -17,6 +17,7 @@ from consecution.acker import new_id
 from consecution.topology import FunctionBolt
 
 from .codegen import Source, fits, safe
+from .routing import Outlet
 
 INLINE_DEPTH = 3  # function steps inlined into one generated function; deeper ones are called
 
@@ -176,11 +177,13 @@ class Deliveries:
         src.add(d + 1, f"send({target}, {values}, {stream}, {component}, {task}, None, (), {fields})")
 
     def _route(self, src, d, task, stream, values, edge, depth, value=None):
-        """Groupings that look at the values: a fields grouping (or a subscriber with one task)
-        is compiled to a hash and a table of the runs of fused targets; anything else goes
-        through `_Router`, one call per tuple."""
+        """Groupings whose task is picked per tuple: a fields grouping is compiled to a hash, a
+        shuffle over several tasks to the outlet's round robin (the same turns as
+        `Outlet.choose`), a subscriber with one task to its id, each then to a table of the runs
+        of fused targets; anything else goes through `_Router`, one call per tuple."""
         outlets = task.routing.outlets[stream]
-        if not all(o.kind == "fields" or len(o.tasks) == 1 and o.kind not in ("route", "custom") for o in outlets):
+        if not all(o.kind == "fields" or o.kind in Outlet.SHUFFLES and o.shared is None
+                   or len(o.tasks) == 1 and o.kind not in ("route", "custom") for o in outlets):
             route = src.name("route", _Router(self, task, stream))
             src.add(d, f"xor ^= {route}({values}, roots)")
             return
@@ -206,6 +209,11 @@ class Deliveries:
                 else:
                     keys = ", ".join(f"{values}[{p}]" for p in outlet.positions)
                     src.add(d, f"{target} = {tasks_n}[stable_hash([{keys}]) % {len(outlet.tasks)}]")
+            elif len(outlet.tasks) > 1:  # a shuffle: the next task in turn
+                turn, out_n = src.var("i"), src.name("OUTLET", outlet)
+                src.add(d, f"{turn} = {out_n}._next")
+                src.add(d, f"{out_n}._next = {turn} + 1 if {turn} < {len(outlet.tasks) - 1} else 0")
+                src.add(d, f"{target} = {src.name('TASKS', outlet.tasks)}[{turn}]")
             else:
                 src.add(d, f"{target} = {outlet.tasks[0]!r}")
             others = [t for t in outlet.tasks if t not in runs]  # queued: not in this process, or not auto-ack

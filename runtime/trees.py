@@ -274,9 +274,17 @@ class TreeLifecycle:
         return plan
 
     def _runs(self, task, stream, targets):
-        fused = self.fused
-        return [(t, self.chains.run(t, task.component, task.task_id, stream)
-                 if fused is not None and fused[t] is not None else None) for t in targets]
+        """[(target, its generated run, or None when it is queued)] for what `task` emits on
+        `stream` to `targets`: made once per (task, stream, targets), as a shuffle's turns
+        or a fields grouping's picks come back to the same few."""
+        key = (task.task_id, stream, targets if targets.__class__ is tuple else tuple(targets))
+        runs = self.target_runs.get(key)
+        if runs is None:
+            fused = self.fused
+            runs = self.target_runs[key] = [(t, self.chains.run(t, task.component, task.task_id, stream)
+                                             if fused is not None and fused[t] is not None else None)
+                                            for t in targets]
+        return runs
 
     def _complete(self, record):
         self.completion.completed(record)

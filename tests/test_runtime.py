@@ -448,6 +448,40 @@ def test_each_task_gets_its_own_copy_of_a_parallel_component(mode):
     assert not hasattr(template, "count")  # the template itself never ran
 
 
+
+def test_a_shuffle_between_bolts_takes_the_tasks_in_turn_and_a_fields_grouping_keeps_its_keys(mode):
+    """A function's results to a shuffled bolt of three tasks: in the generated chain, the
+    outlet's round robin (each task every third tuple, in single and thread mode); what they
+    emit goes on behind a fields grouping of two tasks, none lost."""
+    class Seen(Bolt):
+        fields = ("n", "task")
+
+        def prepare(self, context):
+            self.index = context.task_index
+
+        def process(self, tup):
+            self.emit((tup[0], self.index))
+
+    def double(n):
+        return n * 2
+
+    def where(n, task):
+        return (n % 4, task, n)
+
+    where.fields = ("key", "task", "n")
+    t = Topology("turns")
+    t.spout("numbers", range(30))
+    t.bolt("double", double).shuffle_grouping("numbers")
+    t.bolt("seen", Seen(), parallelism=3).shuffle_grouping("double")
+    t.bolt("where", where, parallelism=2).fields_grouping("seen", "n")
+    result = run_in(mode)(t)
+    seen = sorted(result.emitted("seen"))
+    assert [n for n, _ in seen] == list(range(0, 60, 2))
+    if mode not in REMOTE:  # round robin in the order of emits; process mode prefers the local task
+        assert [task for _, task in seen] == [i % 3 for i in range(30)]
+    assert sorted(n for _, _, n in result.emitted("where")) == list(range(0, 60, 2))
+
+
 def test_values_travel_as_msgpack_in_single_mode_too(mode):
     def nest(n):
         return (n, (n, n), {"k": [n]})
