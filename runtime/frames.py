@@ -82,7 +82,7 @@ class Frames:
         """Forget what waits for worker k (it died: the recovery runs its trees again):
         (deliveries and records dropped, of which forwarded)."""
         forwarded = sum(count for count, _ in self.forwarded[k])
-        lost = len(self.pending[k]) + sum(len(group[5]) for group in self.grouped[k]) + forwarded
+        lost = len(self.pending[k]) + sum(len(group[4]) for group in self.grouped[k]) + forwarded
         self.pending[k].clear()
         self.grouped[k].clear()
         self.forwarded[k].clear()
@@ -111,7 +111,7 @@ class Frames:
             while queue and n < budget:
                 group = queue[0]
                 room = budget - n
-                if len(group[5]) > room:  # the rest stays for the next frame
+                if len(group[4]) > room:  # the rest stays for the next frame
                     part_id = new_id() if group[6] else 0
                     part = group[:4] + [group[4][:room], group[5][:room], group[6], part_id, group[8]]
                     group[4], group[5], group[7] = group[4][room:], group[5][room:], group[7] ^ part_id
@@ -121,5 +121,5 @@ class Frames:
                 if mine is not None:
                     group = [next(mine)] + group[1:]
                 taken.append(group)
-                n += len(group[5])
+                n += len(group[4])
         return taken, n

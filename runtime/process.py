@@ -226,11 +226,12 @@ class ProcessExecutor(Concurrent):
         id of the record group they form (runtime/groups.py), also the id of its first tuple;
         0 when each root is the id of its record's tuple instead. `flat`: every record has one
         value, and `values` are those values (a list of strings unpacks in a third of the time
-        of a list of one-value arrays). A frame carries them as [task, source, source task,
-        stream, values, roots, group, part id, flat], split to fit the worker's budget: the ids
-        of a group's parts XOR to the group's id."""
+        of a list of one-value arrays). No roots: untracked records (reliability "none"), run
+        in one loop. A frame carries them as [task, source, source task, stream, values, roots,
+        group, part id, flat], split to fit the worker's budget: the ids of a group's parts XOR
+        to the group's id."""
         self.frames.records([task_id, source, source_task, stream, values, roots, group, group, flat])
-        self.outstanding += len(roots)
+        self.outstanding += len(values)
 
     def submit(self, task_id, tup):
         self.send(task_id, tup.values, tup.stream, tup.source, tup.task, tup.id, tup.roots, None)

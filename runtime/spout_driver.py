@@ -15,6 +15,7 @@ from consecution.topology.components import DEFAULT
 
 from .errors import SpoutInterrupted, UserCodeError
 from .tasks import checked
+from .trees import FIRST, ONE
 
 COMMIT_BATCH = 512       # spout records per log commit, at most
 COMMIT_INTERVAL = 0.005  # seconds a spout record may wait for its commit, at most
@@ -85,10 +86,14 @@ class SpoutDriver:
         if self.meter is not None:
             self.meter.emitted[task.task_id] += n
         if not self.tracking:  # nothing logged: delivered at once
-            plan = self.core.start_plan(task, DEFAULT)
-            runs = plan[2]
+            runs = self.core.start_plan(task, DEFAULT)[2]
+            send_records = getattr(self.core.executor, "send_records", None)
             if runs is not None and len(runs) == 1 and runs[0][1] is not None:
                 self.core.chains.run_batch(runs[0][0], task.component, task.task_id, DEFAULT)(rows, (), 0)
+            elif runs is not None and len(runs) == 1 and send_records is not None:  # one loop in a worker
+                flat = all(map(ONE, map(len, rows)))
+                send_records(runs[0][0], list(map(FIRST, rows)) if flat else rows, DEFAULT, task.component,
+                             task.task_id, (), 0, flat)
             else:
                 for values in rows:
                     self._deliver(task, DEFAULT, values)

@@ -198,6 +198,11 @@ def _serve(conn, topology, task_ids, settings):
             _run_all(message[1], run_of)
             n = len(message[1])
             for task_id, source, source_task, stream, values, roots, group, tid, flat in message[3]:
+                if not roots:  # untracked (reliability "none"): values tuples, in one loop
+                    chains.run_batch(task_id, source, source_task, stream)(
+                        list(zip(values)) if flat else list(map(tuple, values)), (), 0)
+                    n += len(values)
+                    continue
                 if group:  # what its records send on through crossings is acked on the group
                     group_of.update(zip(roots, repeat(group)))
                 chains.run_roots(task_id, source, source_task, stream, flat)(values, roots, tid, group)
