@@ -32,9 +32,7 @@ from .codec import SCALARS, CodecError, decode, encode
 from .record import DeadLetter, Record
 
 SEQ = struct.Struct(">Q")
-SEQ_OF = attrgetter("seq")
 ROW_OF = attrgetter("spout", "task", "stream", "values", "msg_id", "attempts", "first_seen")  # a record's row
-VALUES_OF = attrgetter("values")
 
 
 def drop(mapping, keys):
