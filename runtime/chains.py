@@ -85,13 +85,13 @@ class Chains(Deliveries):
 
     def run_runs(self, task_id, source, source_task, stream, width):
         """The generated function for a crossing's deliveries another worker sent (one edge of
-        a blob, runtime/events.py): `run(items, runs, ack)` runs the items run by run (runs
-        [root, target, id, n, ...]: `n` items with the same roots, one root as an int, several
-        as a list), each item as a fused input (a values tuple when `width` is None, the value
-        itself when it is 1, else `width` values in a row), and acks each run on its target (a
-        record group's id; its roots when 0) with its id XOR what its items queued. An item
-        that fails fails its run's roots: a plain function's run ends there, a Bolt sees the
-        rest."""
+        a blob, runtime/events.py): `run(items, roots_of, counts, ack)` runs the items run by
+        run (a run: `counts[i]` items with the roots `roots_of[i]`, one root as an int,
+        several as a list), each item as a fused input (a values tuple when `width` is None,
+        the value itself when it is 1, else `width` values in a row), and acks on a run's roots
+        what its items queued (the ids that held the trees open are acked after, by the
+        worker). An item that fails fails its run's roots: a plain function's run ends there,
+        a Bolt sees the rest."""
         return self._cached((task_id, source, source_task, stream, width), self._build_run_runs)
 
     def run_batch(self, task_id, source, source_task, stream):
@@ -224,13 +224,12 @@ class Chains(Deliveries):
     def _build_run_runs(self, task, source, source_task, stream, width):
         src, edge = self._source(task, source, source_task, stream, batch=True)
         src.on_fail = ["break"]  # a function's error: the run's trees failed, its other items skipped
-        src.start("def run(items, runs, ack, roots=()):")
+        src.start("def run(items, roots_of, counts, ack, roots=()):")
         src.add(1, "start = 0")
-        src.add(1, "each = iter(runs)")
-        src.add(1, "for root, target, tid, n in zip(each, each, each, each):")
+        src.add(1, "for root, n in zip(roots_of, counts):")
         src.add(2, "roots = (root,) if root.__class__ is int else tuple(root)")
         after_roots = len(src.lines)
-        src.add(2, "xor = tid")
+        src.add(2, "xor = 0")
         if width == 1:
             src.add(2, "for item in items[start:start + n]:")
             src.add(3, "values = (item,)")
@@ -244,7 +243,7 @@ class Chains(Deliveries):
         self._step(src, 3, task, edge)
         src.add(2, "start += n" if not width or width == 1 else f"start += n * {width}")
         src.add(2, "if xor:")
-        src.add(3, "ack((target,) if target else roots, xor)")
+        src.add(3, "ack(roots, xor)")
         self._roots_per_input(src, after_roots)
         return self._compile(src, f"{task.component}[{task.task_id}] <- {source}/{stream}, runs")
 

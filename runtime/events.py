@@ -22,17 +22,24 @@ A delivery through a crossing has no id of its own. The receiving worker runs it
 input (its task is auto-ack, so it is done when its run returns), so the ids that track it can
 be per *run*: consecutive deliveries of one edge with the same roots (the words of one line).
 The generated chain marks where a run starts (the roots object changes) as it appends, so a
-delivery costs one append and one identity test, and a run one mark. Each run gets one fresh
-id, XORed here into its ack target, with the sender's acks, and acked by the receiver, with the
-XOR of what the run's deliveries queued, once it ran them all. The target is the run's roots,
-or the record group they belong to when this worker ran that group's part in this frame
-(`group_of`): then the group gets one ack per frame, not one per run. A tree stays open until
-the whole run is done; one delivery that fails fails its roots, as a queued one does, and its
-run still acks (with what it queued before), so a group completes.
+delivery costs one append and one identity test, and a run one mark. The runs travel as two
+columns, each run's roots and its count of deliveries, and the ids that hold their trees open
+as a list apart: one fresh id per record group this worker ran a part of in this frame
+(`group_of`: the group gets one ack per frame, not one per run), and one per run whose roots
+are not such a group's, each XORed here into its target with the sender's acks. The receiver
+runs every run, acks on a run's roots the XOR of what its deliveries queued, and then acks
+each id on its target: a tree stays open until the receiver ran the whole blob. One delivery
+that fails fails its roots, as a queued one does, and the ids are acked all the same (with
+what was queued before), so a group completes. In the usual frame (every run one root, each
+root a member of a group) the columns are made in C-level passes, not a Python loop per run.
 """
+from operator import itemgetter, sub
+
 from consecution.acker import new_id
 from consecution.storage import encode
 from consecution.topology import Tuple
+
+ONE, FIRST = (1).__eq__, itemgetter(0)  # a run of one root; that root
 
 FAIL, ROOT, COLLECT = "f", "o", "c"
 
@@ -100,16 +107,18 @@ class EventSink:
         """`take()` for the wire: the sends as [[destination, count, blob], ...], a blob being
         the msgpack of a list of edges' deliveries, each
             [task, source, source task, stream, count, [[values, id, roots], ...]]     queued
-            [task, source, source task, stream, count, width, [values...], [root, target, run id, n, ...]]
-        the second for a crossing: its values (see `Crossing`) and its runs of `n` deliveries with
-        the same roots, each acked on `target` (a record group's id; 0: its roots). A run's
-        roots are one int when it has one root, else a list."""
+            [task, source, source task, stream, count, width, [values...], roots, counts, ids]
+        the second for a crossing: its values (see `Crossing`), its runs of deliveries with the
+        same roots as two columns (a run's roots: one int when it has one root, else a list,
+        empty when untracked; its count of deliveries) and [target, id, ...], the ids the
+        receiver acks once it ran them all (a target: a record group's id or a root, an int,
+        or a list of roots)."""
         groups = {}
         for (task_id, source, source_task, stream, width), crossing in self.crossings.items():
             if crossing.marks:
-                n, runs = self._runs(crossing)
+                n, roots, counts, ids = self._runs(crossing)
                 groups.setdefault(self.destination(task_id), []).append(
-                    (task_id, source, source_task, stream, n, width, crossing.values, runs))
+                    (task_id, source, source_task, stream, n, width, crossing.values, roots, counts, ids))
         events, acks, sends = self.take()
         for edge, items in sends.items():
             groups.setdefault(self.destination(edge[0]), []).append((*edge, len(items), items))
@@ -120,38 +129,52 @@ class EventSink:
         return encoded
 
     def _runs(self, crossing):
-        """(deliveries, [root, target, run id, n, ...]): the crossing's runs, each run's id XORed
-        here into its ack target: its roots (target 0), or its record group when this worker
-        ran the group's part, whose first run carries one id for all its runs in this blob
-        (the others 0: the receiver acks a run only for what it queued). Untracked
-        deliveries: no roots, run id 0, and no ack."""
+        """(deliveries, roots, counts, ids): the crossing's runs as columns, each run's roots
+        (one int, a list, or empty when untracked) and its count of deliveries, and the ids
+        [target, id, ...] that the receiver acks once it ran them all, each XORed here into
+        its target: one per record group whose part this worker ran (its runs' roots are
+        members), one per other tracked run (on its roots)."""
         marks, values = crossing.marks, crossing.values
         step = crossing.width if crossing.width and crossing.width > 1 else 1
-        starts = marks[1::2]
-        group_of, ack, out, sent = self.group_of, self.ack, [], set()
-        for roots, start, end in zip(marks[::2], starts, starts[1:] + [len(values)]):
-            n = (end - start) // step
-            if len(roots) == 1:
-                root = roots[0]
+        each_roots, starts = marks[::2], marks[1::2]
+        ends = starts[1:]
+        ends.append(len(values))
+        counts = list(map(sub, ends, starts))
+        if step > 1:
+            counts = [n // step for n in counts]
+        ack, ids = self.ack, []
+        if all(map(ONE, map(len, each_roots))):  # the usual: one root a run, ...
+            roots = list(map(FIRST, each_roots))
+            groups = list(map(self.group_of.get, roots))
+            if None not in groups:  # ... each a member of a group run here: an id per group
+                for group in dict.fromkeys(groups):
+                    tid = new_id()
+                    ack((group,), tid)
+                    ids += (group, tid)
+                return len(values) // step, roots, counts, ids
+        group_of, roots, sent = self.group_of, [], set()
+        for run_roots in each_roots:
+            if len(run_roots) == 1:
+                root = run_roots[0]
+                roots.append(root)
                 group = group_of.get(root)
                 if group is None:
                     tid = new_id()
-                    ack(roots, tid)
-                    out += (root, 0, tid, n)
-                elif group in sent:
-                    out += (root, group, 0, n)
-                else:  # the group's first run here: one id for all its runs
+                    ack(run_roots, tid)
+                    ids += (root, tid)
+                elif group not in sent:  # the group's first run here: one id for all its runs
                     sent.add(group)
                     tid = new_id()
                     ack((group,), tid)
-                    out += (root, group, tid, n)
-            elif roots:
+                    ids += (group, tid)
+            elif run_roots:
                 tid = new_id()
-                ack(roots, tid)
-                out += (list(roots), 0, tid, n)
-            else:
-                out += ((), 0, 0, n)
-        return len(values) // step, out
+                ack(run_roots, tid)
+                roots.append(list(run_roots))
+                ids += (list(run_roots), tid)
+            else:  # untracked: nothing to ack
+                roots.append(())
+        return len(values) // step, roots, counts, ids
 
 
 class Crossing:

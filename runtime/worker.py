@@ -153,14 +153,18 @@ def _run_all(deliveries, run_of):
 def _run_groups(groups, chains, ack):
     """Deliveries another worker sent, grouped by input edge (see runtime/events.py): queued
     ones, each acked by its run, or a crossing's runs, all of an edge's in one generated loop
-    (`Chains.run_runs`), each run acked once all its values ran."""
+    (`Chains.run_runs`), then the ids that held their trees open acked on their targets."""
     for group in groups:
         if len(group) == 6:
             run = chains.run(group[0], group[1], group[2], group[3])
             for values, tid, roots in group[5]:
                 run(tuple(values), tuple(roots), tid)
             continue
-        chains.run_runs(group[0], group[1], group[2], group[3], group[5])(group[6], group[7], ack)
+        chains.run_runs(group[0], group[1], group[2], group[3], group[5])(group[6], group[7], group[8], ack)
+        ids = group[9]
+        for i in range(0, len(ids), 2):
+            target = ids[i]
+            ack((target,) if target.__class__ is int else tuple(target), ids[i + 1])
 
 
 def _serve(conn, topology, task_ids, settings):

@@ -60,7 +60,27 @@ def consecution(*args, cwd, env, timeout=120):
 
 
 def events(stderr, name):
-    return [e for e in map(json.loads, filter(None, stderr.splitlines())) if e["event"] == name]
+    """The events `name` of a JSON log that runs killed by SIGKILL appended to: a run killed
+    while it wrote a line leaves the head of an event, and the next run's first event follows
+    it on the same line; that head is skipped (see `_event`)."""
+    return [e for e in map(_event, filter(None, stderr.splitlines())) if e is not None and e["event"] == name]
+
+
+def _event(line):
+    """The event of a log line: the JSON object that ends the line, from its first '{' that
+    starts one (the whole line, unless a kill cut the event before it); None for a line that
+    is only a cut event."""
+    decoder = json.JSONDecoder()
+    start = line.find("{")
+    while start != -1:
+        try:
+            event, end = decoder.raw_decode(line, start)
+            if end == len(line):
+                return event
+        except json.JSONDecodeError:
+            pass
+        start = line.find("{", start + 1)
+    return None
 
 
 @pytest.mark.parametrize("mode,stateful", [("single", False), ("single", True), ("thread", False),

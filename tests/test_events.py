@@ -29,8 +29,8 @@ def append(crossing, roots, values):
 
 class Runs:
     """Stands in for the worker's Chains: each run of `width`-value deliveries calls `run` per
-    delivery and acks the run's target with its id XOR what they queued, as the generated
-    loop (Chains.run_runs) does."""
+    delivery and acks on the run's roots what they queued, as the generated loop
+    (Chains.run_runs) does."""
 
     def __init__(self, run):
         self.fn = run
@@ -38,16 +38,16 @@ class Runs:
     def run_runs(self, task, source, source_task, stream, width):
         assert width == 2
 
-        def runs_of(items, runs, ack):
-            start, each = 0, iter(runs)
-            for root, target, tid, n in zip(each, each, each, each):
+        def runs_of(items, roots_of, counts, ack):
+            start = 0
+            for root, n in zip(roots_of, counts):
                 roots = (root,) if root.__class__ is int else tuple(root)
-                xor = tid
+                xor = 0
                 for i in range(start, start + n * width, width):
                     xor ^= self.fn(tuple(items[i:i + width]), roots, 0)
                 start += n * width
                 if xor:
-                    ack((target,) if target else roots, xor)
+                    ack(roots, xor)
         return runs_of
 
 
@@ -93,4 +93,50 @@ def test_an_crossing_of_one_value_per_delivery_sends_the_values_themselves():
         append(crossing, shared, (word,))
     _, _, [(_, _, blob)] = sender.encoded()
     [group] = decode(blob)
-    assert group[5:7] == [1, ["x", "y"]] and group[7][0] == 5 and group[7][3] == 2  # one run of two, one root
+    assert group[5:9] == [1, ["x", "y"], [5], [2]]  # one run of two, its one root as an int
+    assert group[9][0] == 5 and group[9][1] != 0  # the id that holds tree 5 open, acked by the receiver
+
+
+def test_runs_of_record_group_members_travel_as_columns_with_one_id_per_group():
+    """The usual frame: every run has one root, a member of a record group this worker ran a
+    part of. The runs go as columns (roots, counts) and one id per group, which the receiver
+    acks on the group once it ran every run; what a run queued is acked on its roots (the
+    supervisor resolves members to their group)."""
+    groups = {101: 0xA, 102: 0xA, 103: 0xB}
+    sender = EventSink(lambda task: 1)
+    sender.group_of.update(groups)
+    crossing = sender.crossing(3, "lower", 1, "default", 1)
+    runs = [(101,), (102,), (103,), (101,)]  # a root may come back after another's run
+    for roots, words in zip(runs, (["a", "b"], ["c"], ["d", "e", "f"], ["g"])):
+        for word in words:
+            append(crossing, roots, (word,))
+    _, sent_acks, [(_, count, blob)] = sender.encoded()
+    [group] = decode(blob)
+    assert count == 7 and group[6:9] == [list("abcdefg"), [101, 102, 103, 101], [2, 1, 3, 1]]
+    ids = group[9]
+    assert ids[::2] == [0xA, 0xB] and all(ids[1::2])  # one id per group, in the order first met
+    assert xor_of([sent_acks]) == {0xA: ids[1], 0xB: ids[3]}  # the sender XORed them into the groups
+
+    receiver = EventSink(lambda task: 0)
+    ran = []
+
+    class Width1(Runs):
+        def run_runs(self, task, source, source_task, stream, width):
+            assert width == 1
+
+            def runs_of(items, roots_of, counts, ack):
+                start = 0
+                for root, n in zip(roots_of, counts):
+                    xor = 0
+                    for item in items[start:start + n]:
+                        ran.append((item, root))
+                        xor ^= 0xBEEF if item == "c" else 0
+                    start += n
+                    if xor:
+                        ack((root,), xor)
+            return runs_of
+
+    _run_groups(decode(blob), Width1(None), receiver.ack)
+    assert ran == [("a", 101), ("b", 101), ("c", 102), ("d", 103), ("e", 103), ("f", 103), ("g", 101)]
+    _, received_acks, _ = receiver.take()
+    assert xor_of([sent_acks, received_acks]) == {0xA: 0, 0xB: 0, 102: 0xBEEF}
