@@ -39,7 +39,7 @@ from consecution.acker import new_id
 from consecution.storage import encode
 from consecution.topology import Tuple
 
-ONE, FIRST = (1).__eq__, itemgetter(0)  # a run of one root; that root
+ONE, FIRST = (1).__eq__, itemgetter(0)  # a length of one; item 0 (a run's one root, a record's one value)
 
 FAIL, ROOT, COLLECT = "f", "o", "c"
 
@@ -170,8 +170,9 @@ class EventSink:
             elif run_roots:
                 tid = new_id()
                 ack(run_roots, tid)
-                roots.append(list(run_roots))
-                ids += (list(run_roots), tid)
+                several = list(run_roots)
+                roots.append(several)
+                ids += (several, tid)
             else:  # untracked: nothing to ack
                 roots.append(())
         return len(values) // step, roots, counts, ids

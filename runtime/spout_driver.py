@@ -15,7 +15,7 @@ from consecution.topology.components import DEFAULT
 
 from .errors import SpoutInterrupted, UserCodeError
 from .tasks import checked
-from .trees import FIRST, ONE
+from .events import FIRST, ONE
 
 COMMIT_BATCH = 512       # spout records per log commit, at most
 COMMIT_INTERVAL = 0.005  # seconds a spout record may wait for its commit, at most

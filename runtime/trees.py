@@ -17,7 +17,6 @@ it owns the state these methods use (trees, acker, log, executor, result).
 import random
 import traceback as tb_module
 from itertools import repeat
-from operator import itemgetter
 
 from consecution.acker import new_id
 from consecution.storage import Record, Run
@@ -26,12 +25,12 @@ from consecution.topology.tuples import SEQ_SHIFT
 
 from .delivery import is_function_obj
 from .epochs import Release
+from .events import FIRST, ONE
 from .meter import ACKED, FAILED
 from .tasks import SpoutTask
 
 getrandbits = random.getrandbits  # the source of new_id (acker/tracker.py)
 START_MASK = (1 << SEQ_SHIFT) - 1  # the low bits of a tree's root: tree starts counted in this run
-ONE, FIRST = (1).__eq__, itemgetter(0)  # a record of one value; its value (`_queue_batch`)
 
 
 class Unlogged:
@@ -73,7 +72,7 @@ def columns(entries):
         if entry.__class__ is Run:
             seqs += entry.seqs
             values += entry.values
-            holders += repeat(entry, len(entry.values))
+            holders += repeat(entry, len(entry))
         else:
             seqs.append(entry.seq)
             values.append(entry.values)
@@ -305,8 +304,7 @@ class TreeLifecycle:
             for seq, holder in zip(seqs, holders):
                 task = self._origin(holder)
                 if isinstance(task, SpoutTask) and task.has_ack:
-                    self.call_user(task, "ack", holder.msg_id if holder.__class__ is Record and
-                                   holder.msg_id is not None else seq)
+                    self.call_user(task, "ack", holder.msg_id if holder.msg_id is not None else seq)
 
     def _acked(self, record):
         self.result.completed += 1

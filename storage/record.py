@@ -38,7 +38,7 @@ class Run:
     holds it, a spout's `ack` takes its seq, or the log is read back."""
 
     __slots__ = ("first", "spout", "task", "stream", "values", "first_seen")
-    msg_id, attempts = None, 1
+    msg_id = None  # as a Record's, read alike (`holder.msg_id`)
 
     def __init__(self, first, spout, task, stream, values, first_seen):
         self.first = first
