@@ -117,12 +117,19 @@ class ProcessExecutor(Concurrent):
     # -- workers -----------------------------------------------------------------------------
 
     def _spawn(self, k):
+        self._launch(k)
+        self._ready_or_raise(k)
+
+    def _launch(self, k):
+        """Start worker k; it reports when its tasks are built and prepared (`_ready_or_raise`)."""
         ids = [t for t, w in self.placement.items() if w == k]
         settings = {"spec": dict(self.core.spec, mode=self.core.mode), "placement": self.placement,
                     "epochs": self.core.epochs, "task_timeout": self.core.task_timeout,
                     "state": {t: self.committed[t] for t in ids if t in self.committed}}
         self.procs[k], self.conns[k] = self._start_worker(k, ids, settings)
         self._watch(k)
+
+    def _ready_or_raise(self, k):
         reply = self._recv(k)
         if reply[0] == "e":
             self._stop_all()
@@ -143,8 +150,13 @@ class ProcessExecutor(Concurrent):
 
     def start(self):
         self.committed = {t: dict(data) for t, data in self.core.initial_state.items()}
+        self._start_workers()
+
+    def _start_workers(self):
+        for k in range(self.n):  # every worker builds and prepares its tasks at once
+            self._launch(k)
         for k in range(self.n):
-            self._spawn(k)
+            self._ready_or_raise(k)
 
     def _stateful_workers(self, stateful):
         return sorted({self.placement[t] for t in stateful})
@@ -339,13 +351,17 @@ class ProcessExecutor(Concurrent):
             raise remote_error(reply[4])
 
     def _stop_all(self):
-        errors = []
+        """Stop every worker: all are told first, so that they clean up at once."""
+        errors, told = [], []
         for k in range(self.n):
-            conn, proc = self.conns[k], self.procs[k]
-            if conn is None or proc is None:
-                continue
+            if self.conns[k] is not None and self.procs[k] is not None:
+                try:
+                    self.conns[k].send_bytes(encode(["s"]))
+                    told.append(k)
+                except OSError:
+                    pass
+        for k in told:
             try:
-                conn.send_bytes(encode(["s"]))
                 reply = self._recv(k)
                 while reply[0] != "bye":  # replies to frames still in flight (a stop after the grace)
                     reply = self._recv(k)
@@ -354,6 +370,10 @@ class ProcessExecutor(Concurrent):
                     self.core.meter.merge(reply[2])
             except (WorkerDied, OSError):
                 pass
+        for k in range(self.n):
+            conn, proc = self.conns[k], self.procs[k]
+            if conn is None or proc is None:
+                continue
             proc.join(timeout=5)
             if proc.is_alive():
                 proc.kill()

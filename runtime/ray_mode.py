@@ -294,6 +294,10 @@ class RayExecutor(ProcessExecutor):
             self.ray.cloudpickle.register_pickle_by_value(module)
         super().start()
 
+    def _start_workers(self):
+        for k in range(self.n):  # each placed and told of the others before the next starts
+            self._spawn(k)
+
     def _spawn(self, k):
         """Start worker k's actor; again after a pause if it died before it was ready (Ray may
         place it on a node that has just left the cluster, before it knows)."""

@@ -80,6 +80,18 @@ def columns(entries):
     return seqs, values, holders
 
 
+def tree_roots(seqs, start):
+    """The roots of the trees started for `seqs`, their starts counted from `start`: as every
+    tree's root is made (the class docstring). For a Run's seqs (a range) whose starts do not
+    wrap around START_MASK, the roots step evenly, and are made at C level."""
+    low, n = start & START_MASK, len(seqs)
+    if seqs.__class__ is range and low + n <= START_MASK:
+        step = (1 << SEQ_SHIFT) + 1  # the next seq and the next start
+        first = seqs.start << SEQ_SHIFT | low
+        return list(range(first, first + n * step, step))
+    return [seq << SEQ_SHIFT | start & START_MASK for seq, start in zip(seqs, range(start, start + n))]
+
+
 class TreeLifecycle:
     """The record and tree methods of the scheduler core (see the module docstring).
 
@@ -162,8 +174,7 @@ class TreeLifecycle:
         seqs, values, holders = columns(entries)
         starts = self.starts
         self.starts = starts + len(values)
-        roots = [seq << SEQ_SHIFT | start & START_MASK  # as every tree's root is made (the class docstring)
-                 for seq, start in zip(seqs, range(starts + 1, self.starts + 1))]
+        roots = tree_roots(seqs, starts + 1)
         self.trees.update(zip(roots, holders))
         if self._function_subscriber(task, stream):  # tracked as one group (groups.py)
             group = self.groups.start(roots, task.task_id, self.now)

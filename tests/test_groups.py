@@ -235,3 +235,18 @@ def test_a_groups_records_reach_a_function_and_a_bolt_with_their_shape(mode, row
     assert sorted(repr(values) for (values,) in result.emitted("echo")) == expected
     assert sorted(repr(values) for (values,) in result.emitted("bolt")) == expected
     assert result.completed == 120
+
+
+def test_tree_roots_of_a_run_are_each_records_seq_and_start_also_where_the_starts_wrap():
+    from consecution.runtime.trees import START_MASK, tree_roots
+    from consecution.topology.tuples import SEQ_SHIFT
+
+    def one_by_one(seqs, start):
+        return [seq << SEQ_SHIFT | s & START_MASK for seq, s in zip(seqs, range(start, start + len(seqs)))]
+
+    for first, n, start in [(1, 512, 0), (7, 1, START_MASK), (1 << 40, 512, START_MASK - 100),
+                            (99, 300, START_MASK - 299), (5, 300, 3 * (START_MASK + 1) - 1), (12, 0, 5)]:
+        seqs = range(first, first + n)
+        roots = tree_roots(seqs, start)
+        assert roots == one_by_one(seqs, start) == tree_roots(list(seqs), start)
+        assert [root >> SEQ_SHIFT for root in roots] == list(seqs)

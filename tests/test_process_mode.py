@@ -192,6 +192,72 @@ def test_an_error_in_prepare_in_a_worker_stops_the_run():
     assert "no database here" in str(info.value) and "OSError" in info.value.traceback
 
 
+class Overlapping(Bolt):
+    """Writes when each of its tasks' prepare and cleanup start and end, each taking `pause`."""
+
+    def __init__(self, folder, pause, broken=()):
+        self.folder, self.pause, self.broken = folder, pause, broken
+
+    def _spell(self, phase):
+        start = time.time()
+        time.sleep(self.pause)
+        with open(os.path.join(self.folder, f"{phase}-{self.index}"), "w") as f:
+            f.write(f"{start} {time.time()} {os.getpid()}")
+        if phase == "prepare" and self.index in self.broken:
+            raise OSError(f"task {self.index} has no database")
+
+    def prepare(self, context):
+        self.index = context.task_index
+        self._spell("prepare")
+
+    def process(self, tup):
+        pass
+
+    def cleanup(self):
+        self._spell("cleanup")
+
+
+def spells(folder, phase):
+    """{task index: (start, end, pid)} of the `phase` each task of Overlapping went through."""
+    out = {}
+    for path in folder.glob(f"{phase}-*"):
+        start, end, pid = path.read_text().split()
+        out[int(path.name.split("-")[1])] = (float(start), float(end), int(pid))
+    return out
+
+
+def test_workers_prepare_and_clean_up_at_the_same_time(tmp_path):
+    t = Topology("overlap")
+    t.spout("numbers", range(10))
+    t.bolt("slow", Overlapping(str(tmp_path), 0.5), parallelism=2).shuffle_grouping("numbers")
+    run_local(t, mode="process", workers=2)
+    for phase in ("prepare", "cleanup"):
+        (start0, end0, pid0), (start1, end1, pid1) = spells(tmp_path, phase)[0], spells(tmp_path, phase)[1]
+        assert pid0 != pid1
+        assert start0 < end1 and start1 < end0, f"{phase}: one worker waited for the other"
+
+
+def test_a_prepare_that_fails_in_one_worker_stops_the_others_too(tmp_path):
+    t = Topology("overlap")
+    t.spout("numbers", range(10))
+    t.bolt("slow", Overlapping(str(tmp_path), 0.3, broken=(1,)), parallelism=3).shuffle_grouping("numbers")
+    with pytest.raises(UserCodeError) as info:
+        run_local(t, mode="process", workers=3)
+    assert info.value.phase == "prepare" and "task 1 has no database" in str(info.value)
+    prepared = spells(tmp_path, "prepare")
+    assert sorted(prepared) == [0, 1, 2]
+    for _, _, pid in prepared.values():  # every worker ended, also those that prepared well
+        assert wait_for(lambda: not os.path.exists(f"/proc/{pid}") or _zombie(pid), timeout=10)
+
+
+def _zombie(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
 def test_a_spouts_shuffle_gives_a_slow_worker_fewer_tuples_than_a_fast_one():
     """Tuples a spout shuffles wait in the supervisor until a worker asks for work: the task on
     the slow worker gets fewer than round robin's half."""
