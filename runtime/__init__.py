@@ -16,14 +16,13 @@ and closes the run's state directory; `executors` runs tasks in single and threa
 returns, `logs` sets up structlog, `waiting` waits for fields resolved late.
 """
 
+from .build import MODES, check_mode
 from .core import Aborted, Scheduler, UserCodeError
 from .errors import ModeNotAvailable, SetupError
 from .result import EXIT_ERROR, EXIT_GIVEN_UP, EXIT_OK, EXIT_USAGE, RunResult
 from .routing import RoutingError, stable_hash
 from .tasks import TopologyContext
 from .waiting import wait_for_fields
-
-MODES = ("single", "thread", "process", "ray")
 
 
 def run(topology, mode="single", **options):
@@ -38,8 +37,7 @@ def run(topology, mode="single", **options):
     `output.waiting`; KeyboardInterrupt ends the wait). `Scheduler(topology)` never waits: it
     raises `FieldsNotKnown` instead.
     """
-    if mode not in MODES:
-        raise ModeNotAvailable(f"unknown mode {mode!r}: choose one of {', '.join(MODES)}")
+    check_mode(mode, options.get("start_method"))  # before waiting for any fields
     wait_for_fields(topology)
     return Scheduler(topology, mode=mode, **options).run()
 

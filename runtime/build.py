@@ -9,13 +9,16 @@ import copy
 
 from consecution.topology import FAILURE_FIELDS, FAILURES, Component
 
+from .errors import ModeNotAvailable
 from .events import EventSink
 from .executors import SingleExecutor, ThreadExecutor
 from .routing import Routing
 from .spout_driver import SpoutDriver
 from .tasks import assign_tasks, build_task
 
+MODES = ("single", "thread", "process", "ray")
 REMOTE = ("process", "ray")  # modes whose bolt tasks run in other processes (workers, actors)
+START_METHODS = ("fork", "spawn")  # how process mode starts its workers
 SETTINGS = ("max_retries", "message_timeout", "max_pending", "retry_backoff", "reliability", "track_last",
             "checkpoint_interval", "task_timeout")
 
@@ -67,6 +70,15 @@ def build_tasks(core):
     failures = Component(FAILURES, "spout", None, 1, {"default": FAILURE_FIELDS})
     core.failure_routing = Routing(topology, failures, tasks_by_component)
     core.driver.active = list(core.spout_tasks)
+
+
+def check_mode(mode, start_method):
+    """ModeNotAvailable for a mode or a start method that does not exist, naming the choices."""
+    if mode not in MODES:
+        raise ModeNotAvailable(f"unknown mode {mode!r}: choose one of {', '.join(MODES)}")
+    if start_method is not None and start_method not in START_METHODS:
+        raise ModeNotAvailable(f"unknown start_method {start_method!r} (how process mode starts its workers): "
+                               f"choose one of {', '.join(START_METHODS)}")
 
 
 def make_executor(core, workers, start_method, ray_address):

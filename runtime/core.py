@@ -37,7 +37,7 @@ from consecution.acker import Acker
 from consecution.storage import MemoryLog
 from consecution.topology import check_task_timeout
 
-from .build import REMOTE, build_tasks, make_executor, settings_for
+from .build import REMOTE, build_tasks, check_mode, make_executor, settings_for
 from .chains import Chains
 from .collector import young_gc
 from .epochs import Epochs, Release
@@ -87,6 +87,7 @@ class Scheduler(TreeLifecycle):
                  collect=False, grace=30.0, durability="kill", fuse=True, clock=time.monotonic,
                  wall=time.time, ray_address=None, fresh=False, observers=(), metrics_port=None, **overrides):
         topology.validate()
+        check_mode(mode, start_method)
         self.topology = topology
         self.mode = mode
         self.workers = workers

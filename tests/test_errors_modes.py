@@ -252,3 +252,23 @@ def _running_with(arg):
         except OSError:
             pass
     return found
+
+
+@pytest.mark.parametrize("options, says", [
+    ({"mode": "proces"}, "unknown mode 'proces': choose one of single, thread, process, ray"),
+    ({"mode": "process", "start_method": "forkserver"},
+     "unknown start_method 'forkserver' (how process mode starts its workers): choose one of fork, spawn"),
+])
+def test_an_unknown_mode_or_start_method_is_refused_before_anything_runs(tmp_path, options, says):
+    from consecution import Topology
+    from consecution.runtime import ModeNotAvailable, run
+
+    ran = []
+    t = Topology("typo")
+    t.spout("numbers", range(3))
+    t.bolt("note", ran.append).shuffle_grouping("numbers")
+    for start in (lambda: Scheduler(t, state_dir=str(tmp_path / "state"), **options), lambda: run(t, **options)):
+        with pytest.raises(ModeNotAvailable) as info:
+            start()
+        assert str(info.value) == says
+    assert ran == [] and not (tmp_path / "state").exists()
