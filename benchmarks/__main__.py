@@ -101,9 +101,9 @@ def run_bytewax(lines):
     return collections.Counter(dict(out))
 
 
-def run_consecution(lines, reliability, mode, parallelism=1):
+def run_consecution(lines, reliability, mode, parallelism=1, count=Count):
     """W in consecution. With parallelism 2, split and lower have two tasks each (shuffled) and
-    count two tasks behind a fields grouping on the word."""
+    count two tasks behind a fields grouping on the word. `count`: the counting bolt's class."""
     folder = tempfile.mkdtemp(prefix="consecution-bench-")
     try:
         path = os.path.join(folder, "counts.json")
@@ -111,11 +111,11 @@ def run_consecution(lines, reliability, mode, parallelism=1):
         t.spout("lines", lines)
         t.bolt("split", split, parallelism=parallelism).shuffle_grouping("lines")
         t.bolt("lower", lower, parallelism=parallelism).shuffle_grouping("split")
-        count = t.bolt("count", Count(path), parallelism=parallelism)
+        counting = t.bolt("count", count(path), parallelism=parallelism)
         if parallelism == 1:
-            count.shuffle_grouping("lower")
+            counting.shuffle_grouping("lower")
         else:
-            count.fields_grouping("lower", "value")
+            counting.fields_grouping("lower", "value")
         state = os.path.join(folder, "state") if reliability == "replay" else None
         Scheduler(t, mode=mode, workers=2, state_dir=state).run()
         return read_counts(path)

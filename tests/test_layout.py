@@ -20,6 +20,7 @@ from support import ROOT
     ["-m", "consecution", "--help"],
     ["-m", "benchmarks", "--help"],
     ["-m", "benchmarks.bare_process", "--help"],
+    ["-m", "benchmarks.process_cpu", "--help"],
 ])
 def test_the_root_imports_the_installed_package(args):
     # Python puts the current folder first on sys.path: a folder there named `consecution`
@@ -27,6 +28,16 @@ def test_the_root_imports_the_installed_package(args):
     proc = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_the_process_cpu_benchmark_runs_w_through_both_modes_and_prints_what_to_cut():
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.process_cpu", "--lines", "3000", "--rounds", "1"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr  # it checks both modes' counts against a plain loop
+    out = proc.stdout
+    for line in ("single, count", "process, count", "single, no count", "process, no count",
+                 "process mode's own work", "to cut:"):
+        assert line in out, out
 
 
 def loaded_after(statement):
