@@ -157,13 +157,6 @@ class Acker:
             self._per_task[entry[1]] -= entry[3]
         return True
 
-    def reset_timeout(self, root: int, now: float) -> None:
-        """Restart the timeout clock of tree `root` at `now`. No-op for an unknown root."""
-        entry = self._trees.get(root)
-        if entry is not None:
-            entry[2] = now
-            self._trees.move_to_end(root)
-
     def expire(self, now: float, timeout: float) -> list[int]:
         """Remove the entries whose clock started at or before `now - timeout`; return the roots
         of the inited ones among them, oldest first. Un-inited ones are dropped silently."""

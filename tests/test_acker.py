@@ -218,25 +218,6 @@ def test_acks_do_not_restart_the_timeout_clock():
     assert acker.expire(now=10.0, timeout=10.0) == [ROOT]
 
 
-def test_reset_timeout_moves_a_tree_behind_younger_ones():
-    acker = Acker()
-    acker.init(1, S, 7, 0.0)
-    acker.init(2, S, 7, 1.0)
-    acker.init(3, S, 7, 2.0)
-    acker.reset_timeout(1, 5.0)
-    assert acker.expire(now=12.0, timeout=10.0) == [2, 3]
-    assert acker.expire(now=14.9, timeout=10.0) == []
-    assert acker.expire(now=15.0, timeout=10.0) == [1]
-
-
-def test_reset_timeout_of_unknown_root_is_a_no_op():
-    acker = Acker()
-    acker.init(ROOT, S, 7, 0.0)
-    acker.reset_timeout(OTHER, 5.0)
-    assert OTHER not in acker and len(acker) == 1
-    assert acker.expire(now=10.0, timeout=10.0) == [ROOT]
-
-
 def test_expire_drops_un_inited_entries_silently():
     acker = Acker()
     acker.ack(1, A, 0.0)        # an ack whose init never comes
