@@ -156,9 +156,14 @@ class Deliveries:
                     into = d + 1
             if width == 1:
                 item = value or f"{values}[0]"
+            elif width is None and value:  # a str: one value
+                item = value
             elif width is None:  # one value as itself unless it is a list (see events.Crossing)
-                item = value or (f"({values}[0] if len({values}) == 1 and {values}[0].__class__ is not list "
-                                 f"else {values})")
+                item = src.var("v")
+                src.add(into, f"{item} = {values}[0] if len({values}) == 1 and {values}[0].__class__ is not list "
+                              f"else {values}")
+                src.add(into, f"if {item} is {values}:")
+                src.add(into + 1, f"{o}.nested = True")
             else:
                 item = values
             src.add(into, f"if roots is not {o}.last:")  # a new run (see events.Crossing)

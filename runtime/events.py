@@ -117,8 +117,9 @@ class EventSink:
         for (task_id, source, source_task, stream, width), crossing in self.crossings.items():
             if crossing.marks:
                 n, roots, counts, ids = self._runs(crossing)
+                sent_width = 1 if width is None and not crossing.nested else width
                 groups.setdefault(self.destination(task_id), []).append(
-                    (task_id, source, source_task, stream, n, width, crossing.values, roots, counts, ids))
+                    (task_id, source, source_task, stream, n, sent_width, crossing.values, roots, counts, ids))
         events, acks, sends = self.take()
         for edge, items in sends.items():
             groups.setdefault(self.destination(edge[0]), []).append((*edge, len(items), items))
@@ -192,18 +193,22 @@ class Crossing:
         crossing.values.append(value)
 
     `last` holds its roots object, which so cannot be freed and its address taken by another.
+    With no known width, `nested` says that some item is a values tuple: else every item is
+    one value, and the blob says width 1, so that the receiver makes each values tuple without
+    looking whether the item is a list.
     """
 
-    __slots__ = ("width", "values", "marks", "last")
+    __slots__ = ("width", "values", "marks", "last", "nested")
 
     def __init__(self, width):
         self.width = width
-        self.values, self.marks, self.last = [], [], None
+        self.values, self.marks, self.last, self.nested = [], [], None, False
 
     def clear(self):
         self.values.clear()
         self.marks.clear()
         self.last = None
+        self.nested = False
 
 
 def apply(core, events, acks):

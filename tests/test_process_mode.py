@@ -310,18 +310,20 @@ def test_a_shuffle_between_bolts_stays_inside_the_emitting_worker():
     assert len(placement) == 2 and len(set(placement.values())) == 2 and len(pairs) == 2, pairs
 
 
-def test_undeclared_values_between_workers_keep_their_shape_and_their_order():
+@pytest.mark.parametrize("singles", [False, True])
+def test_undeclared_values_between_workers_keep_their_shape_and_their_order(singles):
     """A function with no declared fields sends the other worker's task each one-value tuple
     as its value itself, unless that value is a list (then, as any other tuple, as an array):
-    every shape arrives as it was emitted, and in emit order."""
+    every shape arrives as it was emitted, and in emit order. `singles`: only one-value tuples
+    whose value is no list, which a crossing sends as width 1 (events.Crossing, `nested`)."""
     from consecution.runtime import Scheduler
 
     def shapes(n):  # one of each shape per input, undeclared fields
         yield f"s{n}"
-        yield ([n, n],)  # one value, a list
+        yield ([n, n],) if not singles else n  # one value, a list; or an int
         yield {"n": n}
         yield (None,)
-        yield (n, "two")
+        yield (n, "two") if not singles else (n * 1.5,)
         yield b"raw"
 
     class Arrivals(Bolt):
@@ -335,18 +337,22 @@ def test_undeclared_values_between_workers_keep_their_shape_and_their_order():
     t.bolt("shapes", shapes, parallelism=2).shuffle_grouping("numbers")
     t.bolt("arrivals", Arrivals()).global_grouping("shapes")  # one task: half the inputs cross workers
     got = [values for (values,) in Scheduler(t, mode="process", workers=2, collect=True).run().emitted("arrivals")]
-    expected = {n: [[f"s{n}"], [[n, n]], [{"n": n}], [None], [n, "two"], [b"raw"]] for n in range(200)}
+    if singles:
+        expected = {n: [[f"s{n}"], [n], [{"n": n}], [None], [n * 1.5], [b"raw"]] for n in range(200)}
+    else:
+        expected = {n: [[f"s{n}"], [[n, n]], [{"n": n}], [None], [n, "two"], [b"raw"]] for n in range(200)}
     by_input = collections.defaultdict(list)
     for values in got:
         first = values[0]
         n = (first["n"] if isinstance(first, dict) else first[0] if isinstance(first, list)
-             else int(first[1:]) if isinstance(first, str) else first if isinstance(first, int) else None)
+             else int(first[1:]) if isinstance(first, str) else first if isinstance(first, int)
+             else int(first / 1.5) if isinstance(first, float) else None)
         if n is None:  # (None,) and b"raw" name no input: checked by count below
             continue
         by_input[n].append(values)
     assert len(got) == 6 * 200
     assert sorted(map(repr, got)) == sorted(repr(v) for n in range(200) for v in expected[n])
-    for n, arrived in by_input.items():  # s, list, dict and the pair arrive in the order emitted
+    for n, arrived in by_input.items():  # s, list (or int), dict and the pair (or float) arrive in emit order
         assert arrived == [v for v in expected[n] if v not in ([None], [b"raw"])], n
 
 
