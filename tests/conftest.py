@@ -10,9 +10,11 @@ from support import run_cli, topology_file  # noqa: F401  (fixtures)
 @pytest.fixture(scope="session")
 def ray_cluster():
     """One local Ray for every ray-mode test of the session (starting one takes seconds), on
-    127.0.0.1 only; runs in ray mode find it initialized and leave it running."""
+    127.0.0.1 only; runs in ray mode find it initialized and leave it running. A Ray of this
+    test process's own (address "local"): under pytest-xdist, another worker's Ray would
+    otherwise be found and joined, and a join may not set num_cpus."""
     ray = pytest.importorskip("ray")
-    ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, configure_logging=False,
+    ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False, configure_logging=False,
              num_cpus=2)
     yield ray
     ray.shutdown()
