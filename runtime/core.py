@@ -121,7 +121,7 @@ class Scheduler(TreeLifecycle):
         self.held_back = collections.Counter()  # spout task id -> records in `unlogged`
         self.recovery = Recovery(self)  # the records an earlier run or a dead worker left in flight
         self.last_commit = clock()
-        self.trees = {}                # tree id -> Record
+        self.trees = {}                # root -> Record or Run; a RunGroup's id -> it (groups.py)
         self.starts = getrandbits(24)  # trees started, the low bits of their roots (trees.py)
         policy = Backoff(settings["max_retries"], settings["retry_backoff"]) if self.reliability == "replay" \
             else NoRetry()
@@ -271,7 +271,7 @@ class Scheduler(TreeLifecycle):
         self.stopping = True
         self.stop_deadline = self.clock() + self.grace
         self.observers.stopping()
-        self.logger.info("run.stopping", topology=self.topology.name, grace=self.grace, pending=len(self.trees))
+        self.logger.info("run.stopping", topology=self.topology.name, grace=self.grace, pending=self.trees_in_flight())
 
     def signalled(self):
         """A stop signal, from a handler on the main thread: `stop()`; and if a spout's
@@ -336,7 +336,7 @@ class Scheduler(TreeLifecycle):
                 self._commit()
             if self.stopping and now >= self.stop_deadline:  # before waiting on busy workers
                 if self.trees or retries or executor.busy():
-                    self.logger.warning("run.grace_over", topology=self.topology.name, pending=len(self.trees),
+                    self.logger.warning("run.grace_over", topology=self.topology.name, pending=self.trees_in_flight(),
                                         waiting=len(retries))
                 return
             due = retries.next_due()

@@ -33,7 +33,6 @@ import time
 
 from consecution.storage import CodecError
 from consecution.storage.record import record_of
-from consecution.topology.tuples import SEQ_SHIFT
 
 EPOCH_MIN = 0.05  # seconds an epoch lasts at least, unless the input ends
 
@@ -52,11 +51,10 @@ class Release:
         core.log.release(record.seq)
         core._acked(record)
 
-    def completed_all(self, trees, holders):
-        """`completed` of the record of each of `trees` (those one frame of acks completed),
-        held by its Record or its Run (`holders`; runtime/trees.py)."""
+    def completed_all(self, seqs, holders):
+        """`completed` of the records `seqs` (those one frame of acks completed), each held by
+        its Record or its Run (`holders`; runtime/trees.py)."""
         core = self.core
-        seqs = [tree >> SEQ_SHIFT for tree in trees]
         core.log.release_all(seqs)
         core._acked_all(seqs, holders)
 
@@ -103,8 +101,8 @@ class Epochs:
     def completed(self, record):
         self.done.append(record)  # released with the checkpoint that holds its effects
 
-    def completed_all(self, trees, holders):
-        self.done.extend(record_of(tree >> SEQ_SHIFT, holder) for tree, holder in zip(trees, holders))
+    def completed_all(self, seqs, holders):
+        self.done.extend(map(record_of, seqs, holders))
 
     def failed(self, record, error, traceback, component, task_id):
         self.failures.append((record, error, traceback, component, task_id))

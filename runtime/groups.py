@@ -25,11 +25,59 @@ them again). The acker counts a group as its records, one less per member that f
 
 What this saves: the supervisor handles two or three acks per commit and worker instead of
 one or two per record, and a commit's records leave the log together, in one delete.
+
+The usual group, a spout's batch (one `Run`) whose roots step evenly (trees.tree_roots), is a
+`RunGroup`: held in `core.trees` as one entry under its group id, not one per record, and its
+members found by arithmetic on their roots, in the few groups in flight, where one fails
+alone, is acked by hand or times out. Any other group (a commit of single records) keeps an
+entry per member in `core.trees` and in `group_of`.
 """
 from itertools import repeat
 
 from consecution.acker import new_id
 from consecution.storage.pending import drop
+from consecution.topology.tuples import SEQ_SHIFT
+
+BLOCK = 9  # RunGroups are found by their seqs' blocks of 2**BLOCK (a spout's batch spans one or two)
+
+
+class RunGroup:
+    """A record group of one Run, held as one entry in `core.trees` (under its group id): its
+    members' roots are `first`, `first + step`, ... (the Run's seqs, their starts counted on;
+    trees.tree_roots); `failed` holds those that failed alone (their records went their own
+    way). Reads as a Record does where trees are counted by spout (`spout`, `task`)."""
+
+    __slots__ = ("run", "first", "step", "failed")
+
+    def __init__(self, run, first, step):
+        self.run, self.first, self.step, self.failed = run, first, step, set()
+
+    @property
+    def spout(self):
+        return self.run.spout
+
+    @property
+    def task(self):
+        return self.run.task
+
+    def __len__(self):
+        """Its members in flight."""
+        return len(self.run) - len(self.failed)
+
+    def seq_of(self, root):
+        """The seq of member `root` (in flight, or failed alone), else None."""
+        i, rest = divmod(root - self.first, self.step)
+        if rest or not 0 <= i < len(self.run):
+            return None
+        return self.run.first + i
+
+    def in_flight(self):
+        """The seqs of its members in flight (a range when none failed alone)."""
+        seqs = self.run.seqs
+        if not self.failed:
+            return seqs
+        failed = {self.seq_of(root) for root in self.failed}
+        return [seq for seq in seqs if seq not in failed]
 
 
 class Groups:
@@ -39,6 +87,8 @@ class Groups:
         self.acker = acker
         self.members = {}   # group id -> [member root, ...]
         self.group_of = {}  # member root -> group id
+        self.runs = {}      # group id -> RunGroup (the usual group: no entry per member)
+        self.blocks = {}    # seq >> BLOCK -> [group id, ...]: the RunGroups with seqs in that block
 
     def start(self, roots, spout_task, now):
         """A new group of the trees `roots` (started already, in `core.trees`), from `spout_task`:
@@ -49,18 +99,61 @@ class Groups:
         self.acker.init_group(group, len(roots), spout_task, now)
         return group
 
+    def start_run(self, run, first, step, spout_task, now):
+        """A new group of `run`'s records, whose trees' roots are first, first + step, ...: its
+        id and its RunGroup (which the core keeps in `trees` under that id)."""
+        group = new_id()
+        entry = self.runs[group] = RunGroup(run, first, step)
+        for block in range(run.first >> BLOCK, (run.first + len(run) - 1 >> BLOCK) + 1):
+            self.blocks.setdefault(block, []).append(group)
+        self.acker.init_group(group, len(run), spout_task, now)
+        return group, entry
+
+    def run_of(self, root):
+        """(group id, RunGroup, seq) of the RunGroup whose member `root` is, else None."""
+        for group in self.blocks.get(root >> SEQ_SHIFT >> BLOCK, ()):
+            entry = self.runs[group]
+            seq = entry.seq_of(root)
+            if seq is not None:
+                return group, entry, seq
+        return None
+
+    def forget_run(self, group):
+        """RunGroup `group`, which is forgotten (done, expired)."""
+        entry = self.runs.pop(group)
+        run = entry.run
+        for block in range(run.first >> BLOCK, (run.first + len(run) - 1 >> BLOCK) + 1):
+            groups = self.blocks[block]
+            groups.remove(group)
+            if not groups:
+                del self.blocks[block]
+        return entry
+
+    def _target(self, root):
+        """The group `root` is a member of (or is), else the root itself."""
+        group = self.group_of.get(root)
+        if group is not None:
+            return group
+        if self.runs and root not in self.runs:
+            found = self.run_of(root)
+            if found is not None:
+                return found[0]
+        return root
+
     def resolve(self, acks, several=()):
         """The acks [root, xor, ...] and [[roots, xor], ...] (acks naming several roots) as
         one flat [target, xor, ...] with one entry per tree or group: each member's root
         replaced by its group, an ack of several roots counted once on each distinct target.
         Combined before the acker sees them, so that no part of a worker's reply can bring a
         target to 0 that the rest of it takes away from 0 again."""
-        get, combined = self.group_of.get, {}
+        target_of, runs, combined = self._target, self.runs, {}
         for roots, xor in several:
             for target in self.targets(roots):
                 combined[target] = combined.get(target, 0) ^ xor
         for i in range(0, len(acks), 2):
-            target = get(acks[i], acks[i])
+            target = acks[i]
+            if target not in runs:  # the usual ack: a worker's on a group
+                target = target_of(target)
             combined[target] = combined.get(target, 0) ^ acks[i + 1]
         out = []
         for target, xor in combined.items():
@@ -70,22 +163,28 @@ class Groups:
 
     def targets(self, roots):
         """The distinct trees and groups that an ack of `roots` goes to, in order."""
-        get = self.group_of.get
-        return list(dict.fromkeys(get(root, root) for root in roots))
+        return list(dict.fromkeys(map(self._target, roots)))
 
     def settle(self, roots, xor):
         """[group, xor, ...] for the groups among `roots` (a failed tuple's XOR left unacked)."""
         out = []
         for target in self.targets(roots):
-            if target in self.members:
+            if target in self.members or target in self.runs:
                 out += (target, xor)
         return out
 
     def shrink(self, root):
-        """Member `root` failed alone: its group counts one record less."""
+        """Member `root` (of a group that keeps an entry per member) failed alone: its group
+        counts one record less."""
         group = self.group_of.get(root)
         if group is not None:
             self.acker.shrink(group)
+
+    def fail_member(self, group, entry, root):
+        """Member `root` of RunGroup `entry` failed alone: it leaves the group in flight, which
+        counts one record less."""
+        entry.failed.add(root)
+        self.acker.shrink(group)
 
     def expand(self, roots):
         """`roots` (completed or expired) with each group's id replaced by its members, the
@@ -108,5 +207,9 @@ class Groups:
         """Every group leaves the acker (a worker died: its records go to the recovery)."""
         for group in self.members:
             self.acker.fail(group)
+        for group in self.runs:
+            self.acker.fail(group)
         self.members.clear()
         self.group_of.clear()
+        self.runs.clear()
+        self.blocks.clear()

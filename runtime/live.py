@@ -130,7 +130,9 @@ class LiveProgress(Observer):
                               f"elapsed {_clock(s['elapsed'])}")
         grid = Table.grid(padding=(0, 2))
         grid.add_row(title)
-        in_flight = collections.Counter((record.spout, record.task) for record in core.trees.values())
+        in_flight = collections.Counter()
+        for holder, n in core.in_flight():
+            in_flight[holder.spout, holder.task] += n
         for task in core.spout_tasks:
             known = _progress(task.obj)
             if known is None:

@@ -91,7 +91,9 @@ class Metrics(Observer):
         tasks = [(task.component, task.context.task_index, task.task_id) for task in core.tasks]
         per_task = [(component, index, meter.executed[t], meter.emitted[t], meter.failed[t],
                      list(meter.latency[t]), meter.latency_sum[t]) for component, index, t in tasks]
-        pending_by_spout = collections.Counter(record.spout for record in core.trees.values())
+        pending_by_spout = collections.Counter()
+        for holder, n in core.in_flight():
+            pending_by_spout[holder.spout] += n
         spouts = {}
         for task in core.spout_tasks:
             counts = spouts.setdefault(task.component, [0, 0, 0, 0, 0])

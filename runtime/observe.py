@@ -29,7 +29,7 @@ def snapshot(core):
     result = core.result
     return {"elapsed": round(core.clock() - core.started, 3), "roots": result.roots,
             "completed": result.completed, "failed": result.failed, "replayed": result.replayed,
-            "given_up": result.given_up, "errors": result.errors, "pending_trees": len(core.trees),
+            "given_up": result.given_up, "errors": result.errors, "pending_trees": core.trees_in_flight(),
             "dead_letters": core.dead_letters_before + result.given_up,
             "recovering": core.recovery.active}
 

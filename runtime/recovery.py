@@ -200,7 +200,7 @@ class Recovery:
 
     def _start_some(self, name):
         core = self.core
-        if not core.completion.admits() or (core.max_pending is not None and len(core.trees) >= core.max_pending):
+        if not core.completion.admits() or (core.max_pending is not None and core.trees_in_flight() >= core.max_pending):
             return False
         batch = list(itertools.islice(getattr(self, name), CHUNK))
         if not batch:

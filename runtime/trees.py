@@ -3,7 +3,8 @@
 A record is one entry of the replay log (a spout tuple, or a tuple a bolt emitted with no input
 to anchor to); a spout's batch is appended as one `Run` of records, whose `Record`s are made
 only when one is needed alone (a failure, an epoch, a spout's `ack`): `trees` maps a tree to
-its Record or to its Run (`record_of`). `_start_all` routes the records of a commit from the
+its Record or to its Run (`record_of`), and a record group of one Run (process and ray mode)
+to its `RunGroup` (runtime/groups.py), one entry for all its records. `_start_all` routes the records of a commit from the
 tasks they came from (`_start_batch` the usual commit, all from one origin, from its columns
 in one generated loop):
 fused subscribers run them right there (runtime/chains.py), the others get them queued with a
@@ -26,6 +27,7 @@ from consecution.topology.tuples import SEQ_SHIFT
 from .delivery import is_function_obj
 from .epochs import Release
 from .events import FIRST, ONE
+from .groups import RunGroup
 from .meter import ACKED, FAILED
 from .tasks import SpoutTask
 
@@ -80,15 +82,25 @@ def columns(entries):
     return seqs, values, holders
 
 
+STEP = (1 << SEQ_SHIFT) + 1  # from one tree's root to the next's, for the next seq and the next start
+
+
+def even_roots(seqs, start):
+    """The root of the first tree started for `seqs` when the roots of all of them step evenly
+    by STEP (a Run's seqs, a range, whose starts counted from `start` do not wrap around
+    START_MASK), else None."""
+    low = start & START_MASK
+    if seqs.__class__ is range and low + len(seqs) <= START_MASK:
+        return seqs.start << SEQ_SHIFT | low
+    return None
+
+
 def tree_roots(seqs, start):
     """The roots of the trees started for `seqs`, their starts counted from `start`: as every
-    tree's root is made (the class docstring). For a Run's seqs (a range) whose starts do not
-    wrap around START_MASK, the roots step evenly, and are made at C level."""
-    low, n = start & START_MASK, len(seqs)
-    if seqs.__class__ is range and low + n <= START_MASK:
-        step = (1 << SEQ_SHIFT) + 1  # the next seq and the next start
-        first = seqs.start << SEQ_SHIFT | low
-        return list(range(first, first + n * step, step))
+    tree's root is made (the class docstring); made at C level where they step evenly."""
+    first, n = even_roots(seqs, start), len(seqs)
+    if first is not None:
+        return list(range(first, first + n * STEP, STEP))
     return [seq << SEQ_SHIFT | start & START_MASK for seq, start in zip(seqs, range(start, start + n))]
 
 
@@ -175,10 +187,16 @@ class TreeLifecycle:
         starts = self.starts
         self.starts = starts + len(values)
         roots = tree_roots(seqs, starts + 1)
-        self.trees.update(zip(roots, holders))
-        if self._function_subscriber(task, stream):  # tracked as one group (groups.py)
+        grouped = self._function_subscriber(task, stream)
+        first = even_roots(seqs, starts + 1) if grouped and len(entries) == 1 else None
+        if first is not None:  # the usual commit, a spout's batch: one entry in `trees` (groups.RunGroup)
+            group, entry = self.groups.start_run(entries[0], first, STEP, task.task_id, self.now)
+            self.trees[group] = entry
+        elif grouped:  # tracked as one group, each member in `trees` (groups.py)
+            self.trees.update(zip(roots, holders))
             group = self.groups.start(roots, task.task_id, self.now)
         else:  # a Bolt's inputs are acked one by one (by hand, maybe): a tree each
+            self.trees.update(zip(roots, holders))
             group = 0
             self.acker.init_own(roots, task.task_id, self.now)
         flat = all(map(ONE, map(len, values)))  # the usual record, one value: sent as itself (no array)
@@ -345,11 +363,13 @@ class TreeLifecycle:
         groups = self.groups
         if acks[0] == 0:  # a root is never 0
             acks = groups.resolve(acks[2:], acks[1])
-        elif groups.group_of:
-            acks = groups.resolve(acks)
+        elif groups.group_of or groups.runs and not all(map(groups.runs.__contains__, acks[::2])):
+            acks = groups.resolve(acks)  # (acks on RunGroups only, one each, need no resolving)
         completed = self.acker.ack_all(acks, self.now)
         if not completed:
             return
+        if groups.runs:
+            completed = self._runs_completed(completed)
         if groups.members:
             completed = groups.expand(completed)
         holders = list(map(self.trees.pop, completed, repeat(None)))
@@ -357,7 +377,32 @@ class TreeLifecycle:
             completed = [tree for tree, holder in zip(completed, holders) if holder is not None]
             holders = [holder for holder in holders if holder is not None]
         if holders:
-            self.completion.completed_all(completed, holders)
+            self.completion.completed_all([tree >> SEQ_SHIFT for tree in completed], holders)
+
+    def _runs_completed(self, completed):
+        """Complete the RunGroups among the trees and groups `completed`: their members in
+        flight are released together. The others, returned, complete as before."""
+        runs, rest = self.groups.runs, []
+        for tree in completed:
+            if tree not in runs:
+                rest.append(tree)
+                continue
+            entry = self.groups.forget_run(tree)
+            del self.trees[tree]
+            seqs = entry.in_flight()
+            if seqs:
+                self.completion.completed_all(seqs, repeat(entry.run, len(seqs)))
+        return rest
+
+    def in_flight(self):
+        """(holder, its records in flight) of every entry of `trees` (a RunGroup holds several)."""
+        return [(holder, len(holder) if holder.__class__ is RunGroup else 1) for holder in self.trees.values()]
+
+    def trees_in_flight(self):
+        """The trees in flight, a RunGroup's members each counted."""
+        if not self.groups.runs:
+            return len(self.trees)
+        return len(self.trees) + sum(len(entry) - 1 for entry in self.groups.runs.values())
 
     def fail(self, roots, error, traceback, component, task_id, tup, settle=0):
         """`tup` failed in its trees `roots`. `settle`: the XOR its failure leaves unacked (its
@@ -372,7 +417,13 @@ class TreeLifecycle:
                 if groups.group_of:
                     groups.shrink(root)
                 self._tree_failed(root, error, traceback, component, task_id)
-        if settle and groups.group_of:
+            elif groups.runs:
+                found = groups.run_of(root)
+                if found is not None and root not in found[1].failed:  # a member of a RunGroup fails alone
+                    group, entry, seq = found
+                    groups.fail_member(group, entry, root)
+                    self._record_failed(entry.run.record(seq), error, traceback, component, task_id)
+        if settle and (groups.group_of or groups.runs):
             acks = groups.settle(roots, settle)
             if acks:
                 self.ack_each(acks)
@@ -388,12 +439,23 @@ class TreeLifecycle:
 
     def _expire(self, now):
         expired = self.acker.expire(now, self.message_timeout)
+        error = f"timed out: the tree was not complete within {self.message_timeout:g} s"
+        if expired and self.groups.runs:  # a RunGroup's members in flight time out with it
+            runs, rest = self.groups.runs, []
+            for tree in expired:
+                if tree not in runs:
+                    rest.append(tree)
+                    continue
+                entry = self.groups.forget_run(tree)
+                del self.trees[tree]
+                for seq in entry.in_flight():
+                    self._record_failed(entry.run.record(seq), error, None, None, None)
+            expired = rest
         if expired and self.groups.members:
             expired = self.groups.expand(expired)  # a group's members time out with it
         for tree in expired:
             if tree in self.trees:
-                self._tree_failed(tree, f"timed out: the tree was not complete within {self.message_timeout:g} s",
-                                  None, None, None)
+                self._tree_failed(tree, error, None, None, None)
 
     def worker_died(self, cause):
         """A worker process died: the trees in flight are dropped from the acker and their
@@ -403,7 +465,11 @@ class TreeLifecycle:
         in_flight = []
         for tree in list(self.trees):
             self.acker.fail(tree)
-            in_flight.append(record_of(tree >> SEQ_SHIFT, self.trees.pop(tree)))
+            holder = self.trees.pop(tree)
+            if holder.__class__ is RunGroup:  # its members in flight
+                in_flight += map(holder.run.record, holder.in_flight())
+            else:
+                in_flight.append(record_of(tree >> SEQ_SHIFT, holder))
         self.groups.fail_all()
         self.recovery.worker_died(in_flight, held, cause)
 

@@ -177,6 +177,76 @@ def test_groups_resolve_members_and_count_an_ack_of_several_roots_once_per_group
     assert acker.pending(0) == 0 and groups.expand([group]) == [11, 12, 13] and not groups.group_of
 
 
+def test_a_run_group_finds_its_members_by_their_roots_and_counts_an_ack_once():
+    from consecution.runtime.groups import BLOCK
+    from consecution.runtime.trees import STEP, tree_roots
+    from consecution.storage import Run
+
+    acker = Acker()
+    groups = Groups(acker)
+    first_seq = (1 << BLOCK) - 3  # its 8 seqs span two blocks
+    run = Run(first_seq, "numbers", 0, "default", [(n,) for n in range(8)], 0.0)
+    roots = tree_roots(run.seqs, 77)
+    group, entry = groups.start_run(run, roots[0], STEP, spout_task=0, now=0.0)
+    assert acker.pending(0) == 8 and len(entry) == 8 and not groups.group_of  # no entry per member
+    assert [groups.run_of(root)[::2] for root in roots] == [(group, seq) for seq in run.seqs]
+    assert groups.run_of(roots[0] + 1) is None and groups.run_of(roots[-1] + STEP) is None  # no members
+    # a tuple anchored to two members and to tree 99: its id counts once on the group
+    assert groups.resolve([roots[7], 5], [[(roots[1], roots[2], 99), 7]]) == [group, 7 ^ 5, 99, 7]
+    groups.fail_member(group, entry, roots[2])  # failed alone: still found, for what settles it
+    assert acker.pending(0) == 7 and len(entry) == 7
+    assert groups.settle([roots[2]], 3) == [group, 3]
+    assert entry.in_flight() == [q for q in run.seqs if q != run.seqs[2]]
+    assert acker.ack_all(groups.resolve([roots[0], group]), now=1.0) == [group]
+    groups.forget_run(group)
+    assert not groups.runs and not groups.blocks and groups.run_of(roots[3]) is None
+
+
+def test_a_run_group_counts_its_records_in_flight_and_a_dead_worker_runs_them_again(tmp_path):
+    """A spout's batch is one entry in the supervisor's trees (a RunGroup): what counts the
+    records in flight (the status's pending_trees, max_pending) counts each record; a worker
+    killed with a batch in flight hands every record of it to the recovery, none lost."""
+    import os
+    import signal
+    import threading
+
+    from consecution.runtime import Scheduler
+
+    seen = []
+
+    class Slow(Bolt):
+        def process(self, tup):
+            seen.append(tup[0])
+            if tup[0] == 40 and not os.path.exists(tmp_path / "killed"):
+                (tmp_path / "killed").write_text("")
+                os.kill(os.getpid(), signal.SIGKILL)  # the worker dies with its batch in flight
+
+    t = Topology("runs", max_pending=100)
+    t.spout("numbers", range(300))
+    t.bolt("double", lambda n: n * 2, parallelism=2).shuffle_grouping("numbers")
+    t.bolt("slow", Slow(), parallelism=2).fields_grouping("double", "value")
+    scheduler = Scheduler(t, mode="process", workers=2, state_dir=str(tmp_path / "state"))
+    counts = []
+    done = threading.Event()
+
+    def watch():
+        while not done.is_set():
+            counts.append((scheduler.trees_in_flight(), len(scheduler.trees), len(scheduler.groups.runs)))
+            done.wait(0.001)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        result = scheduler.run()
+    finally:
+        done.set()
+        watcher.join()
+    assert result.completed == 300 and result.given_up == 0 and result.recovered > 0
+    grouped = [(n, entries) for n, entries, runs in counts if runs]
+    assert grouped and any(n > entries for n, entries in grouped)  # a group's records each counted
+    assert max(n for n, _, _ in counts) <= 100  # max_pending, per record
+
+
 def test_a_fused_bolt_that_raises_after_emitting_leaves_its_group_complete(mode):
     """A fused Bolt emits (to a bolt of its own queue) and then raises: the child it emitted is
     still tracked in the record's group, so the group completes once that child is acked;
