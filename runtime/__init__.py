@@ -7,7 +7,7 @@
     failed: Retries replays it after a backoff, or gives it up (dead letter, spout.fail)
 
 `core` is the loop; `spout_driver` asks the spouts and logs their records; `trees` starts and
-ends trees; `chains` generates what each task runs per tuple; `epochs` decides when a
+ends trees (`commits`: a commit's records and their roots); `chains` generates what each task runs per tuple; `epochs` decides when a
 completed tree's record is released (exactly-once state); `retries` replays or gives up;
 `named_outputs` and `finish` are the named outputs and the finish phase; `state_dir` opens
 and closes the run's state directory; `executors` runs tasks in single and thread mode,

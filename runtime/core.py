@@ -55,7 +55,8 @@ from .spout_driver import COMMIT_INTERVAL
 from .state_dir import close_state, load_state, open_state, resumed_from
 from .tasks import BoltTask
 from .timers import Timers
-from .trees import TreeLifecycle, Unlogged
+from .commits import Unlogged
+from .trees import TreeLifecycle
 from .watchdog import Watchdog, abandon
 
 STATEFUL_MAX_PENDING = 1000  # max_pending when stateful bolts need the trees in flight to end

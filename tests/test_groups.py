@@ -179,7 +179,7 @@ def test_groups_resolve_members_and_count_an_ack_of_several_roots_once_per_group
 
 def test_a_run_group_finds_its_members_by_their_roots_and_counts_an_ack_once():
     from consecution.runtime.groups import BLOCK
-    from consecution.runtime.trees import STEP, tree_roots
+    from consecution.runtime.commits import STEP, tree_roots
     from consecution.storage import Run
 
     acker = Acker()
@@ -308,7 +308,7 @@ def test_a_groups_records_reach_a_function_and_a_bolt_with_their_shape(mode, row
 
 
 def test_tree_roots_of_a_run_are_each_records_seq_and_start_also_where_the_starts_wrap():
-    from consecution.runtime.trees import START_MASK, tree_roots
+    from consecution.runtime.commits import START_MASK, tree_roots
     from consecution.topology.tuples import SEQ_SHIFT
 
     def one_by_one(seqs, start):
