@@ -320,7 +320,7 @@ class TreeLifecycle:
             del self.trees[tree]
             seqs = entry.in_flight()
             if seqs:
-                self.completion.completed_all(seqs, repeat(entry.run, len(seqs)))
+                self.completion.completed_all(seqs, [entry.run] * len(seqs))
         return rest
 
     def in_flight(self):

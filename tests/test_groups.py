@@ -320,3 +320,41 @@ def test_tree_roots_of_a_run_are_each_records_seq_and_start_also_where_the_start
         roots = tree_roots(seqs, start)
         assert roots == one_by_one(seqs, start) == tree_roots(list(seqs), start)
         assert [root >> SEQ_SHIFT for root in roots] == list(seqs)
+
+
+def test_a_run_groups_records_are_acked_to_their_spout_and_counted_when_a_meter_runs(tmp_path):
+    """A spout's batches with an `ack`, in process mode with a meter (metrics or the live view
+    count): every record of every RunGroup reaches the spout's ack once, and the meter counts
+    each as acked."""
+    from consecution import Spout
+    from consecution.runtime import Scheduler
+    from consecution.runtime.observe import Observer
+
+    class Acked(Spout):
+        fields = ("n",)
+
+        def open(self, context):
+            self.i, self.acked = 0, []
+
+        def next_batch(self, limit):
+            if self.i >= 600:
+                raise StopIteration
+            rows = [(i,) for i in range(self.i, min(600, self.i + limit))]
+            self.i += len(rows)
+            return rows
+
+        def ack(self, msg_id):
+            self.acked.append(msg_id)
+
+    class Counting(Observer):
+        counts = True
+
+    spout = Acked()
+    t = Topology("acked")
+    t.spout("numbers", spout)
+    t.bolt("double", lambda n: n * 2, parallelism=2).shuffle_grouping("numbers")
+    scheduler = Scheduler(t, mode="process", workers=2, state_dir=str(tmp_path / "state"), observers=[Counting()])
+    result = scheduler.run()
+    assert result.completed == 600
+    assert len(spout.acked) == 600 and len(set(spout.acked)) == 600  # each record's seq, once
+    assert scheduler.meter.spouts["numbers"][0] == 600
