@@ -41,6 +41,11 @@ from consecution.topology.tuples import SEQ_SHIFT
 BLOCK = 9  # RunGroups are found by their seqs' blocks of 2**BLOCK (a spout's batch spans one or two)
 
 
+def _blocks(run):
+    """The blocks of seqs (`Groups.blocks`) that a Run's seqs fall in."""
+    return range(run.first >> BLOCK, (run.first + len(run) - 1 >> BLOCK) + 1)
+
+
 class RunGroup:
     """A record group of one Run, held as one entry in `core.trees` (under its group id): its
     members' roots are `first`, `first + step`, ... (the Run's seqs, their starts counted on;
@@ -104,7 +109,7 @@ class Groups:
         id and its RunGroup (which the core keeps in `trees` under that id)."""
         group = new_id()
         entry = self.runs[group] = RunGroup(run, first, step)
-        for block in range(run.first >> BLOCK, (run.first + len(run) - 1 >> BLOCK) + 1):
+        for block in _blocks(run):
             self.blocks.setdefault(block, []).append(group)
         self.acker.init_group(group, len(run), spout_task, now)
         return group, entry
@@ -121,8 +126,7 @@ class Groups:
     def forget_run(self, group):
         """RunGroup `group`, which is forgotten (done, expired)."""
         entry = self.runs.pop(group)
-        run = entry.run
-        for block in range(run.first >> BLOCK, (run.first + len(run) - 1 >> BLOCK) + 1):
+        for block in _blocks(entry.run):
             groups = self.blocks[block]
             groups.remove(group)
             if not groups:
