@@ -308,16 +308,23 @@ class TreeLifecycle:
         if holders:
             self.completion.completed_all([tree >> SEQ_SHIFT for tree in completed], holders)
 
+    def _take_runs(self, ended):
+        """The RunGroups among the trees and groups `ended` (completed, expired), taken out of
+        `trees` and the groups, and the others."""
+        runs, entries, rest = self.groups.runs, [], []
+        for tree in ended:
+            if tree in runs:
+                entries.append(self.groups.forget_run(tree))
+                del self.trees[tree]
+            else:
+                rest.append(tree)
+        return entries, rest
+
     def _runs_completed(self, completed):
         """Complete the RunGroups among the trees and groups `completed`: their members in
         flight are released together. The others, returned, complete as before."""
-        runs, rest = self.groups.runs, []
-        for tree in completed:
-            if tree not in runs:
-                rest.append(tree)
-                continue
-            entry = self.groups.forget_run(tree)
-            del self.trees[tree]
+        entries, rest = self._take_runs(completed)
+        for entry in entries:
             seqs = entry.in_flight()
             if seqs:
                 self.completion.completed_all(seqs, [entry.run] * len(seqs))
@@ -370,16 +377,10 @@ class TreeLifecycle:
         expired = self.acker.expire(now, self.message_timeout)
         error = f"timed out: the tree was not complete within {self.message_timeout:g} s"
         if expired and self.groups.runs:  # a RunGroup's members in flight time out with it
-            runs, rest = self.groups.runs, []
-            for tree in expired:
-                if tree not in runs:
-                    rest.append(tree)
-                    continue
-                entry = self.groups.forget_run(tree)
-                del self.trees[tree]
+            entries, expired = self._take_runs(expired)
+            for entry in entries:
                 for seq in entry.in_flight():
                     self._record_failed(entry.run.record(seq), error, None, None, None)
-            expired = rest
         if expired and self.groups.members:
             expired = self.groups.expand(expired)  # a group's members time out with it
         for tree in expired:
