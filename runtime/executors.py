@@ -15,10 +15,9 @@ fields) and submit(task_id, tup) for deliveries, busy(), queued(), has_room(), r
 wait(timeout), call(task, method, *args) for prepare/flush/finish/cleanup, close(); and, called
 only when nothing is in flight, checkpoint(stateful) -> [(task id, state changes)] and
 rollback(stateful) for the `State` of stateful bolt tasks. An executor may offer
-send_records(task_id, values, stream, source, source task, roots, group, flat) for a
-commit's records in two columns (process and ray mode; `group`: runtime/groups.py; `flat`:
-each record has one value, and `values` holds those values themselves); without it they are
-sent one by one.
+send_records(task_id, rows, stream, source, source task, roots, group) for a commit's
+records in two columns, their values tuples and their roots (process and ray mode; `group`:
+runtime/groups.py); without it they are sent one by one.
 """
 import collections
 import queue as queue_module

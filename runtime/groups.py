@@ -38,6 +38,8 @@ from consecution.acker import new_id
 from consecution.storage.pending import drop
 from consecution.topology.tuples import SEQ_SHIFT
 
+from .commits import STEP
+
 BLOCK = 9  # RunGroups are found by their seqs' blocks of 2**BLOCK (a spout's batch spans one or two)
 
 
@@ -48,14 +50,14 @@ def _blocks(run):
 
 class RunGroup:
     """A record group of one Run, held as one entry in `core.trees` (under its group id): its
-    members' roots are `first`, `first + step`, ... (the Run's seqs, their starts counted on;
-    trees.tree_roots); `failed` holds those that failed alone (their records went their own
+    members' roots are `first`, `first + STEP`, ... (the Run's seqs, their starts counted on;
+    commits.tree_roots); `failed` holds those that failed alone (their records went their own
     way). Reads as a Record does where trees are counted by spout (`spout`, `task`)."""
 
-    __slots__ = ("run", "first", "step", "failed")
+    __slots__ = ("run", "first", "failed")
 
-    def __init__(self, run, first, step):
-        self.run, self.first, self.step, self.failed = run, first, step, set()
+    def __init__(self, run, first):
+        self.run, self.first, self.failed = run, first, set()
 
     @property
     def spout(self):
@@ -71,7 +73,7 @@ class RunGroup:
 
     def seq_of(self, root):
         """The seq of member `root` (in flight, or failed alone), else None."""
-        i, rest = divmod(root - self.first, self.step)
+        i, rest = divmod(root - self.first, STEP)
         if rest or not 0 <= i < len(self.run):
             return None
         return self.run.first + i
@@ -104,11 +106,11 @@ class Groups:
         self.acker.init_group(group, len(roots), spout_task, now)
         return group
 
-    def start_run(self, run, first, step, spout_task, now):
-        """A new group of `run`'s records, whose trees' roots are first, first + step, ...: its
+    def start_run(self, run, first, spout_task, now):
+        """A new group of `run`'s records, whose trees' roots are first, first + STEP, ...: its
         id and its RunGroup (which the core keeps in `trees` under that id)."""
         group = new_id()
-        entry = self.runs[group] = RunGroup(run, first, step)
+        entry = self.runs[group] = RunGroup(run, first)
         for block in _blocks(run):
             self.blocks.setdefault(block, []).append(group)
         self.acker.init_group(group, len(run), spout_task, now)
@@ -209,9 +211,7 @@ class Groups:
 
     def fail_all(self):
         """Every group leaves the acker (a worker died: its records go to the recovery)."""
-        for group in self.members:
-            self.acker.fail(group)
-        for group in self.runs:
+        for group in [*self.members, *self.runs]:
             self.acker.fail(group)
         self.members.clear()
         self.group_of.clear()

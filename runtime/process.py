@@ -38,7 +38,7 @@ from .errors import RemoteTraceback, remote_error
 from .executors import ROOM, Concurrent
 from .frames import Frames
 from .state import apply_changes
-from .events import apply
+from .events import FIRST, ONE, apply
 from .watchdog import EXIT_TASK_TIMEOUT
 from .worker import worker_main
 
@@ -232,16 +232,18 @@ class ProcessExecutor(Concurrent):
         self.frames.delivery(task_id, values, stream, source, source_task, tid, roots)
         self.outstanding += 1
 
-    def send_records(self, task_id, values, stream, source, source_task, roots, group, flat=False):
+    def send_records(self, task_id, rows, stream, source, source_task, roots, group):
         """The records of one commit for `task_id` (or any task of a shuffle, < 0), as two
         columns: their values and their trees' roots (trees.py, `_queue_batch`). `group`: the
         id of the record group they form (runtime/groups.py), also the id of its first tuple;
-        0 when each root is the id of its record's tuple instead. `flat`: every record has one
-        value, and `values` are those values (a list of strings unpacks in a third of the time
-        of a list of one-value arrays). No roots: untracked records (reliability "none"), run
-        in one loop. A frame carries them as [task, source, source task, stream, values, roots,
-        group, part id, flat], split to fit the worker's budget: the ids of a group's parts XOR
-        to the group's id."""
+        0 when each root is the id of its record's tuple instead. `rows`: the records' values
+        tuples; where each has one value, the values themselves travel (`flat`: a list of
+        strings unpacks in a third of the time of a list of one-value arrays). No roots:
+        untracked records (reliability "none"), run in one loop. A frame carries them as [task,
+        source, source task, stream, values, roots, group, part id, flat], split to fit the
+        worker's budget: the ids of a group's parts XOR to the group's id."""
+        flat = all(map(ONE, map(len, rows)))
+        values = list(map(FIRST, rows)) if flat else rows
         self.frames.records([task_id, source, source_task, stream, values, roots, group, group, flat])
         self.outstanding += len(values)
 

@@ -15,7 +15,6 @@ from consecution.topology.components import DEFAULT
 
 from .errors import SpoutInterrupted, UserCodeError
 from .tasks import checked
-from .events import FIRST, ONE
 
 COMMIT_BATCH = 512       # spout records per log commit, at most
 COMMIT_INTERVAL = 0.005  # seconds a spout record may wait for its commit, at most
@@ -91,9 +90,7 @@ class SpoutDriver:
             if runs is not None and len(runs) == 1 and runs[0][1] is not None:
                 self.core.chains.run_batch(runs[0][0], task.component, task.task_id, DEFAULT)(rows, (), 0)
             elif runs is not None and len(runs) == 1 and send_records is not None:  # one loop in a worker
-                flat = all(map(ONE, map(len, rows)))
-                send_records(runs[0][0], list(map(FIRST, rows)) if flat else rows, DEFAULT, task.component,
-                             task.task_id, (), 0, flat)
+                send_records(runs[0][0], rows, DEFAULT, task.component, task.task_id, (), 0)
             else:
                 for values in rows:
                     self._deliver(task, DEFAULT, values)

@@ -24,10 +24,9 @@ from consecution.storage import Record, Run
 from consecution.storage.record import record_of, records_of
 from consecution.topology.tuples import SEQ_SHIFT
 
-from .commits import START_MASK, STEP, columns, even_roots, tree_roots
+from .commits import START_MASK, columns, even_roots, tree_roots
 from .delivery import is_function_obj
 from .epochs import Release
-from .events import FIRST, ONE
 from .groups import RunGroup
 from .meter import ACKED, FAILED
 from .tasks import SpoutTask
@@ -119,7 +118,7 @@ class TreeLifecycle:
         grouped = self._function_subscriber(task, stream)
         first = even_roots(seqs, starts + 1) if grouped and len(entries) == 1 else None
         if first is not None:  # the usual commit, a spout's batch: one entry in `trees` (groups.RunGroup)
-            group, entry = self.groups.start_run(entries[0], first, STEP, task.task_id, self.now)
+            group, entry = self.groups.start_run(entries[0], first, task.task_id, self.now)
             self.trees[group] = entry
         elif grouped:  # tracked as one group, each member in `trees` (groups.py)
             self.trees.update(zip(roots, holders))
@@ -128,9 +127,7 @@ class TreeLifecycle:
             self.trees.update(zip(roots, holders))
             group = 0
             self.acker.init_own(roots, task.task_id, self.now)
-        flat = all(map(ONE, map(len, values)))  # the usual record, one value: sent as itself (no array)
-        send_records(target, list(map(FIRST, values)) if flat else values, stream, task.component, task.task_id,
-                     roots, group, flat)
+        send_records(target, values, stream, task.component, task.task_id, roots, group)
         return True
 
     def _function_subscriber(self, task, stream):

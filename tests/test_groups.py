@@ -187,7 +187,7 @@ def test_a_run_group_finds_its_members_by_their_roots_and_counts_an_ack_once():
     first_seq = (1 << BLOCK) - 3  # its 8 seqs span two blocks
     run = Run(first_seq, "numbers", 0, "default", [(n,) for n in range(8)], 0.0)
     roots = tree_roots(run.seqs, 77)
-    group, entry = groups.start_run(run, roots[0], STEP, spout_task=0, now=0.0)
+    group, entry = groups.start_run(run, roots[0], spout_task=0, now=0.0)
     assert acker.pending(0) == 8 and len(entry) == 8 and not groups.group_of  # no entry per member
     assert [groups.run_of(root)[::2] for root in roots] == [(group, seq) for seq in run.seqs]
     assert groups.run_of(roots[0] + 1) is None and groups.run_of(roots[-1] + STEP) is None  # no members

@@ -463,7 +463,7 @@ def test_deliveries_workers_forward_each_other_leave_room_for_the_spouts():
     executor = Scheduler(topology(["a b"]), mode="process", workers=2).executor  # no worker started
     executor._apply([], [], [[1, 2 * ROOM, b"words for worker 1"]])  # as a worker's reply brings them
     assert executor.outstanding == 2 * ROOM and executor.has_room()
-    executor.send_records(-1, ["a line"] * (ROOM - 1), "default", "lines", 0, list(range(1, ROOM)), 0, True)
+    executor.send_records(-1, [("a line",)] * (ROOM - 1), "default", "lines", 0, list(range(1, ROOM)), 0)
     assert executor.has_room()
     executor.send(-1, ("one more",), "default", "lines", 0, 7, (7,), None)
     assert not executor.has_room()  # ROOM handed out: the spouts wait
