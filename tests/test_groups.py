@@ -208,43 +208,39 @@ def test_a_run_group_counts_its_records_in_flight_and_a_dead_worker_runs_them_ag
     killed with a batch in flight hands every record of it to the recovery, none lost."""
     import os
     import signal
-    import threading
+    import time
 
     from consecution.runtime import Scheduler
-
-    seen = []
+    from consecution.runtime.observe import Observer
 
     class Slow(Bolt):
         def process(self, tup):
-            seen.append(tup[0])
+            time.sleep(0.005)
             if tup[0] == 40 and not os.path.exists(tmp_path / "killed"):
                 (tmp_path / "killed").write_text("")
                 os.kill(os.getpid(), signal.SIGKILL)  # the worker dies with its batch in flight
+
+    class Sample(Observer):
+        """What the core counts in flight, at each of its ticks (on its own thread)."""
+
+        def __init__(self):
+            self.counts = []
+
+        def tick(self, now):
+            core = self.core
+            self.counts.append((core.trees_in_flight(), len(core.trees), len(core.groups.runs),
+                                core.recovery.active))
 
     t = Topology("runs", max_pending=100)
     t.spout("numbers", range(300))
     t.bolt("double", lambda n: n * 2, parallelism=2).shuffle_grouping("numbers")
     t.bolt("slow", Slow(), parallelism=2).fields_grouping("double", "value")
-    scheduler = Scheduler(t, mode="process", workers=2, state_dir=str(tmp_path / "state"))
-    counts = []
-    done = threading.Event()
-
-    def watch():
-        while not done.is_set():
-            counts.append((scheduler.trees_in_flight(), len(scheduler.trees), len(scheduler.groups.runs)))
-            done.wait(0.001)
-
-    watcher = threading.Thread(target=watch)
-    watcher.start()
-    try:
-        result = scheduler.run()
-    finally:
-        done.set()
-        watcher.join()
+    sample = Sample()
+    result = Scheduler(t, mode="process", workers=2, state_dir=str(tmp_path / "state"), observers=[sample]).run()
     assert result.completed == 300 and result.given_up == 0 and result.recovered > 0
-    grouped = [(n, entries) for n, entries, runs in counts if runs]
+    grouped = [(n, entries) for n, entries, runs, _ in sample.counts if runs]
     assert grouped and any(n > entries for n, entries in grouped)  # a group's records each counted
-    assert max(n for n, _, _ in counts) <= 100  # max_pending, per record
+    assert max(n for n, _, _, recovering in sample.counts if not recovering) <= 100  # max_pending, per record
 
 
 def test_a_fused_bolt_that_raises_after_emitting_leaves_its_group_complete(mode):
