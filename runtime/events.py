@@ -39,6 +39,8 @@ from consecution.acker import new_id
 from consecution.storage import encode
 from consecution.topology import Tuple
 
+from .vocabulary import Vocabulary
+
 ONE, FIRST = (1).__eq__, itemgetter(0)  # a length of one; item 0 (a run's one root, a record's one value)
 
 FAIL, ROOT, COLLECT = "f", "o", "c"
@@ -107,19 +109,25 @@ class EventSink:
         """`take()` for the wire: the sends as [[destination, count, blob], ...], a blob being
         the msgpack of a list of edges' deliveries, each
             [task, source, source task, stream, count, [[values, id, roots], ...]]     queued
-            [task, source, source task, stream, count, width, [values...], roots, counts, ids]
+            [task, source, source task, stream, count, width, [values...], roots, counts, ids, words]
         the second for a crossing: its values (see `Crossing`), its runs of deliveries with the
         same roots as two columns (a run's roots: one int when it has one root, else a list,
-        empty when untracked; its count of deliveries) and [target, id, ...], the ids the
+        empty when untracked; its count of deliveries), [target, id, ...], the ids the
         receiver acks once it ran them all (a target: a record group's id or a root, an int,
-        or a list of roots)."""
+        or a list of roots), and `words`: None, or [generation, base, new words] when the
+        values are numbers in the crossing's vocabulary (runtime/vocabulary.py)."""
         groups = {}
         for (task_id, source, source_task, stream, width), crossing in self.crossings.items():
             if crossing.marks:
                 n, roots, counts, ids = self._runs(crossing)
                 sent_width = 1 if width is None and not crossing.nested else width
+                items, vocabulary = crossing.values, None
+                if sent_width == 1 and crossing.vocabulary is not None:  # words as numbers (vocabulary.py)
+                    coded = crossing.vocabulary.code(items)
+                    if coded is not None:
+                        items, vocabulary = coded
                 groups.setdefault(self.destination(task_id), []).append(
-                    (task_id, source, source_task, stream, n, sent_width, crossing.values, roots, counts, ids))
+                    (task_id, source, source_task, stream, n, sent_width, items, roots, counts, ids, vocabulary))
         events, acks, sends = self.take()
         for edge, items in sends.items():
             groups.setdefault(self.destination(edge[0]), []).append((*edge, len(items), items))
@@ -128,6 +136,13 @@ class EventSink:
             if crossing.marks:
                 crossing.clear()
         return encoded
+
+    def restarted(self, worker):
+        """Worker `worker` was started again: the vocabularies of the crossings to it start over
+        (its new process knows none of their words)."""
+        for (task_id, *_), crossing in self.crossings.items():
+            if crossing.vocabulary is not None and self.destination(task_id) == worker:
+                crossing.vocabulary.start()
 
     def _runs(self, crossing):
         """(deliveries, roots, counts, ids): the crossing's runs as columns, each run's roots
@@ -195,14 +210,16 @@ class Crossing:
     `last` holds its roots object, which so cannot be freed and its address taken by another.
     With no known width, `nested` says that some item is a values tuple: else every item is
     one value, and the blob says width 1, so that the receiver makes each values tuple without
-    looking whether the item is a list.
+    looking whether the item is a list. Sent as width 1, str values travel as numbers into the
+    crossing's `vocabulary` (runtime/vocabulary.py).
     """
 
-    __slots__ = ("width", "values", "marks", "last", "nested")
+    __slots__ = ("width", "values", "marks", "last", "nested", "vocabulary")
 
     def __init__(self, width):
         self.width = width
         self.values, self.marks, self.last, self.nested = [], [], None, False
+        self.vocabulary = Vocabulary() if width is None or width == 1 else None
 
     def clear(self):
         self.values.clear()

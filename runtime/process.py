@@ -225,6 +225,18 @@ class ProcessExecutor(Concurrent):
                                deliveries_lost=lost, cause=cause)
         self.core.worker_died(cause)
         self._spawn(k)
+        self._restarted(k)
+
+    def _restarted(self, k):
+        """Tell the other workers that worker k was started again, before any frame that follows:
+        the words their crossings to it hold start over (runtime/vocabulary.py). Ray mode tells
+        its actors when it introduces them again."""
+        for j in range(self.n):
+            if j != k and self.conns[j] is not None:
+                try:
+                    self.conns[j].send_bytes(encode(["z", k]))
+                except OSError:
+                    pass  # that one has died too: started again, it knows no words
 
     # -- the executor protocol ---------------------------------------------------------------
 

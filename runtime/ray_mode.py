@@ -118,6 +118,7 @@ class QueueConn:
         self.index = index
         self.sent = 0
         self.peers = []          # per worker: (actor handle, generation), set by the driver
+        self.restarted = []      # workers started again since the serving loop last looked (worker.py)
         self.blobs = {}          # (sender, number, generation) -> a blob another actor pushed here
         self.arrived = threading.Condition()
 
@@ -149,6 +150,13 @@ class QueueConn:
             actor.push.options(concurrency_group="io").remote(key, blob)
             keyed.append([k, count, key])
         return events, acks, keyed
+
+    def set_peers(self, peers):
+        """Where the other actors are; a worker whose generation changed was started again."""
+        before = self.peers
+        self.restarted += [k for k, (_, generation) in enumerate(peers)
+                           if k < len(before) and before[k][1] != generation]
+        self.peers = peers
 
     def push(self, key, blob):
         with self.arrived:
@@ -194,7 +202,7 @@ class Worker:
         return ray.get_runtime_context().get_node_id()
 
     def set_peers(self, peers):
-        self.conn.peers = peers
+        self.conn.set_peers(peers)
 
     def push(self, key, blob):
         self.conn.push(key, blob)
@@ -341,6 +349,9 @@ class RayExecutor(ProcessExecutor):
     def _died(self, k, cause=None):
         self.procs[k].kill()  # dead already, or hung past task_timeout
         super()._died(k, cause)
+
+    def _restarted(self, k):
+        pass  # each actor learns it from the new generation in `set_peers` (QueueConn.restarted)
 
     def _apply(self, events, acks, forwards):
         """As process mode; the deliveries a worker pushed to an actor that has died since are

@@ -8,6 +8,7 @@
         events, acks and sends as runtime/events.py gathers them; counts: the changes of the
         worker's Meter (runtime/meter.py) at most every SHIP_EVERY seconds, else None
     lifecycle ("c", task, method) -> ("k", reply..., error); state ("v",) checks, ("p",) takes changes, ("u",) rolls back; stop ("s",)
+    ("z", j): worker j was started again (no reply): the vocabularies of crossings to it start over
     ("x", pickled exception, traceback) instead of any reply: user code raised SystemExit or
         KeyboardInterrupt; the supervisor raises it (the run ends, as in single mode)
 
@@ -36,6 +37,7 @@ from itertools import repeat
 from multiprocess.reduction import ForkingPickler
 
 from consecution.storage import CodecError, decode, encode
+from consecution.topology import Tuple
 
 from .chains import Chains
 from .collector import young_gc
@@ -44,6 +46,7 @@ from .logs import logger
 from .meter import Meter
 from .state import state_for, state_where
 from .tasks import assign_tasks, auto_acks, build_task
+from .vocabulary import Vocabularies
 from .watchdog import EXIT_TASK_TIMEOUT, Watchdog, flush_std
 
 def _die_with_parent(parent):
@@ -150,21 +153,46 @@ def _run_all(deliveries, run_of):
         run_of(task_id, source, source_task, stream)(tuple(values), tuple(roots), tid)
 
 
-def _run_groups(groups, chains, ack):
+def _run_groups(groups, chains, sink, vocabularies):
     """Deliveries another worker sent, grouped by input edge (see runtime/events.py): queued
     ones, each acked by its run, or a crossing's runs, all of an edge's in one generated loop
-    (`Chains.run_runs`), then the ids that held their trees open acked on their targets."""
+    (`Chains.run_runs`; numbers first looked up in the edge's vocabulary, runtime/vocabulary.py),
+    then the ids that held their trees open acked on their targets."""
+    ack = sink.ack
     for group in groups:
         if len(group) == 6:
             run = chains.run(group[0], group[1], group[2], group[3])
             for values, tid, roots in group[5]:
                 run(tuple(values), tuple(roots), tid)
             continue
-        chains.run_runs(group[0], group[1], group[2], group[3], group[5])(group[6], group[7], group[8], ack)
+        items = group[6]
+        if group[10] is not None:
+            words = vocabularies.words(tuple(group[:4]), group[10])
+            try:
+                items = list(map(words.__getitem__, items)) if words is not None else None
+            except IndexError:
+                items = None
+        if items is not None:
+            chains.run_runs(group[0], group[1], group[2], group[3], group[5])(items, group[7], group[8], ack)
+        else:
+            _out_of_step(group, chains, sink)
         ids = group[9]
         for i in range(0, len(ids), 2):
             target = ids[i]
             ack((target,) if target.__class__ is int else tuple(target), ids[i + 1])
+
+
+def _out_of_step(group, chains, sink):
+    """A coded crossing this worker cannot read (runtime/vocabulary.py): each of its runs fails
+    its trees, which run again."""
+    task_id, source, source_task, stream = group[:4]
+    error = (f"deliveries from {source}[{source_task}] came in words this worker does not hold "
+             f"(it was started again since they were sent): their trees run again")
+    tup = Tuple((), stream, source, source_task, None, (), None)
+    for root in group[7]:
+        roots = (root,) if root.__class__ is int else tuple(root)
+        if roots:
+            sink.fail(roots, error, None, chains.tasks[task_id].component, task_id, tup)
 
 
 def _serve(conn, topology, task_ids, settings):
@@ -188,8 +216,17 @@ def _serve(conn, topology, task_ids, settings):
     # a transport that carries the deliveries between workers itself (Ray mode: actor to actor)
     # hands out a key for each blob it sent (`forward`) and gives a key's blob back (`resolve`)
     forward, resolve = getattr(conn, "forward", None), getattr(conn, "resolve", None)
-    encoded = sink.encoded if forward is None else lambda: forward(*sink.encoded())
+    # and it lists the workers started again since (`restarted`), where a process worker is told ("z")
+    restarted = getattr(conn, "restarted", None)
+
+    def encoded():
+        while restarted:
+            sink.restarted(restarted.pop())
+        return forward(*sink.encoded())
+    if forward is None:
+        encoded = sink.encoded  # noqa: F811 - a pipe to the supervisor: the blobs go in the reply
     group_of = sink.group_of
+    vocabularies = Vocabularies()
     while True:
         if not conn.poll(1.0):
             if parent is not None and os.getppid() != parent:
@@ -212,7 +249,7 @@ def _serve(conn, topology, task_ids, settings):
                 chains.run_roots(task_id, source, source_task, stream, flat)(values, roots, tid, group)
                 n += len(roots)
             for count, blob in message[2]:
-                _run_groups(decode(blob if resolve is None else resolve(blob)), chains, sink.ack)
+                _run_groups(decode(blob if resolve is None else resolve(blob)), chains, sink, vocabularies)
                 n += count
             conn.send_bytes(encode(["r", n, time.perf_counter() - started, *encoded(), take()]))
         elif kind == "c":
@@ -237,6 +274,8 @@ def _serve(conn, topology, task_ids, settings):
             for task in stateful:
                 task.obj.state.rollback()
             conn.send_bytes(encode(["u"]))
+        elif kind == "z":  # worker message[1] was started again: no reply
+            sink.restarted(message[1])
         elif kind == "s":
             errors = []
             for task in tasks.values():

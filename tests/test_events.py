@@ -1,6 +1,7 @@
 """The events of tasks away from the core, as process mode sends them (runtime/events.py)."""
 from consecution.storage import decode
 from consecution.runtime.events import EventSink
+from consecution.runtime.vocabulary import Vocabularies
 from consecution.runtime.worker import _run_groups
 
 
@@ -79,7 +80,7 @@ def test_an_crossings_runs_close_their_trees_once_the_receiver_ran_every_value()
         ran.append((values, roots))
         return queued.get(values[0], 0)
 
-    _run_groups(decode(blob), Runs(run), receiver.ack)
+    _run_groups(decode(blob), Runs(run), receiver, Vocabularies())
     assert ran == [(("a", 0), line_a), (("b", 1), line_a), (("c", 2), line_a), (("d", 0), ()), (("e", 0), line_b)]
     _, received_acks, _ = receiver.take()
     assert xor_of([sent_acks, received_acks]) == {101: 0, 102: 0xBEEF, 103: 0xBEEF}
@@ -93,7 +94,8 @@ def test_an_crossing_of_one_value_per_delivery_sends_the_values_themselves():
         append(crossing, shared, (word,))
     _, _, [(_, _, blob)] = sender.encoded()
     [group] = decode(blob)
-    assert group[5:9] == [1, ["x", "y"], [5], [2]]  # one run of two, its one root as an int
+    assert group[5:9] == [1, [0, 1], [5], [2]]  # one run of two, its one root as an int
+    assert group[10][1:] == [0, ["x", "y"]]  # the words as numbers, the vocabulary's words with them
     assert group[9][0] == 5 and group[9][1] != 0  # the id that holds tree 5 open, acked by the receiver
 
 
@@ -112,7 +114,8 @@ def test_runs_of_record_group_members_travel_as_columns_with_one_id_per_group():
             append(crossing, roots, (word,))
     _, sent_acks, [(_, count, blob)] = sender.encoded()
     [group] = decode(blob)
-    assert count == 7 and group[6:9] == [list("abcdefg"), [101, 102, 103, 101], [2, 1, 3, 1]]
+    assert count == 7 and group[6:9] == [list(range(7)), [101, 102, 103, 101], [2, 1, 3, 1]]
+    assert group[10][2] == list("abcdefg")
     ids = group[9]
     assert ids[::2] == [0xA, 0xB] and all(ids[1::2])  # one id per group, in the order first met
     assert xor_of([sent_acks]) == {0xA: ids[1], 0xB: ids[3]}  # the sender XORed them into the groups
@@ -136,7 +139,105 @@ def test_runs_of_record_group_members_travel_as_columns_with_one_id_per_group():
                         ack((root,), xor)
             return runs_of
 
-    _run_groups(decode(blob), Width1(None), receiver.ack)
+    _run_groups(decode(blob), Width1(None), receiver, Vocabularies())
     assert ran == [("a", 101), ("b", 101), ("c", 102), ("d", 103), ("e", 103), ("f", 103), ("g", 101)]
     _, received_acks, _ = receiver.take()
     assert xor_of([sent_acks, received_acks]) == {0xA: 0, 0xB: 0, 102: 0xBEEF}
+
+
+def words_sent(sender, roots, words, task=3):
+    """One frame's crossing of `words` (one run on `roots`) encoded: (its group, its blob)."""
+    crossing = sender.crossing(task, "lower", 1, "default", None)
+    for word in words:
+        append(crossing, roots, (word,))
+    _, _, [(_, _, blob)] = sender.encoded()
+    [group] = decode(blob)
+    return group, blob
+
+
+class Received:
+    """Stands in for the worker's Chains: what each width-1 run delivered, as (value, roots)."""
+
+    tasks = {3: type("Task", (), {"component": "count"})()}
+
+    def __init__(self):
+        self.ran = []
+
+    def run_runs(self, task, source, source_task, stream, width):
+        assert width == 1
+
+        def runs_of(items, roots_of, counts, ack):
+            start = 0
+            for root, n in zip(roots_of, counts):
+                self.ran += [(item, root) for item in items[start:start + n]]
+                start += n
+        return runs_of
+
+
+def test_words_cross_as_numbers_and_each_word_travels_once_per_vocabulary():
+    """Str values through a crossing go as their numbers in the crossing's vocabulary; a blob
+    carries only the words the receiver has not had, and the receiver hands on its own copy of
+    each word, the same object for every delivery of it (its hash known)."""
+    sender, receiver, vocabularies = EventSink(lambda task: 1), EventSink(lambda task: 0), Vocabularies()
+    chains = Received()
+    first, blob1 = words_sent(sender, (5,), ["the", "cat", "the"])
+    assert first[6] == [0, 1, 0] and first[10][1:] == [0, ["the", "cat"]]
+    second, blob2 = words_sent(sender, (6,), ["cat", "sat", "the"])
+    assert second[6] == [1, 2, 0] and second[10] == [first[10][0], 2, ["sat"]]  # only the new word
+    for blob in (blob1, blob2):
+        _run_groups(decode(blob), chains, receiver, vocabularies)
+    assert chains.ran == [("the", 5), ("cat", 5), ("the", 5), ("cat", 6), ("sat", 6), ("the", 6)]
+    assert chains.ran[0][0] is chains.ran[2][0] is chains.ran[5][0]
+
+
+def test_a_worker_started_again_gets_every_word_again_and_an_old_blob_fails_its_trees():
+    """The receiving worker was started again (a new process knows no words): the sender's
+    vocabulary of crossings to it starts over (`restarted`), and the next blob carries every
+    word again. A blob made before the sender heard of it cannot be read there: each of its
+    runs fails its roots (their trees run again), and the ids that hold its trees are acked."""
+    sender = EventSink(lambda task: 1)
+    words_sent(sender, (5,), ["the", "cat"])
+    stale, stale_blob = words_sent(sender, (6,), ["cat", "sat"])  # base 2: needs the first blob's words
+    sender.restarted(0)  # another worker: nothing changes
+    kept, _ = words_sent(sender, (7,), ["sat"])
+    assert kept[10][1:] == [3, []] and kept[6] == [2]
+    sender.restarted(1)
+    fresh, fresh_blob = words_sent(sender, (8,), ["sat", "the"])
+    assert fresh[10][0] != stale[10][0] and fresh[10][1:] == [0, ["sat", "the"]] and fresh[6] == [0, 1]
+
+    receiver, chains, vocabularies = EventSink(lambda task: 0), Received(), Vocabularies()  # the new process
+    _run_groups(decode(stale_blob), chains, receiver, vocabularies)
+    assert chains.ran == []
+    events, acks, _ = receiver.take()
+    assert [(e[0], e[1], e[4], e[5]) for e in events] == [("f", (6,), "count", 3)]
+    assert "does not hold" in events[0][2]
+    assert acks[::2] == [6] and acks[1] == stale[9][1]  # the id that held tree 6 open, acked
+    _run_groups(decode(fresh_blob), chains, receiver, vocabularies)
+    assert chains.ran == [("sat", 8), ("the", 8)]
+
+
+def test_values_that_are_no_words_or_mostly_new_travel_as_they_are(monkeypatch):
+    """A crossing whose values are not all str sends them as they are, and stops coding; so
+    does one whose values are mostly new after TRIAL of them (ids: each would travel once
+    anyway, and looking them up costs more than it saves). A vocabulary that would hold more
+    than VOCABULARY words starts over with a new generation."""
+    from consecution.runtime import vocabulary
+
+    sender = EventSink(lambda task: 1)
+    mixed, _ = words_sent(sender, (5,), ["a", 7, "b"])
+    assert mixed[6] == ["a", 7, "b"] and mixed[10] is None
+    later, _ = words_sent(sender, (5,), ["a", "b"])
+    assert later[6] == ["a", "b"] and later[10] is None  # coding stopped for this crossing
+
+    monkeypatch.setattr(vocabulary, "TRIAL", 6)
+    ids = EventSink(lambda task: 1)
+    coded, _ = words_sent(ids, (5,), [f"id{i}" for i in range(6)])
+    assert coded[10] is not None  # the trial's blob is coded
+    plain, _ = words_sent(ids, (5,), ["id6", "id7"])
+    assert plain[6] == ["id6", "id7"] and plain[10] is None
+
+    monkeypatch.setattr(vocabulary, "VOCABULARY", 3)
+    words = EventSink(lambda task: 1)
+    first, _ = words_sent(words, (5,), ["a", "b", "a"])
+    second, _ = words_sent(words, (5,), ["c", "d"])  # 4 words would not fit: a new generation
+    assert second[10][0] != first[10][0] and second[10][1:] == [0, ["c", "d"]] and second[6] == [0, 1]

@@ -528,3 +528,54 @@ def test_three_workers_cross_to_two_others_each_and_a_failure_fails_only_its_rec
         last[line] = at
     assert all(len(t) == 1 for t in tasks.values()) and len(set().union(*tasks.values())) == 3
     assert result.completed == 300 and result.given_up == 1 and result.dead_letters == 1
+
+
+@pytest.mark.parametrize("mode", ["process", "ray"])
+def test_words_reach_a_worker_started_again_as_they_were_sent(tmp_path, mode):
+    """Words cross to the other worker as numbers in a vocabulary both ends keep
+    (runtime/vocabulary.py). A receiving worker killed mid-run is started again knowing no
+    words: the senders' vocabularies start over, so every word it gets afterwards is the word
+    sent, none fails, and every record completes."""
+    from consecution.runtime import Scheduler
+
+    marker = tmp_path / "killed"
+
+    def words(n):
+        yield f"{n}:a"
+        yield "the"
+        yield f"{n}:b"
+        yield "and"
+
+    class Note(Bolt):
+        """Writes each word with the record it came from; kills its worker once, mid-run."""
+
+        def prepare(self, context):
+            self.index, self.seen = context.task_index, 0
+            self.out = open(tmp_path / f"seen-{os.getpid()}", "a")
+
+        def process(self, tup):
+            self.out.write(f"{tup.seqs[0]} {tup[0]}\n")
+            self.out.flush()
+            self.seen += 1
+            if self.index == 1 and self.seen == 150 and not marker.exists():
+                marker.write_text("")
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    t = Topology("vocabulary", max_retries=0)
+    t.spout("numbers", range(600))
+    t.bolt("words", words, parallelism=2).shuffle_grouping("numbers")
+    t.bolt("note", Note(), parallelism=2).fields_grouping("words", "value")
+    result = Scheduler(t, mode=mode, workers=2, state_dir=str(tmp_path / "state")).run()
+    assert marker.exists() and result.recovered > 0
+    assert result.completed == 600 and result.failed == 0 and result.given_up == 0
+    numbers_of = collections.defaultdict(set)  # seq -> the numbers its words name
+    noted = collections.Counter()
+    for path in tmp_path.glob("seen-*"):
+        for line in path.read_text().splitlines():
+            seq, word = line.split(" ")
+            noted[word] += 1
+            if ":" in word:
+                numbers_of[seq].add(word.split(":")[0])
+    assert all(len(numbers) == 1 for numbers in numbers_of.values())  # no word of another record
+    assert all(noted[f"{n}:{part}"] >= 1 for n in range(600) for part in "ab")
+    assert set(noted) == {f"{n}:{part}" for n in range(600) for part in "ab"} | {"the", "and"}

@@ -1,0 +1,110 @@
+"""Words that cross between workers again and again travel as numbers (process and ray mode).
+
+A crossing (runtime/events.py) whose deliveries are one value each sends, where every value is
+a str, each one's number in the crossing's vocabulary instead. Both ends keep the vocabulary:
+the sender's maps each word to its number, the receiver's each number back to its word. A small
+int packs in about half the time of a word and unpacks without making a str; the receiver hands
+on its own copy of the word, whose hash is already known, so a dict keyed by words (a counting
+bolt's) finds it without hashing it again. Measured on W in process mode with parallelism 2
+(a million words cross): about 0.03 CPU-seconds less in each worker.
+
+Each coded blob carries what the receiver lacks:
+
+    [generation, base, new words]   the receiver's vocabulary of this edge is of `generation`
+                                    and held `base` words before these
+
+A vocabulary starts over (a new generation, base 0) when it would hold more than VOCABULARY
+words, and when the receiving worker was started again (`EventSink.restarted`): its new process
+knows none. A receiver that holds another generation, or another count of words than a blob
+says, cannot read it: the blob's deliveries fail (their trees run again) rather than reach a
+task as other words (`Vocabularies.words` -> None). Only a blob made before its sender heard of
+a restart meets that, and its trees went to the recovery with the dead worker.
+
+A crossing whose values are mostly new (ids, timestamps) or not str stops coding (`on`): each
+word would still travel once, and looking each up would cost more than it saves.
+"""
+from consecution.acker import new_id
+
+VOCABULARY = 1 << 16  # words a vocabulary holds at most before it starts over
+TRIAL = 4096          # values a vocabulary codes before it judges whether coding pays
+
+
+class Vocabulary:
+    """The sender's end, one per crossing of one-value deliveries."""
+
+    __slots__ = ("codes", "words", "generation", "shipped", "coded", "new", "on")
+
+    def __init__(self):
+        self.on = True
+        self.coded = self.new = 0  # values coded, and of them new words, for `on`
+        self.start()
+
+    def start(self):
+        """A new generation, with no words."""
+        self.codes, self.words, self.generation, self.shipped = {}, [], new_id(), 0
+
+    def code(self, values):
+        """(the numbers of `values`, [generation, base, new words]); None when they travel as
+        they are (a value that is no str, or a vocabulary that stopped coding)."""
+        if not self.on:
+            return None
+        try:
+            codes = list(map(self.codes.get, values))
+        except TypeError:  # an unhashable value: no word
+            self.on = False
+            return None
+        if None in codes:
+            codes = self._learn(values, codes)
+            if codes is None:
+                self.on = False
+                return None
+        self.coded += len(values)
+        if self.coded >= TRIAL and self.new * 2 > self.coded:
+            self.on = False  # from the next blob: mostly new values
+        base = self.shipped
+        self.shipped = len(self.words)
+        return codes, [self.generation, base, self.words[base:]]
+
+    def _learn(self, values, codes):
+        """`codes` with a number for each value that had none (new words numbered in order);
+        None if one is no str."""
+        if len(self.words) + codes.count(None) > VOCABULARY:
+            self.start()
+            codes = [None] * len(values)
+        index, words = self.codes, self.words
+        before = len(words)
+        for i, code in enumerate(codes):
+            if code is None:
+                value = values[i]
+                code = index.get(value)
+                if code is None:
+                    if value.__class__ is not str:
+                        return None
+                    code = index[value] = len(words)
+                    words.append(value)
+                codes[i] = code
+        self.new += len(words) - before
+        return codes
+
+
+class Vocabularies:
+    """The receiver's end: per edge (task, source, source task, stream), the generation it
+    holds and its words."""
+
+    def __init__(self):
+        self.held = {}
+
+    def words(self, edge, vocabulary):
+        """The words to look a coded blob's numbers up in, the blob's new words added; None
+        when the blob is out of step with what this end holds."""
+        generation, base, new = vocabulary
+        held = self.held.get(edge)
+        if held is None or held[0] != generation:
+            if base:
+                return None
+            held = self.held[edge] = (generation, [])
+        words = held[1]
+        if len(words) != base:
+            return None
+        words += new
+        return words
