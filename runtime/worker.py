@@ -219,12 +219,11 @@ def _serve(conn, topology, task_ids, settings):
     # and it lists the workers started again since (`restarted`), where a process worker is told ("z")
     restarted = getattr(conn, "restarted", None)
 
-    def encoded():
+    def forwarded():
         while restarted:
             sink.restarted(restarted.pop())
         return forward(*sink.encoded())
-    if forward is None:
-        encoded = sink.encoded  # noqa: F811 - a pipe to the supervisor: the blobs go in the reply
+    encoded = sink.encoded if forward is None else forwarded
     group_of = sink.group_of
     vocabularies = Vocabularies()
     while True:
