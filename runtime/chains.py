@@ -88,7 +88,8 @@ class Chains(Deliveries):
         a blob, runtime/events.py): `run(items, roots_of, counts, ack)` runs the items run by
         run (a run: `counts[i]` items with the roots `roots_of[i]`, one root as an int,
         several as a list), each item as a fused input (a values tuple when `width` is None,
-        the value itself when it is 1, else `width` values in a row), and acks on a run's roots
+        the value itself when it is 1, else `width` values in a row; with "tuples", a values
+        tuple each, as runtime/vocabulary.py makes them), and acks on a run's roots
         what its items queued (the ids that held the trees open are acked after, by the
         worker). An item that fails fails its run's roots: a plain function's run ends there,
         a Bolt sees the rest."""
@@ -230,7 +231,10 @@ class Chains(Deliveries):
         src.add(2, "roots = (root,) if root.__class__ is int else tuple(root)")
         after_roots = len(src.lines)
         src.add(2, "xor = 0")
-        if width == 1:
+        if width == "tuples":  # each item a values tuple already (runtime/vocabulary.py)
+            src.add(2, "for values in items[start:start + n]:")
+            self._mark_input(src, 3, None)  # a tuple shared by deliveries of one word: counted
+        elif width == 1:
             src.add(2, "for item in items[start:start + n]:")
             src.add(3, "values = (item,)")
         elif width is None:  # one value as itself, unless a list: then a tuple of values (events.Crossing)
@@ -239,9 +243,10 @@ class Chains(Deliveries):
         else:
             src.add(2, f"for i in range(start, start + n * {width}, {width}):")
             src.add(3, f"values = tuple(items[i:i + {width}])")
-        self._mark_input(src, 3, "values")  # a tuple made for this input
+        if width != "tuples":
+            self._mark_input(src, 3, "values")  # a tuple made for this input
         self._step(src, 3, task, edge)
-        src.add(2, "start += n" if not width or width == 1 else f"start += n * {width}")
+        src.add(2, f"start += n * {width}" if width.__class__ is int and width > 1 else "start += n")
         src.add(2, "if xor:")
         src.add(3, "ack(roots, xor)")
         self._roots_per_input(src, after_roots)

@@ -165,15 +165,15 @@ def _run_groups(groups, chains, sink, vocabularies):
             for values, tid, roots in group[5]:
                 run(tuple(values), tuple(roots), tid)
             continue
-        items = group[6]
-        if group[10] is not None:
-            words = vocabularies.words(tuple(group[:4]), group[10])
+        items, width = group[6], group[5]
+        if group[10] is not None:  # numbers: their values tuples
+            values, width = vocabularies.values(tuple(group[:4]), group[10]), "tuples"
             try:
-                items = list(map(words.__getitem__, items)) if words is not None else None
+                items = list(map(values.__getitem__, items)) if values is not None else None
             except IndexError:
                 items = None
         if items is not None:
-            chains.run_runs(group[0], group[1], group[2], group[3], group[5])(items, group[7], group[8], ack)
+            chains.run_runs(group[0], group[1], group[2], group[3], width)(items, group[7], group[8], ack)
         else:
             _out_of_step(group, chains, sink)
         ids = group[9]

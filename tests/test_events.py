@@ -125,13 +125,13 @@ def test_runs_of_record_group_members_travel_as_columns_with_one_id_per_group():
 
     class Width1(Runs):
         def run_runs(self, task, source, source_task, stream, width):
-            assert width == 1
+            assert width == "tuples"  # the words came as numbers: each is a values tuple here
 
             def runs_of(items, roots_of, counts, ack):
                 start = 0
                 for root, n in zip(roots_of, counts):
                     xor = 0
-                    for item in items[start:start + n]:
+                    for (item,) in items[start:start + n]:
                         ran.append((item, root))
                         xor ^= 0xBEEF if item == "c" else 0
                     start += n
@@ -161,15 +161,16 @@ class Received:
     tasks = {3: type("Task", (), {"component": "count"})()}
 
     def __init__(self):
-        self.ran = []
+        self.ran, self.items = [], []
 
     def run_runs(self, task, source, source_task, stream, width):
-        assert width == 1
+        assert width == "tuples"
 
         def runs_of(items, roots_of, counts, ack):
+            self.items.append(items)
             start = 0
             for root, n in zip(roots_of, counts):
-                self.ran += [(item, root) for item in items[start:start + n]]
+                self.ran += [(item, root) for (item,) in items[start:start + n]]
                 start += n
         return runs_of
 
@@ -177,7 +178,7 @@ class Received:
 def test_words_cross_as_numbers_and_each_word_travels_once_per_vocabulary():
     """Str values through a crossing go as their numbers in the crossing's vocabulary; a blob
     carries only the words the receiver has not had, and the receiver hands on its own copy of
-    each word, the same object for every delivery of it (its hash known)."""
+    each word, the same object for every delivery of it (its hash known), in one values tuple."""
     sender, receiver, vocabularies = EventSink(lambda task: 1), EventSink(lambda task: 0), Vocabularies()
     chains = Received()
     first, blob1 = words_sent(sender, (5,), ["the", "cat", "the"])
@@ -188,6 +189,7 @@ def test_words_cross_as_numbers_and_each_word_travels_once_per_vocabulary():
         _run_groups(decode(blob), chains, receiver, vocabularies)
     assert chains.ran == [("the", 5), ("cat", 5), ("the", 5), ("cat", 6), ("sat", 6), ("the", 6)]
     assert chains.ran[0][0] is chains.ran[2][0] is chains.ran[5][0]
+    assert chains.items[0][0] is chains.items[0][2]  # ("the",): one values tuple for both deliveries
 
 
 def test_a_worker_started_again_gets_every_word_again_and_an_old_blob_fails_its_trees():
