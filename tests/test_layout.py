@@ -21,6 +21,7 @@ from support import ROOT
     ["-m", "benchmarks", "--help"],
     ["-m", "benchmarks.bare_process", "--help"],
     ["-m", "benchmarks.process_cpu", "--help"],
+    ["-m", "benchmarks.ab", "--help"],
 ])
 def test_the_root_imports_the_installed_package(args):
     # Python puts the current folder first on sys.path: a folder there named `consecution`
@@ -38,6 +39,15 @@ def test_the_process_cpu_benchmark_runs_w_through_both_modes_and_prints_what_to_
     for line in ("single, count", "process, count", "single, no count", "process, no count",
                  "process mode's own work", "to cut:"):
         assert line in out, out
+
+
+def test_the_ab_benchmark_runs_w_on_a_commit_and_on_this_checkout_and_leaves_no_worktree():
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.ab", "HEAD", "--rounds", "1", "--lines", "2000"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    assert "HEAD " in proc.stdout and "this checkout " in proc.stdout and "this checkout / HEAD: wall" in proc.stdout
+    worktrees = subprocess.run(["git", "worktree", "list"], cwd=ROOT, capture_output=True, text=True).stdout
+    assert "consecution-ab-" not in worktrees
 
 
 def loaded_after(statement):
