@@ -5,8 +5,9 @@ a str, each one's number in the crossing's vocabulary instead. Both ends keep th
 the sender's maps each word to its number, the receiver's each number back to its word. A small
 int packs in about half the time of a word and unpacks without making a str; the receiver hands
 on its own copy of the word, whose hash is already known, so a dict keyed by words (a counting
-bolt's) finds it without hashing it again, in a values tuple made once per word. Measured on W in process mode with parallelism 2
-(a million words cross): about 0.03 CPU-seconds less in each worker.
+bolt's) finds it without hashing it again, in a values tuple made once per word. On W in process
+mode with parallelism 2 (a million short words cross) that is 1-3% of the run's CPU (medians of
+`python -m benchmarks.ab`), more for longer keys; on the wire a word takes 1-2 bytes.
 
 Each coded blob carries what the receiver lacks:
 

@@ -184,15 +184,14 @@ def _run_groups(groups, chains, sink, vocabularies):
 
 def _out_of_step(group, chains, sink):
     """A coded crossing this worker cannot read (runtime/vocabulary.py): each of its runs fails
-    its trees, which run again."""
+    its trees, which run again (an untracked run, reliability "none", is reported as an error)."""
     task_id, source, source_task, stream = group[:4]
     error = (f"deliveries from {source}[{source_task}] came in words this worker does not hold "
              f"(it was started again since they were sent): their trees run again")
     tup = Tuple((), stream, source, source_task, None, (), None)
+    component = chains.tasks[task_id].component
     for root in group[7]:
-        roots = (root,) if root.__class__ is int else tuple(root)
-        if roots:
-            sink.fail(roots, error, None, chains.tasks[task_id].component, task_id, tup)
+        sink.fail((root,) if root.__class__ is int else tuple(root), error, None, component, task_id, tup)
 
 
 def _serve(conn, topology, task_ids, settings):

@@ -217,6 +217,13 @@ def test_a_worker_started_again_gets_every_word_again_and_an_old_blob_fails_its_
     _run_groups(decode(fresh_blob), chains, receiver, vocabularies)
     assert chains.ran == [("sat", 8), ("the", 8)]
 
+    untracked = EventSink(lambda task: 1)  # reliability "none": no roots to fail, an error reported
+    words_sent(untracked, (), ["a"])
+    _, stale_untracked = words_sent(untracked, (), ["a", "b"])
+    _run_groups(decode(stale_untracked), chains, receiver, Vocabularies())
+    events, _, _ = receiver.take()
+    assert [(e[0], e[1]) for e in events] == [("f", ())] and chains.ran == [("sat", 8), ("the", 8)]
+
 
 def test_values_that_are_no_words_or_mostly_new_travel_as_they_are(monkeypatch):
     """A crossing whose values are not all str sends them as they are, and stops coding; so
