@@ -36,7 +36,7 @@ from consecution.storage.codec import SCALARS, all_scalars
 from consecution.topology import FAILURE_FIELDS, FAILURES, Tuple
 from consecution.topology.tuples import SEQ_SHIFT
 
-from .codegen import Source
+from .codegen import RUN_MARK, Source
 from .delivery import Deliveries, is_function
 from .meter import LATENCY_EVERY
 from .routing import stable_hash
@@ -208,9 +208,24 @@ class Chains(Deliveries):
         # an error fails the record alone; a flat row is the function's one argument
         self._function_step(src, 2, task, "values", edge, 0, ("True", "row") if flat else None)
         src.add(2, "gx ^= xor")
+        if src.crossed and not src.foreign:
+            self._record_spans(src, after_roots)
         src.add(1, "ack((group,), gx)")
         self._roots_per_input(src, after_roots)
         return self._compile(src, f"{task.component}[{task.task_id}] <- {source}/{stream}, records")
+
+    @staticmethod
+    def _record_spans(src, line):
+        """The crossings this records loop appends to get where each record's deliveries start
+        (one append a record, at `line`) and, after the loop, the records' roots and group
+        (`Crossing.span`), instead of a test of the roots per delivery and a mark per run: only
+        this function appends to them while it runs (`src.foreign` is False)."""
+        src.lines[:] = [text for text in src.lines if not text.endswith(RUN_MARK)]
+        line += src.prologue - 1
+        for o, crossing in src.crossed.items():
+            start, length = src.name("START", crossing.starts.append), src.name("LENGTH", crossing.values.__len__)
+            src.lines.insert(line, f"        {start}({length}())")
+            src.add(1, f"{o}.span(roots_of, group)")
 
     def _build_run_batch(self, task, source, source_task, stream, _):
         src, edge = self._source(task, source, source_task, stream, batch=True)
@@ -322,6 +337,8 @@ class Chains(Deliveries):
         In a run function the Tuple is fetched, and given the call's roots, once per call."""
         stream, source, source_task, fields = edge
         t, process = src.name("task", task), src.name("process", task.obj.process)
+        if any(task.routing.outlets.values()):
+            src.foreign = True  # what it emits may go into a crossing this function appends to
         fused_id = "0" if self.tracking else "None"
         key = (task.task_id, edge)
         known = src.prologue is not None and key in src.reused  # fetched already, for another branch

@@ -10,6 +10,7 @@ import sys
 from consecution.storage.codec import INT_MAX, INT_MIN
 
 CURRENT_MARK = "  # current of "  # marks a line `Source.finish_run` may move to the prologue
+RUN_MARK = "  # run mark"  # marks the lines that mark a crossing's runs, which a records loop may drop
 
 
 class Source:
@@ -25,6 +26,8 @@ class Source:
         self.settle = None    # what such a failure leaves unacked, passed to fail(), or None
         self.reused = {}      # (task id, edge) -> (tup, box) names: one reused Tuple per edge of a task
         self.inputs = {}      # in a run function: task name -> the names of its reused Tuples here
+        self.crossed = {}     # crossing name -> the Crossing this function appends to with run marks
+        self.foreign = False  # whether code it calls (a Bolt with subscribers, another run) may append too
 
     def start(self, signature):
         """Begin the function; a run function (whose `roots` is a parameter) gets a prologue."""

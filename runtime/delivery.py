@@ -16,7 +16,7 @@ call (`_Router`). `emit` builds the short path of a Bolt's `self.emit`.
 from consecution.acker import new_id
 from consecution.topology import FunctionBolt
 
-from .codegen import Source, fits, safe
+from .codegen import RUN_MARK, Source, fits, safe
 from .routing import Outlet
 
 INLINE_DEPTH = 3  # function steps inlined into one generated function; deeper ones are called
@@ -128,6 +128,7 @@ class Deliveries:
             else:
                 run = src.name("run", self.run(target, task.component, task.task_id, stream))
                 src.add(d, f"xor ^= {run}({values}, roots, 0)")
+                src.foreign = True
 
     def _queue(self, src, d, emitter, emitted_on, target, values, edge, candidates, value=None):
         """Queue `values` that `emitter` emitted on stream `emitted_on` for task `target` (a
@@ -166,10 +167,14 @@ class Deliveries:
                 src.add(into + 1, f"{o}.nested = True")
             else:
                 item = values
-            src.add(into, f"if roots is not {o}.last:")  # a new run (see events.Crossing)
-            src.add(into + 1, f"{o}.last = roots")
-            src.add(into + 1, f"{o}.marks += (roots, len({o}.values))")
+            src.add(into, f"if roots is not {o}.last:{RUN_MARK}")  # a new run (see events.Crossing)
+            src.add(into + 1, f"{o}.last = roots{RUN_MARK}")
+            src.add(into + 1, f"{o}.marks += (roots, len({o}.values)){RUN_MARK}")
             src.add(into, f"{add}({item})")
+            if into == d and len(crossings) == 1:
+                src.crossed[o] = crossing
+            else:
+                src.foreign = True  # a crossing picked at run time: marked per delivery
             if into == d:
                 return
             src.add(d, "elif roots:")
@@ -191,6 +196,7 @@ class Deliveries:
                    or len(o.tasks) == 1 and o.kind not in ("route", "custom") for o in outlets):
             route = src.name("route", _Router(self, task, stream))
             src.add(d, f"xor ^= {route}({values}, roots)")
+            src.foreign = True
             return
         for outlet in outlets:
             runs = {t: self.run(t, task.component, task.task_id, stream) for t in outlet.tasks if self.is_fused(t)}
@@ -237,6 +243,7 @@ class Deliveries:
                     self._queue(src, d, task, stream, target, values, edge, others, value)
                 continue
             run = src.var("run")
+            src.foreign = True
             src.add(d, f"{run} = {runs_n}.get({target})")
             src.add(d, f"if {run} is not None:")
             src.add(d + 1, f"xor ^= {run}({values}, roots, 0)")

@@ -33,6 +33,7 @@ that fails fails its roots, as a queued one does, and the ids are acked all the 
 what was queued before), so a group completes. In the usual frame (every run one root, each
 root a member of a group) the columns are made in C-level passes, not a Python loop per run.
 """
+from itertools import compress
 from operator import itemgetter, sub
 
 from consecution.acker import new_id
@@ -118,22 +119,28 @@ class EventSink:
         values are numbers in the crossing's vocabulary (runtime/vocabulary.py)."""
         groups = {}
         for (task_id, source, source_task, stream, width), crossing in self.crossings.items():
-            if crossing.marks:
+            if crossing.spans and not crossing.marks:
+                n, roots, counts, ids = self._spans(crossing)
+            elif crossing.marks or crossing.spans:
+                if crossing.spans:
+                    _spans_as_marks(crossing)
                 n, roots, counts, ids = self._runs(crossing)
-                sent_width = 1 if width is None and not crossing.nested else width
-                items, vocabulary = crossing.values, None
-                if sent_width == 1 and crossing.vocabulary is not None:  # words as numbers (vocabulary.py)
-                    coded = crossing.vocabulary.code(items)
-                    if coded is not None:
-                        items, vocabulary = coded
-                groups.setdefault(self.destination(task_id), []).append(
-                    (task_id, source, source_task, stream, n, sent_width, items, roots, counts, ids, vocabulary))
+            else:
+                continue
+            sent_width = 1 if width is None and not crossing.nested else width
+            items, vocabulary = crossing.values, None
+            if sent_width == 1 and crossing.vocabulary is not None:  # words as numbers (vocabulary.py)
+                coded = crossing.vocabulary.code(items)
+                if coded is not None:
+                    items, vocabulary = coded
+            groups.setdefault(self.destination(task_id), []).append(
+                (task_id, source, source_task, stream, n, sent_width, items, roots, counts, ids, vocabulary))
         events, acks, sends = self.take()
         for edge, items in sends.items():
             groups.setdefault(self.destination(edge[0]), []).append((*edge, len(items), items))
         encoded = [events, acks, [[k, sum(g[4] for g in out), encode(out)] for k, out in groups.items()]]
         for crossing in self.crossings.values():
-            if crossing.marks:
+            if crossing.marks or crossing.spans:
                 crossing.clear()
         return encoded
 
@@ -143,6 +150,32 @@ class EventSink:
         for (task_id, *_), crossing in self.crossings.items():
             if crossing.vocabulary is not None and self.destination(task_id) == worker:
                 crossing.vocabulary.start()
+
+    def _spans(self, crossing):
+        """`_runs` for a crossing that only records loops appended to (`Crossing.span`): each
+        record with deliveries a run on its one root, and one id per record group (per run
+        when the group is 0), in C-level passes per span."""
+        step = crossing.width if crossing.width and crossing.width > 1 else 1
+        ack, roots, counts, ids = self.ack, [], [], []
+        for roots_of, starts, end, group in crossing.spans:
+            ends = starts[1:]
+            ends.append(end)
+            sizes = list(map(sub, ends, starts))
+            if step > 1:
+                sizes = [n // step for n in sizes]
+            mine = list(compress(roots_of, sizes))
+            roots += mine
+            counts += filter(None, sizes)
+            if group and group not in ids[::2]:
+                tid = new_id()
+                ack((group,), tid)
+                ids += (group, tid)
+            elif not group:
+                for root in mine:
+                    tid = new_id()
+                    ack((root,), tid)
+                    ids += (root, tid)
+        return len(crossing.values) // step, roots, counts, ids
 
     def _runs(self, crossing):
         """(deliveries, roots, counts, ids): the crossing's runs as columns, each run's roots
@@ -214,18 +247,44 @@ class Crossing:
     crossing's `vocabulary` (runtime/vocabulary.py).
     """
 
-    __slots__ = ("width", "values", "marks", "last", "nested", "vocabulary")
+    __slots__ = ("width", "values", "marks", "last", "nested", "vocabulary", "starts", "spans")
 
     def __init__(self, width):
         self.width = width
         self.values, self.marks, self.last, self.nested = [], [], None, False
         self.vocabulary = Vocabulary() if width is None or width == 1 else None
+        self.starts, self.spans = [], []
+
+    def span(self, roots_of, group):
+        """A records loop (chains.py, `_record_spans`) appended its records' deliveries, the
+        first of record i at `starts[i]`, with the roots (roots_of[i],), all members of record
+        group `group` (0: each root its own tree). Kept as a span, turned into runs at
+        `EventSink.encoded`; a delivery appended next starts a run of its own."""
+        if self.starts and len(self.values) > self.starts[0]:
+            self.spans.append((roots_of, self.starts[:], len(self.values), group))
+        self.starts.clear()
+        self.last = None
 
     def clear(self):
         self.values.clear()
         self.marks.clear()
+        self.spans.clear()
         self.last = None
         self.nested = False
+
+
+def _spans_as_marks(crossing):
+    """A crossing that records loops and other code appended to in one frame: its spans as
+    marks, [roots, start, ...] in the order of their deliveries (each span's records with
+    deliveries, each on its one root)."""
+    entries = [(crossing.marks[i + 1], i, crossing.marks[i]) for i in range(0, len(crossing.marks), 2)]
+    for roots_of, starts, end, _ in crossing.spans:
+        ends = starts[1:]
+        ends.append(end)
+        entries += [(start, -1, (root,)) for root, start, stop in zip(roots_of, starts, ends) if stop > start]
+    entries.sort(key=FIRST)  # a start is where one appender's deliveries begin: no two are equal
+    crossing.marks[:] = [x for start, _, roots in entries for x in (roots, start)]
+    crossing.spans.clear()
 
 
 def apply(core, events, acks):

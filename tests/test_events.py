@@ -250,3 +250,58 @@ def test_values_that_are_no_words_or_mostly_new_travel_as_they_are(monkeypatch):
     first, _ = words_sent(words, (5,), ["a", "b", "a"])
     second, _ = words_sent(words, (5,), ["c", "d"])  # 4 words would not fit: a new generation
     assert second[10][0] != first[10][0] and second[10][1:] == [0, ["c", "d"]] and second[6] == [0, 1]
+
+
+def records_loop(crossing, roots_of, words_of, group):
+    """Append as a records loop does that alone appends to `crossing` (chains.py,
+    `_record_spans`): where each record's deliveries start, then the span."""
+    for words in words_of:
+        crossing.starts.append(len(crossing.values))
+        crossing.values.extend(words)
+    crossing.span(roots_of, group)
+
+
+def test_a_records_loops_spans_become_runs_on_each_records_root_with_one_id_per_group():
+    """A records loop that alone appends to a crossing marks where each record's deliveries
+    start (no test per delivery): each record with deliveries is a run on its root, records
+    without are skipped, and a group gets one id per frame however many loops ran its parts."""
+    sender = EventSink(lambda task: 1)
+    crossing = sender.crossing(3, "lower", 1, "default", None)
+    records_loop(crossing, [11, 12, 13], [["a", "b"], [], ["c"]], 0xA)
+    records_loop(crossing, [14], [["d"]], 0xA)
+    records_loop(crossing, [21, 22], [["e"], ["f", "g"]], 0)  # no group: each root its own tree
+    _, sent_acks, [(_, count, blob)] = sender.encoded()
+    [group] = decode(blob)
+    assert count == 7 and group[7:9] == [[11, 13, 14, 21, 22], [2, 1, 1, 1, 2]]
+    ids = group[9]
+    assert ids[::2] == [0xA, 21, 22] and all(ids[1::2])
+    assert xor_of([sent_acks]) == {0xA: ids[1], 21: ids[3], 22: ids[5]}
+    chains = Received()
+    _run_groups(decode(blob), chains, EventSink(lambda task: 0), Vocabularies())
+    assert chains.ran == [("a", 11), ("b", 11), ("c", 13), ("d", 14), ("e", 21), ("f", 22), ("g", 22)]
+    assert crossing.spans == [] and crossing.starts == [] and crossing.values == []
+
+
+def test_spans_and_run_marks_in_one_frame_keep_each_delivery_on_its_roots_in_order():
+    """Other code (a Bolt's emit, a receiving loop) marks its runs as it appends; with a records
+    loop's spans in the same frame, both become runs in the order of their deliveries, and a
+    delivery after a span starts a run of its own even under the roots object marked before."""
+    sender = EventSink(lambda task: 1)
+    crossing = sender.crossing(3, "lower", 1, "default", None)
+    held = (7,)
+    append(crossing, held, ("x",))
+    records_loop(crossing, [11, 12], [["a"], ["b", "c"]], 0)
+    append(crossing, held, ("y",))  # the same roots object as before the span
+    records_loop(crossing, [13], [["d"]], 0)
+    _, _, [(_, _, blob)] = sender.encoded()
+    chains = Received()
+    _run_groups(decode(blob), chains, EventSink(lambda task: 0), Vocabularies())
+    assert chains.ran == [("x", 7), ("a", 11), ("b", 12), ("c", 12), ("y", 7), ("d", 13)]
+
+
+def test_a_records_loop_over_no_record_or_with_nothing_to_cross_leaves_no_span():
+    sender = EventSink(lambda task: 1)
+    crossing = sender.crossing(3, "lower", 1, "default", None)
+    crossing.span([], 0xA)
+    records_loop(crossing, [11, 12], [[], []], 0xA)
+    assert crossing.spans == [] and sender.encoded()[2] == []

@@ -126,3 +126,49 @@ def test_a_wrong_arity_in_a_function_chain_fails_the_tuple_with_a_field_error():
     result = Scheduler(t).run()
     assert result.given_up == 2
     assert all("FieldError" in f.error and "'pair'" in f.error for f in result.failures)
+
+
+def test_a_records_loop_marks_record_starts_only_where_nothing_it_calls_can_append_too():
+    """In a worker, the loop over a record group's records marks where each record's
+    deliveries to another worker start (one append a record) instead of testing the roots of
+    each delivery, unless something it calls may append to the same crossing with other
+    anchors: a Bolt with subscribers, whose emits go through code of their own."""
+    from consecution.runtime.events import EventSink
+    from consecution.runtime.process import bolts_only
+    from consecution.runtime.tasks import assign_tasks
+    from consecution.runtime.worker import _build
+
+    class Sink(Bolt):
+        def process(self, tup):
+            pass
+
+    class Relay(Bolt):
+        def process(self, tup):
+            self.emit((tup[0],))
+
+    def words(n):
+        yield f"w{n}"
+
+    def records_loop(relayed):
+        """The text of worker 0's loop over records for `words`."""
+        t = Topology("spans")
+        t.spout("numbers", range(3))
+        t.bolt("words", words, parallelism=2).shuffle_grouping("numbers")
+        t.bolt("count", Sink(), parallelism=2).fields_grouping("words", "value")
+        if relayed:
+            t.bolt("relay", Relay(), parallelism=2).local_or_shuffle_grouping("words")
+            t.bolt("sink", Sink(), parallelism=2).fields_grouping("relay", "value")
+        tasks_of = assign_tasks(t)
+        placement = {task_id: i % 2 for name, ids in tasks_of.items() if t.components[name].kind == "bolt"
+                     for i, task_id in enumerate(ids)}
+        spec = {"state_dir": None, "mode": "process", "max_pending": None, "reliability": "replay",
+                "tracking": True, "collect": False, "meter": False}
+        settings = {"spec": spec, "state": {}, "epochs": None, "task_timeout": None}
+        mine = {task_id for task_id, k in placement.items() if k == 0}
+        _, chains = _build(bolts_only(t), mine, settings, EventSink(placement.__getitem__))
+        return chains.run_roots(tasks_of["words"][0], "numbers", 0, "default", True).__source__
+
+    plain = records_loop(relayed=False)
+    assert ".span(roots_of, group)" in plain and ".last" not in plain
+    relayed = records_loop(relayed=True)
+    assert ".span(" not in relayed and "roots is not" in relayed
