@@ -18,6 +18,7 @@ from consecution.topology import FunctionBolt
 
 from .codegen import RUN_MARK, Source, fits, safe
 from .routing import Outlet
+from .vocabulary import Numbered
 
 INLINE_DEPTH = 3  # function steps inlined into one generated function; deeper ones are called
 
@@ -130,10 +131,30 @@ class Deliveries:
                 src.add(d, f"xor ^= {run}({values}, roots, 0)")
                 src.foreign = True
 
-    def _queue(self, src, d, emitter, emitted_on, target, values, edge, candidates, value=None):
+    def _numbered(self, task, stream, outlet, runs, others, depth, value):
+        """The `Numbered` pick for a fields grouping on a one-value str `value` whose subscriber
+        has one task elsewhere, fed through a crossing, and its others here inline; None where
+        that does not hold, or where a chain appends values to that crossing already."""
+        if not (value is not None and outlet.kind == "fields" and outlet.positions == (0,) and len(others) == 1
+                and others[0] in self.remote and task.streams[stream] is None
+                and len(runs) <= 2 and depth + 1 < INLINE_DEPTH):
+            return None
+        crossing = task.sink.crossing(others[0], task.component, task.task_id, stream, None)
+        vocabulary = crossing.vocabulary
+        if vocabulary.numbered is False:
+            return None
+        vocabulary.numbered = True
+        pick = self.numbered.get(id(crossing))
+        if pick is None:
+            pick = self.numbered[id(crossing)] = Numbered(outlet.tasks, others[0], vocabulary)
+        return pick
+
+    def _queue(self, src, d, emitter, emitted_on, target, values, edge, candidates, value=None, coded=False):
         """Queue `values` that `emitter` emitted on stream `emitted_on` for task `target` (a
         name; one of the task ids `candidates`) through the sink: into a crossing (events.Crossing) for
-        an auto-ack task of another worker, else with a fresh id if tracked."""
+        an auto-ack task of another worker, else with a fresh id if tracked. `coded`: `target` is
+        the number of the str `value` in the crossing's vocabulary (`_route`, vocabulary.Numbered);
+        elsewhere a crossing whose chains append numbers gets values tuples among them."""
         stream, component, task, fields = edge
         declared = emitter.streams[emitted_on]
         width = None if declared is None else len(declared)
@@ -155,7 +176,19 @@ class Deliveries:
                     src.add(d, f"{o} = {table}.get({target})")
                     src.add(d, f"if {o} is not None:")
                     into = d + 1
-            if width == 1:
+            numbered = False
+            for crossing_ in crossings.values():
+                vocabulary = crossing_.vocabulary
+                if vocabulary is not None and not coded:
+                    if vocabulary.numbered is None:
+                        vocabulary.numbered = False  # a chain appends values to it: no numbers
+                    numbered = numbered or vocabulary.numbered
+            if coded:
+                item = target
+            elif numbered:  # numbers come from elsewhere: values tuples among them, as lists
+                item = values
+                src.add(into, f"{o}.nested = True")
+            elif width == 1:
                 item = value or f"{values}[0]"
             elif width is None and value:  # a str: one value
                 item = value
@@ -202,7 +235,15 @@ class Deliveries:
             runs = {t: self.run(t, task.component, task.task_id, stream) for t in outlet.tasks if self.is_fused(t)}
             runs_n = src.name("RUNS", runs)
             target = src.var("t")
-            if outlet.kind == "fields":
+            others = [t for t in outlet.tasks if t not in runs]  # queued: not in this process, or not auto-ack
+            numbered = self._numbered(task, stream, outlet, runs, others, depth, value)
+            if numbered is not None:  # a word's pick: ~task here, or its number for the task elsewhere
+                memo, pick = src.name("memo", numbered.memo), src.name("pick", numbered)
+                src.add(d, "try:")
+                src.add(d + 1, f"{target} = {memo}[{value}]")
+                src.add(d, "except KeyError:")
+                src.add(d + 1, f"{target} = {pick}({value})")
+            elif outlet.kind == "fields":
                 tasks_n = src.name("TASKS", outlet.tasks)
                 if len(outlet.positions) == 1:
                     memo, pick = src.name("memo", outlet.pick.memo), src.name("pick", outlet.pick)
@@ -227,10 +268,9 @@ class Deliveries:
                 src.add(d, f"{target} = {src.name('TASKS', outlet.tasks)}[{turn}]")
             else:
                 src.add(d, f"{target} = {outlet.tasks[0]!r}")
-            others = [t for t in outlet.tasks if t not in runs]  # queued: not in this process, or not auto-ack
             if len(runs) <= 2 and depth + 1 < INLINE_DEPTH:  # the fused targets inline, the rest queued
                 for i, fused in enumerate(runs):
-                    src.add(d, f"{'if' if i == 0 else 'elif'} {target} == {fused!r}:")
+                    src.add(d, f"{'if' if i == 0 else 'elif'} {target} == {~fused if numbered else fused!r}:")
                     into = self.fused[fused]
                     if is_function(into):
                         self._function_step(src, d + 1, into, values, edge, depth + 1)
@@ -238,9 +278,9 @@ class Deliveries:
                         self._bolt_step(src, d + 1, into, values, edge)
                 if runs:
                     src.add(d, "else:")
-                    self._queue(src, d + 1, task, stream, target, values, edge, others, value)
+                    self._queue(src, d + 1, task, stream, target, values, edge, others, value, numbered is not None)
                 else:
-                    self._queue(src, d, task, stream, target, values, edge, others, value)
+                    self._queue(src, d, task, stream, target, values, edge, others, value, numbered is not None)
                 continue
             run = src.var("run")
             src.foreign = True

@@ -129,7 +129,9 @@ class EventSink:
                 continue
             sent_width = 1 if width is None and not crossing.nested else width
             items, vocabulary = crossing.values, None
-            if sent_width == 1 and crossing.vocabulary is not None:  # words as numbers (vocabulary.py)
+            if crossing.vocabulary is not None and crossing.vocabulary.numbered:  # numbers already
+                items, vocabulary = crossing.vocabulary.ship(items, crossing.nested)
+            elif sent_width == 1 and crossing.vocabulary is not None:  # words as numbers (vocabulary.py)
                 coded = crossing.vocabulary.code(items)
                 if coded is not None:
                     items, vocabulary = coded
@@ -252,7 +254,7 @@ class Crossing:
     def __init__(self, width):
         self.width = width
         self.values, self.marks, self.last, self.nested = [], [], None, False
-        self.vocabulary = Vocabulary() if width is None or width == 1 else None
+        self.vocabulary = Vocabulary(self.values) if width is None or width == 1 else None
         self.starts, self.spans = [], []
 
     def span(self, roots_of, group):

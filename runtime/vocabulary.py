@@ -26,23 +26,51 @@ word would still travel once, and looking each up would cost more than it saves.
 """
 from consecution.acker import new_id
 
+from .routing import stable_hash
+
 VOCABULARY = 1 << 16  # words a vocabulary holds at most before it starts over
 TRIAL = 4096          # values a vocabulary codes before it judges whether coding pays
 
 
 class Vocabulary:
-    """The sender's end, one per crossing of one-value deliveries."""
+    """The sender's end, one per crossing of one-value deliveries. Its words are numbered at
+    encoding (`code`), or, where the generated chain appends numbers itself (`numbered`: a
+    fields grouping's pick gives them, `Numbered`), as they are picked (`learn`, `ship`)."""
 
-    __slots__ = ("codes", "words", "generation", "shipped", "coded", "new", "on")
+    __slots__ = ("codes", "words", "generation", "shipped", "coded", "new", "on", "numbered", "pending")
 
-    def __init__(self):
+    def __init__(self, pending=()):
         self.on = True
         self.coded = self.new = 0  # values coded, and of them new words, for `on`
+        self.numbered = None  # True: the chain appends numbers; False: values; None: not yet known
+        self.pending = pending  # the crossing's values: numbers in them are of this generation
+        self.codes = {}
         self.start()
 
     def start(self):
-        """A new generation, with no words."""
-        self.codes, self.words, self.generation, self.shipped = {}, [], new_id(), 0
+        """A new generation, with no words (`codes` emptied in place: a generated chain holds it)."""
+        self.codes.clear()
+        self.words, self.generation, self.shipped = [], new_id(), 0
+
+    def learn(self, word):
+        """A new word's number (for `Numbered`)."""
+        self.words.append(word)
+        return len(self.words) - 1
+
+    def ship(self, values, nested):
+        """A numbered crossing's `values` for the wire: (values, [generation, base, new words]);
+        with `nested` (values tuples appended among the numbers), each number's word instead,
+        and None. A vocabulary grown past VOCABULARY starts over after it shipped."""
+        if nested:
+            words = self.words
+            out = [words[v] if v.__class__ is int else v for v in values], None
+        else:
+            base = self.shipped
+            self.shipped = len(self.words)
+            out = values, [self.generation, base, self.words[base:]]
+        if len(self.words) > VOCABULARY or len(self.codes) > 4 * VOCABULARY:
+            self.start()
+        return out
 
     def code(self, values):
         """(the numbers of `values`, [generation, base, new words]); None when they travel as
@@ -86,6 +114,28 @@ class Vocabulary:
                 codes[i] = code
         self.new += len(words) - before
         return codes
+
+
+class Numbered:
+    """A fields grouping on a one-value str stream, picked in a generated chain of a worker
+    whose one subscriber task elsewhere is fed through a crossing: a word's pick is `~task` for
+    a task of this worker (a negative number), and for the task elsewhere the word's number in
+    the crossing's vocabulary, which the chain appends as it is (no lookup at encoding). The
+    picks are remembered in the vocabulary's `codes`, so they start over with it."""
+
+    __slots__ = ("tasks", "remote", "vocabulary", "memo")
+
+    def __init__(self, tasks, remote, vocabulary):
+        self.tasks, self.remote, self.vocabulary = tasks, remote, vocabulary
+        self.memo = vocabulary.codes
+
+    def __call__(self, word):
+        vocabulary = self.vocabulary
+        if len(self.memo) >= 4 * VOCABULARY and not vocabulary.pending:
+            vocabulary.start()  # local picks alone fill it: nothing of this generation in flight
+        task = self.tasks[stable_hash((word,)) % len(self.tasks)]
+        pick = self.memo[word] = vocabulary.learn(word) if task == self.remote else ~task
+        return pick
 
 
 class Vocabularies:

@@ -215,14 +215,10 @@ def _serve(conn, topology, task_ids, settings):
     # a transport that carries the deliveries between workers itself (Ray mode: actor to actor)
     # hands out a key for each blob it sent (`forward`) and gives a key's blob back (`resolve`)
     forward, resolve = getattr(conn, "forward", None), getattr(conn, "resolve", None)
-    # and it lists the workers started again since (`restarted`), where a process worker is told ("z")
-    restarted = getattr(conn, "restarted", None)
-
-    def forwarded():
-        while restarted:
-            sink.restarted(restarted.pop())
-        return forward(*sink.encoded())
-    encoded = sink.encoded if forward is None else forwarded
+    # and it lists the workers started again since (`restarted`, taken before each frame runs:
+    # numbers a frame appends are of one generation), where a process worker is told ("z")
+    restarted = getattr(conn, "restarted", [])
+    encoded = sink.encoded if forward is None else lambda: forward(*sink.encoded())
     group_of = sink.group_of
     vocabularies = Vocabularies()
     while True:
@@ -233,6 +229,8 @@ def _serve(conn, topology, task_ids, settings):
         message = decode(conn.recv_bytes())
         kind = message[0]
         if kind == "t":
+            while restarted:
+                sink.restarted(restarted.pop())
             started = time.perf_counter()
             _run_all(message[1], run_of)
             n = len(message[1])

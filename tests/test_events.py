@@ -305,3 +305,43 @@ def test_a_records_loop_over_no_record_or_with_nothing_to_cross_leaves_no_span()
     crossing.span([], 0xA)
     records_loop(crossing, [11, 12], [[], []], 0xA)
     assert crossing.spans == [] and sender.encoded()[2] == []
+
+
+def test_a_numbered_pick_gives_tasks_here_as_negatives_and_words_elsewhere_their_numbers():
+    """A fields grouping whose one task elsewhere is fed through a crossing picks, for a word,
+    ~task for a task here and the word's number in the crossing's vocabulary for the task
+    elsewhere (the generated chain appends it as it is). The numbers ship with the words the
+    receiver lacks; a crossing that also got values tuples from other code ships words and
+    tuples instead; the vocabulary starts over in place, emptying the picks with it."""
+    from consecution.runtime.routing import stable_hash
+    from consecution.runtime.vocabulary import Numbered
+
+    sender = EventSink(lambda task: 1)
+    crossing = sender.crossing(6, "lower", 4, "default", None)
+    pick = Numbered((5, 6), 6, crossing.vocabulary)
+    words = [f"w{i}" for i in range(12)]
+    picks = [pick(w) for w in words]
+    remote = [w for w in words if stable_hash((w,)) % 2 == 1]
+    assert picks == [remote.index(w) if w in remote else ~5 for w in words]
+    assert pick.memo == dict(zip(words, picks)) and pick.memo is crossing.vocabulary.codes
+
+    crossing.vocabulary.numbered = True
+    for w in remote:
+        append(crossing, (9,), (pick.memo[w],))
+    _, _, [(_, _, blob)] = sender.encoded()
+    [group] = decode(blob)
+    assert group[5] == 1 and group[6] == list(range(len(remote))) and group[10][1:] == [0, remote]
+    chains = Received()
+    _run_groups([group], chains, EventSink(lambda task: 0), Vocabularies())
+    assert [w for w, _ in chains.ran] == remote
+
+    append(crossing, (9,), (pick.memo[remote[0]],))
+    crossing.values.append((7, 8))  # a values tuple from other code (no new run: same roots)
+    crossing.nested = True
+    _, _, [(_, _, blob)] = sender.encoded()
+    [group] = decode(blob)
+    assert group[5] is None and group[6] == [remote[0], [7, 8]] and group[10] is None
+
+    codes = crossing.vocabulary.codes
+    crossing.vocabulary.start()
+    assert codes is crossing.vocabulary.codes and pick.memo == {} and pick(remote[1]) == 0

@@ -531,11 +531,13 @@ def test_three_workers_cross_to_two_others_each_and_a_failure_fails_only_its_rec
 
 
 @pytest.mark.parametrize("mode", ["process", "ray"])
-def test_words_reach_a_worker_started_again_as_they_were_sent(tmp_path, mode):
+@pytest.mark.parametrize("numbered", [False, True])
+def test_words_reach_a_worker_started_again_as_they_were_sent(tmp_path, mode, numbered):
     """Words cross to the other worker as numbers in a vocabulary both ends keep
-    (runtime/vocabulary.py). A receiving worker killed mid-run is started again knowing no
-    words: the senders' vocabularies start over, so every word it gets afterwards is the word
-    sent, none fails, and every record completes."""
+    (runtime/vocabulary.py): numbered at encoding (a generator's words), or picked as numbers
+    by the fields grouping itself (a function's str). A receiving worker killed mid-run is
+    started again knowing no words: the senders' vocabularies start over, so every word it
+    gets afterwards is the word sent, none fails, and every record completes."""
     from consecution.runtime import Scheduler
 
     marker = tmp_path / "killed"
@@ -561,10 +563,15 @@ def test_words_reach_a_worker_started_again_as_they_were_sent(tmp_path, mode):
                 marker.write_text("")
                 os.kill(os.getpid(), signal.SIGKILL)
 
+    def same(word):
+        return word
+
     t = Topology("vocabulary", max_retries=0)
     t.spout("numbers", range(600))
     t.bolt("words", words, parallelism=2).shuffle_grouping("numbers")
-    t.bolt("note", Note(), parallelism=2).fields_grouping("words", "value")
+    if numbered:  # a str from a function: the fields grouping picks its number (vocabulary.Numbered)
+        t.bolt("same", same, parallelism=2).local_or_shuffle_grouping("words")
+    t.bolt("note", Note(), parallelism=2).fields_grouping("same" if numbered else "words", "value")
     result = Scheduler(t, mode=mode, workers=2, state_dir=str(tmp_path / "state")).run()
     assert marker.exists() and result.recovered > 0
     assert result.completed == 600 and result.failed == 0 and result.given_up == 0
