@@ -33,7 +33,7 @@ that fails fails its roots, as a queued one does, and the ids are acked all the 
 what was queued before), so a group completes. In the usual frame (every run one root, each
 root a member of a group) the columns are made in C-level passes, not a Python loop per run.
 """
-from itertools import compress
+from itertools import compress, repeat
 from operator import itemgetter, sub
 
 from consecution.acker import new_id
@@ -57,6 +57,7 @@ class EventSink:
         self.acks = {}
         self.several = []  # [roots, xor] of acks that name several roots
         self.group_of = {}  # member root -> record group, for the groups run since the last take
+        self.parts = []     # (member roots, group) of the groups run since the last take, for group_of
         self.sends = {}
         self.crossings = {}  # edge -> Crossing, kept: generated chains append to them
 
@@ -104,6 +105,7 @@ class EventSink:
         taken = (self.events, acks, self.sends)
         self.events, self.acks, self.sends, self.several = [], {}, {}, []
         self.group_of.clear()
+        self.parts.clear()
         return taken
 
     def encoded(self):
@@ -185,6 +187,10 @@ class EventSink:
         [target, id, ...] that the receiver acks once it ran them all, each XORed here into
         its target: one per record group whose part this worker ran (its runs' roots are
         members), one per other tracked run (on its roots)."""
+        if self.parts:  # the member roots of the frame's groups, looked up from here on
+            for members, group in self.parts:
+                self.group_of.update(zip(members, repeat(group)))
+            self.parts.clear()
         marks, values = crossing.marks, crossing.values
         step = crossing.width if crossing.width and crossing.width > 1 else 1
         each_roots, starts = marks[::2], marks[1::2]

@@ -32,7 +32,6 @@ import sys
 import threading
 import time
 import traceback as tb_module
-from itertools import repeat
 
 from multiprocess.reduction import ForkingPickler
 
@@ -219,7 +218,7 @@ def _serve(conn, topology, task_ids, settings):
     # numbers a frame appends are of one generation), where a process worker is told ("z")
     restarted = getattr(conn, "restarted", [])
     encoded = sink.encoded if forward is None else lambda: forward(*sink.encoded())
-    group_of = sink.group_of
+    parts = sink.parts
     vocabularies = Vocabularies()
     while True:
         if not conn.poll(1.0):
@@ -241,7 +240,7 @@ def _serve(conn, topology, task_ids, settings):
                     n += len(values)
                     continue
                 if group:  # what its records send on through crossings is acked on the group
-                    group_of.update(zip(roots, repeat(group)))
+                    parts.append((roots, group))
                 chains.run_roots(task_id, source, source_task, stream, flat)(values, roots, tid, group)
                 n += len(roots)
             for count, blob in message[2]:

@@ -104,9 +104,8 @@ def test_runs_of_record_group_members_travel_as_columns_with_one_id_per_group():
     part of. The runs go as columns (roots, counts) and one id per group, which the receiver
     acks on the group once it ran every run; what a run queued is acked on its roots (the
     supervisor resolves members to their group)."""
-    groups = {101: 0xA, 102: 0xA, 103: 0xB}
     sender = EventSink(lambda task: 1)
-    sender.group_of.update(groups)
+    sender.parts += [([101, 102], 0xA), ([103], 0xB)]  # the frame's group parts, as the worker notes them
     crossing = sender.crossing(3, "lower", 1, "default", 1)
     runs = [(101,), (102,), (103,), (101,)]  # a root may come back after another's run
     for roots, words in zip(runs, (["a", "b"], ["c"], ["d", "e", "f"], ["g"])):
