@@ -29,6 +29,7 @@ import os
 import sys
 import time
 import traceback as tb_module
+from itertools import islice
 from types import GeneratorType
 
 from consecution.acker import new_id
@@ -242,13 +243,19 @@ class Chains(Deliveries):
         src, edge = self._source(task, source, source_task, stream, batch=True)
         src.on_fail = ["break"]  # a function's error: the run's trees failed, its other items skipped
         src.start("def run(items, roots_of, counts, ack, roots=()):")
-        src.add(1, "start = 0")
+        if width == "tuples":  # one iterator for all runs (no list a run), past a failed run's rest
+            src.names["islice"] = islice
+            src.on_fail = ["for _ in islice(rest, end - size + rest.__length_hint__()): pass", "break"]
+            src.add(1, "rest, size, end = iter(items), len(items), 0")
+        else:
+            src.add(1, "start = 0")
         src.add(1, "for root, n in zip(roots_of, counts):")
         src.add(2, "roots = (root,) if root.__class__ is int else tuple(root)")
         after_roots = len(src.lines)
         src.add(2, "xor = 0")
         if width == "tuples":  # each item a values tuple already (runtime/vocabulary.py)
-            src.add(2, "for values in items[start:start + n]:")
+            src.add(2, "end += n")
+            src.add(2, "for values in islice(rest, n):")
             self._mark_input(src, 3, None)  # a tuple shared by deliveries of one word: counted
         elif width == 1:
             src.add(2, "for item in items[start:start + n]:")
@@ -262,7 +269,8 @@ class Chains(Deliveries):
         if width != "tuples":
             self._mark_input(src, 3, "values")  # a tuple made for this input
         self._step(src, 3, task, edge)
-        src.add(2, f"start += n * {width}" if width.__class__ is int and width > 1 else "start += n")
+        if width != "tuples":
+            src.add(2, f"start += n * {width}" if width.__class__ is int and width > 1 else "start += n")
         src.add(2, "if xor:")
         src.add(3, "ack(roots, xor)")
         self._roots_per_input(src, after_roots)

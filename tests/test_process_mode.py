@@ -586,3 +586,46 @@ def test_words_reach_a_worker_started_again_as_they_were_sent(tmp_path, mode, nu
     assert all(len(numbers) == 1 for numbers in numbers_of.values())  # no word of another record
     assert all(noted[f"{n}:{part}"] >= 1 for n in range(600) for part in "ab")
     assert set(noted) == {f"{n}:{part}" for n in range(600) for part in "ab"} | {"the", "and"}
+
+
+def test_a_function_that_raises_amid_a_crossing_run_fails_its_record_alone(tmp_path):
+    """The words of one record cross to the other worker as one run. A function there that
+    raises for one of them fails that record (a dead letter, with max_retries 0) and skips the
+    rest of its run; every other record's words reach the sink, each with its own record (the
+    next run does not start with the failed one's rest)."""
+    from consecution.runtime import Scheduler
+
+    def words(n):
+        for part in "abcdef":
+            yield f"{n}:{part}"
+
+    def check(word):
+        n, part = word.split(":")
+        if int(n) % 10 == 3 and part == "a":  # the first of its record's words: the rest come after it
+            raise ValueError(f"no {word}")
+        return word
+
+    class Note(Bolt):
+        def prepare(self, context):
+            self.out = open(tmp_path / f"seen-{os.getpid()}-{context.task_index}", "a")
+
+        def process(self, tup):
+            self.out.write(f"{tup.seqs[0]} {tup[0]}\n")
+            self.out.flush()
+
+    t = Topology("amid", max_retries=0)
+    t.spout("numbers", range(300))
+    t.bolt("words", words, parallelism=2).shuffle_grouping("numbers")
+    t.bolt("check", check, parallelism=2).fields_grouping("words", "value")
+    t.bolt("note", Note(), parallelism=2).local_or_shuffle_grouping("check")
+    result = Scheduler(t, mode="process", workers=2, state_dir=str(tmp_path / "state")).run()
+    assert result.completed == 270 and result.given_up == 30 and result.dead_letters == 30
+    numbers_of, noted = collections.defaultdict(set), set()
+    for path in tmp_path.glob("seen-*"):
+        for line in path.read_text().splitlines():
+            seq, word = line.split(" ")
+            numbers_of[seq].add(word.split(":")[0])
+            noted.add(word)
+    assert all(len(numbers) == 1 for numbers in numbers_of.values())  # each word with its own record
+    assert {f"{n}:{part}" for n in range(300) if n % 10 != 3 for part in "abcdef"} <= noted
+    assert not {f"{n}:a" for n in range(3, 300, 10)} & noted
