@@ -59,7 +59,6 @@ class Chains(Deliveries):
         self.meter = meter  # a Meter (runtime/meter.py): the generated code counts; None: it does not
         self.fused = fused
         self.remote = frozenset(remote)  # auto-ack tasks of other workers: fed through crossings
-        self.numbered = {}  # id(crossing) -> its vocabulary.Numbered pick (delivery.py, `_numbered`)
         self.streams = dict(streams)
         self.streams[FAILURES] = {"default": FAILURE_FIELDS}
         self.tracking = tracking

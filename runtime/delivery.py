@@ -131,23 +131,20 @@ class Deliveries:
                 src.add(d, f"xor ^= {run}({values}, roots, 0)")
                 src.foreign = True
 
-    def _numbered(self, task, stream, outlet, runs, others, depth, value):
+    def _numbered(self, task, stream, outlet, others, inline, value):
         """The `Numbered` pick for a fields grouping on a one-value str `value` whose subscriber
-        has one task elsewhere, fed through a crossing, and its others here inline; None where
-        that does not hold, or where a chain appends values to that crossing already."""
-        if not (value is not None and outlet.kind == "fields" and outlet.positions == (0,) and len(others) == 1
-                and others[0] in self.remote and task.streams[stream] is None
-                and len(runs) <= 2 and depth + 1 < INLINE_DEPTH):
+        has one task elsewhere, fed through a crossing, and its others here `inline`; None
+        where that does not hold, or where a chain appends values to that crossing already."""
+        if not (inline and value is not None and outlet.kind == "fields" and outlet.positions == (0,)
+                and len(others) == 1 and others[0] in self.remote and task.streams[stream] is None):
             return None
-        crossing = task.sink.crossing(others[0], task.component, task.task_id, stream, None)
-        vocabulary = crossing.vocabulary
+        vocabulary = task.sink.crossing(others[0], task.component, task.task_id, stream, None).vocabulary
         if vocabulary.numbered is False:
             return None
         vocabulary.numbered = True
-        pick = self.numbered.get(id(crossing))
-        if pick is None:
-            pick = self.numbered[id(crossing)] = Numbered(outlet.tasks, others[0], vocabulary)
-        return pick
+        if vocabulary.pick is None:
+            vocabulary.pick = Numbered(outlet.tasks, others[0], vocabulary)
+        return vocabulary.pick
 
     def _queue(self, src, d, emitter, emitted_on, target, values, edge, candidates, value=None, coded=False):
         """Queue `values` that `emitter` emitted on stream `emitted_on` for task `target` (a
@@ -176,13 +173,11 @@ class Deliveries:
                     src.add(d, f"{o} = {table}.get({target})")
                     src.add(d, f"if {o} is not None:")
                     into = d + 1
-            numbered = False
-            for crossing_ in crossings.values():
-                vocabulary = crossing_.vocabulary
-                if vocabulary is not None and not coded:
-                    if vocabulary.numbered is None:
-                        vocabulary.numbered = False  # a chain appends values to it: no numbers
-                    numbered = numbered or vocabulary.numbered
+            vocabularies = [c.vocabulary for c in crossings.values() if c.vocabulary is not None]
+            for vocabulary in vocabularies:
+                if vocabulary.numbered is None and not coded:
+                    vocabulary.numbered = False  # a chain appends values to it: no numbers
+            numbered = not coded and any(v.numbered for v in vocabularies)
             if coded:
                 item = target
             elif numbered:  # numbers come from elsewhere: values tuples among them, as lists
@@ -236,7 +231,8 @@ class Deliveries:
             runs_n = src.name("RUNS", runs)
             target = src.var("t")
             others = [t for t in outlet.tasks if t not in runs]  # queued: not in this process, or not auto-ack
-            numbered = self._numbered(task, stream, outlet, runs, others, depth, value)
+            inline = len(runs) <= 2 and depth + 1 < INLINE_DEPTH  # the fused targets inline, the rest queued
+            numbered = self._numbered(task, stream, outlet, others, inline, value)
             if numbered is not None:  # a word's pick: ~task here, or its number for the task elsewhere
                 memo, pick = src.name("memo", numbered.memo), src.name("pick", numbered)
                 src.add(d, "try:")
@@ -268,7 +264,7 @@ class Deliveries:
                 src.add(d, f"{target} = {src.name('TASKS', outlet.tasks)}[{turn}]")
             else:
                 src.add(d, f"{target} = {outlet.tasks[0]!r}")
-            if len(runs) <= 2 and depth + 1 < INLINE_DEPTH:  # the fused targets inline, the rest queued
+            if inline:
                 for i, fused in enumerate(runs):
                     src.add(d, f"{'if' if i == 0 else 'elif'} {target} == {~fused if numbered else fused!r}:")
                     into = self.fused[fused]

@@ -160,25 +160,20 @@ class EventSink:
         record with deliveries a run on its one root, and one id per record group (per run
         when the group is 0), in C-level passes per span."""
         step = crossing.width if crossing.width and crossing.width > 1 else 1
-        ack, roots, counts, ids = self.ack, [], [], []
+        ack, roots, counts, ids, named = self.ack, [], [], [], set()
         for roots_of, starts, end, group in crossing.spans:
-            ends = starts[1:]
-            ends.append(end)
-            sizes = list(map(sub, ends, starts))
+            sizes = _sizes(starts, end)
             if step > 1:
                 sizes = [n // step for n in sizes]
             mine = list(compress(roots_of, sizes))
             roots += mine
             counts += filter(None, sizes)
-            if group and group not in ids[::2]:
-                tid = new_id()
-                ack((group,), tid)
-                ids += (group, tid)
-            elif not group:
-                for root in mine:
+            for target in ((group,) if group else mine):  # one id per group, else per run
+                if target not in named:
+                    named.add(target)
                     tid = new_id()
-                    ack((root,), tid)
-                    ids += (root, tid)
+                    ack((target,), tid)
+                    ids += (target, tid)
         return len(crossing.values) // step, roots, counts, ids
 
     def _runs(self, crossing):
@@ -281,15 +276,18 @@ class Crossing:
         self.nested = False
 
 
+def _sizes(starts, end):
+    """How many values each record of a span appended: from its start to the next one's."""
+    return list(map(sub, starts[1:] + [end], starts))
+
+
 def _spans_as_marks(crossing):
     """A crossing that records loops and other code appended to in one frame: its spans as
     marks, [roots, start, ...] in the order of their deliveries (each span's records with
     deliveries, each on its one root)."""
     entries = [(crossing.marks[i + 1], i, crossing.marks[i]) for i in range(0, len(crossing.marks), 2)]
     for roots_of, starts, end, _ in crossing.spans:
-        ends = starts[1:]
-        ends.append(end)
-        entries += [(start, -1, (root,)) for root, start, stop in zip(roots_of, starts, ends) if stop > start]
+        entries += [(start, -1, (root,)) for root, start, size in zip(roots_of, starts, _sizes(starts, end)) if size]
     entries.sort(key=FIRST)  # a start is where one appender's deliveries begin: no two are equal
     crossing.marks[:] = [x for start, _, roots in entries for x in (roots, start)]
     crossing.spans.clear()

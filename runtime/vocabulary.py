@@ -29,6 +29,7 @@ from consecution.acker import new_id
 from .routing import stable_hash
 
 VOCABULARY = 1 << 16  # words a vocabulary holds at most before it starts over
+PICKS = 4 * VOCABULARY  # picks a Numbered remembers (its tasks' words too) before it starts over
 TRIAL = 4096          # values a vocabulary codes before it judges whether coding pays
 
 
@@ -37,12 +38,13 @@ class Vocabulary:
     encoding (`code`), or, where the generated chain appends numbers itself (`numbered`: a
     fields grouping's pick gives them, `Numbered`), as they are picked (`learn`, `ship`)."""
 
-    __slots__ = ("codes", "words", "generation", "shipped", "coded", "new", "on", "numbered", "pending")
+    __slots__ = ("codes", "words", "generation", "shipped", "coded", "new", "on", "numbered", "pending", "pick")
 
     def __init__(self, pending=()):
         self.on = True
         self.coded = self.new = 0  # values coded, and of them new words, for `on`
         self.numbered = None  # True: the chain appends numbers; False: values; None: not yet known
+        self.pick = None  # with `numbered`, the `Numbered` pick whose numbers the chain appends
         self.pending = pending  # the crossing's values: numbers in them are of this generation
         self.codes = {}
         self.start()
@@ -65,12 +67,15 @@ class Vocabulary:
             words = self.words
             out = [words[v] if v.__class__ is int else v for v in values], None
         else:
-            base = self.shipped
-            self.shipped = len(self.words)
-            out = values, [self.generation, base, self.words[base:]]
-        if len(self.words) > VOCABULARY or len(self.codes) > 4 * VOCABULARY:
+            out = values, self._news()
+        if len(self.words) > VOCABULARY or len(self.codes) > PICKS:
             self.start()
         return out
+
+    def _news(self):
+        """[generation, base, the words the receiver lacks]; from now on it holds them all."""
+        base, self.shipped = self.shipped, len(self.words)
+        return [self.generation, base, self.words[base:]]
 
     def code(self, values):
         """(the numbers of `values`, [generation, base, new words]); None when they travel as
@@ -90,9 +95,7 @@ class Vocabulary:
         self.coded += len(values)
         if self.coded >= TRIAL and self.new * 2 > self.coded:
             self.on = False  # from the next blob: mostly new values
-        base = self.shipped
-        self.shipped = len(self.words)
-        return codes, [self.generation, base, self.words[base:]]
+        return codes, self._news()
 
     def _learn(self, values, codes):
         """`codes` with a number for each value that had none (new words numbered in order);
@@ -131,7 +134,7 @@ class Numbered:
 
     def __call__(self, word):
         vocabulary = self.vocabulary
-        if len(self.memo) >= 4 * VOCABULARY and not vocabulary.pending:
+        if len(self.memo) >= PICKS and not vocabulary.pending:
             vocabulary.start()  # local picks alone fill it: nothing of this generation in flight
         task = self.tasks[stable_hash((word,)) % len(self.tasks)]
         pick = self.memo[word] = vocabulary.learn(word) if task == self.remote else ~task
