@@ -588,7 +588,8 @@ def test_words_reach_a_worker_started_again_as_they_were_sent(tmp_path, mode, nu
     assert set(noted) == {f"{n}:{part}" for n in range(600) for part in "ab"} | {"the", "and"}
 
 
-def test_a_function_that_raises_amid_a_crossing_run_fails_its_record_alone(tmp_path):
+@pytest.mark.parametrize("mode", ["process", "ray"])
+def test_a_function_that_raises_amid_a_crossing_run_fails_its_record_alone(tmp_path, mode):
     """The words of one record cross to the other worker as one run. A function there that
     raises for one of them fails that record (a dead letter, with max_retries 0) and skips the
     rest of its run; every other record's words reach the sink, each with its own record (the
@@ -618,7 +619,7 @@ def test_a_function_that_raises_amid_a_crossing_run_fails_its_record_alone(tmp_p
     t.bolt("words", words, parallelism=2).shuffle_grouping("numbers")
     t.bolt("check", check, parallelism=2).fields_grouping("words", "value")
     t.bolt("note", Note(), parallelism=2).local_or_shuffle_grouping("check")
-    result = Scheduler(t, mode="process", workers=2, state_dir=str(tmp_path / "state")).run()
+    result = Scheduler(t, mode=mode, workers=2, state_dir=str(tmp_path / "state")).run()
     assert result.completed == 270 and result.given_up == 30 and result.dead_letters == 30
     numbers_of, noted = collections.defaultdict(set), set()
     for path in tmp_path.glob("seen-*"):
